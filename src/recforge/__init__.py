@@ -1,0 +1,14 @@
+"""recforge: trustworthy, fast recommendations from interaction logs."""
+
+from recforge.errors import ConfigError, DataError, NotFittedError, RecforgeError, UnknownIdError
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConfigError",
+    "DataError",
+    "NotFittedError",
+    "RecforgeError",
+    "UnknownIdError",
+    "__version__",
+]

@@ -1,0 +1,61 @@
+"""The ``recforge`` command. Every subcommand calls one library function; output is printed with rich.
+
+Subcommand groups live next to their library code and are listed in the literal table ``COMMANDS``:
+each entry is "module:function" where ``function(subparsers)`` adds its parser(s) and sets ``func`` on them.
+``func(args) -> int`` returns the exit code. Exit codes: 0 ok, 2 usage/config error, 1 data error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from rich.console import Console
+
+from recforge.errors import RecforgeError
+
+COMMANDS: list[str] = [
+    "recforge.commands.core:add_commands",
+]
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="recforge", description="Recommender systems: train, evaluate, serve.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for target in COMMANDS:
+        module, _, fn = target.partition(":")
+        getattr(importlib.import_module(module), fn)(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit code (0 ok, 1 data error, 2 usage/config error)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse exits 2 on usage errors, 0 on --help
+        return int(exc.code or 0)
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except RecforgeError as exc:
+        if args.debug:
+            raise
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Data layer: vocabularies, interaction logs, catalogs, readers, named datasets and splits."""

@@ -1,0 +1,1 @@
+"""Models: one file each (config dataclass, optional nn.Module, Recommender adapter). See ``recforge.registry``."""
