@@ -11,7 +11,7 @@ import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Self
+from typing import Any, ClassVar, Literal, Protocol, Self, runtime_checkable
 
 import numpy as np
 import scipy.sparse as sp
@@ -41,6 +41,20 @@ class Recommendations:
             {"user": u, "items": it, "scores": sc, "fallback": fb}
             for u, it, sc, fb in zip(self.users, self.items, self.scores, self.fallback)
         ]
+
+
+@runtime_checkable
+class EmbeddingModel(Protocol):
+    """Optional protocol: a model whose score is ``user_vector · item_vector`` (serving uses it for /similar and
+    for faiss retrieval on large catalogs). Models without it get a co-occurrence fallback for /similar."""
+
+    def item_embeddings(self) -> torch.Tensor:
+        """Item vectors, float (n_items+1, d); row 0 is padding."""
+        ...
+
+    def user_embeddings(self, users: np.ndarray) -> torch.Tensor:
+        """Dense user ids (U,) -> query vectors (U, d) such that ``score(users)[:, 1:] == q @ items[1:].T``."""
+        ...
 
 
 class Recommender:
