@@ -1,9 +1,186 @@
-"""Core subcommands: data, train, evaluate, recommend, compare, quickstart."""
+"""Core subcommands: train, evaluate, recommend, compare, quickstart."""
 
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+
+from recforge.errors import UnknownIdError
+
+QUICKSTART_MODELS = ("popular", "itemknn", "ease", "als")
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    """Register the core subcommands (filled in as the foundation lands)."""
+    """Register train / evaluate / recommend / compare / quickstart."""
+    p = sub.add_parser("train", help="train and evaluate a model; writes a run folder")
+    p.add_argument("model", help="registered model name (see `recforge models`)")
+    p.add_argument("--data", default=None, help="dataset name or path (default: the bundled ml-latest-small)")
+    p.add_argument("--config", default=None, help="TOML run config")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set model.lambda_=300 --set split.kind=temporal")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--out", default=None, help="run folder (default: runs/<model>-<data>-<time>)")
+    p.add_argument("--resume", default=None, metavar="RUN", help="resume an interrupted run folder (neural models)")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="evaluate a run's saved model again (full ranking)")
+    p.add_argument("run")
+    p.add_argument("--on", choices=("valid", "test"), default="test")
+    p.add_argument("--metrics", nargs="+", default=None)
+    p.add_argument("--protocol", choices=("full", "sampled-uniform", "sampled-popularity"), default="full")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("recommend", help="top-k items for a user from a run folder")
+    p.add_argument("run")
+    p.add_argument("--user", required=True, help="external user id")
+    p.add_argument("-k", type=int, default=10)
+    p.add_argument("--include-seen", action="store_true", help="do not mask items the user already has")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=cmd_recommend)
+
+    p = sub.add_parser("compare", help="one leaderboard table over several run folders")
+    p.add_argument("runs", nargs="+")
+    p.add_argument("--on", choices=("valid", "test"), default="test")
+    p.add_argument("--force", action="store_true", help="compare runs evaluated on different splits anyway")
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("models", help="list registered models")
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("quickstart", help="train MostPopular, ItemKNN, EASE and ALS on the bundled dataset")
+    p.add_argument("--out", default="runs/quickstart")
+    p.add_argument("--data", default="ml-latest-small")
+    p.set_defaults(func=cmd_quickstart)
+
+
+def _console() -> Any:
+    from recforge.cli import console
+
+    return console
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from recforge.runs import load_run, resolve_config, train_run
+
+    if args.resume:
+        run = load_run(args.resume)
+        cfg = run.config
+        out = run.path
+    else:
+        cfg = resolve_config(args.model, args.data, args.config, args.overrides, args.seed)
+        out = args.out
+    run = train_run(cfg, out=out, resume=bool(args.resume))
+    print_leaderboard([{"run": run.name, "model": run.meta["model"], "metrics": _public(run.metrics["test"])}],
+                      title=f"test metrics ({run.meta['split']['splitter']}, full ranking, seen items masked)")
+    _console().print(f"run folder: [bold]{run.path}[/]")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from recforge.runs import load_run, reevaluate
+
+    run = load_run(args.run)
+    report = reevaluate(run, on=args.on, metrics=tuple(args.metrics) if args.metrics else None, protocol=args.protocol)
+    for w in report.info["warnings"]:
+        _console().print(f"[bold yellow]WARNING:[/] {w}")
+    print_leaderboard([{"run": run.name, "model": run.meta["model"], "metrics": report.metrics}],
+                      title=f"{args.on} metrics ({args.protocol} ranking, {report.info['n_users']} users)")
+    return 0
+
+
+def _lookup_user(vocab: Any, raw: str) -> Any:
+    """CLI ids arrive as strings; datasets may use ints."""
+    if raw in vocab:
+        return raw
+    try:
+        as_int = int(raw)
+    except ValueError:
+        as_int = None
+    if as_int is not None and as_int in vocab:
+        return as_int
+    raise UnknownIdError(f"unknown user {raw!r}")
+
+
+def cmd_recommend(args: argparse.Namespace) -> int:
+    from recforge.runs import load_run
+
+    model = load_run(args.run).model
+    user = _lookup_user(model.user_vocab, args.user)
+    recs = model.recommend([user], k=args.k, exclude_seen=not args.include_seen)
+    if args.json:
+        _console().print_json(json.dumps(recs.to_dict()[0], default=str))
+        return 0
+    table = Table(title=f"top-{args.k} for user {user}")
+    table.add_column("rank", justify="right")
+    table.add_column("item")
+    table.add_column("score", justify="right")
+    for rank, (item, score) in enumerate(zip(recs.items[0], recs.scores[0]), 1):
+        table.add_row(str(rank), str(item), f"{score:.4f}")
+    _console().print(table)
+    return 0
+
+
+def _public(metrics: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in metrics.items() if not k.startswith("_")}
+
+
+def print_leaderboard(rows: list[dict[str, Any]], title: str) -> None:
+    """Rows of {"run", "model", "metrics": {name: {mean, ci_low, ci_high}}} as a rich table (mean [95% CI])."""
+    names = list(rows[0]["metrics"]) if rows else []
+    table = Table(title=title)
+    table.add_column("run")
+    table.add_column("model")
+    for n in names:
+        table.add_column(n, justify="right")
+    for row in rows:
+        cells = []
+        for n in names:
+            m = row["metrics"].get(n)
+            cells.append("-" if m is None else f"{m['mean']:.4f} [{m['ci_low']:.4f}, {m['ci_high']:.4f}]")
+        table.add_row(row["run"], str(row["model"]), *cells)
+    _console().print(table)
+    _console().print("[dim]mean [95% bootstrap CI] over users[/]")
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from recforge.runs import compare_runs
+
+    rows = compare_runs(args.runs, on=args.on, force=args.force)
+    rows.sort(key=lambda r: -next(iter(r["metrics"].values()))["mean"])
+    print_leaderboard(rows, title=f"{args.on} leaderboard")
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from recforge.registry import MODELS
+
+    for name, target in MODELS.items():
+        _console().print(f"{name:12s} {target}")
+    return 0
+
+
+def cmd_quickstart(args: argparse.Namespace) -> int:
+    """The main job: the classic models on the bundled ML-latest-small, one leaderboard with CIs."""
+    from recforge.runs import load_data, make_split, resolve_config, train_run
+
+    console = _console()
+    base = resolve_config("popular", args.data)
+    dataset = load_data(base)
+    split = make_split(base, dataset.interactions)
+    console.print(f"[bold]recforge quickstart[/] on {args.data}: {split.summary()}")
+    rows = []
+    for name in QUICKSTART_MODELS:
+        cfg = resolve_config(name, args.data)
+        with console.status(f"training {name} ..."):
+            run = train_run(cfg, out=Path(args.out) / name, dataset=dataset, split=split)
+        rows.append({"run": str(run.path), "model": name, "metrics": _public(run.metrics["test"]),
+                     "fit_s": run.meta["timings"]["fit_s"]})
+        console.print(f"  {name}: fit {run.meta['timings']['fit_s']:.1f}s, "
+                      f"ndcg@10 {run.metrics['test']['ndcg@10']['mean']:.4f}")
+    rows.sort(key=lambda r: -r["metrics"]["ndcg@10"]["mean"])
+    print_leaderboard(rows, title="quickstart leaderboard (leave-last-out, full ranking, seen items masked)")
+    return 0
