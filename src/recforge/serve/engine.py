@@ -1,0 +1,212 @@
+"""ModelHandle: one loaded model plus what serving derives from it (id lookup, retriever, item-item similarity).
+
+A handle is immutable once built; the app swaps handles atomically on reload, so a request that picked up the old
+handle finishes on it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from recforge.data.vocab import Vocab
+from recforge.errors import ConfigError, DataError, RecforgeError, UnknownIdError
+from recforge.index import Retriever, build_retriever
+from recforge.models.base import EmbeddingModel, Recommender, load_model
+from recforge.serve.settings import ServeSettings
+
+log = logging.getLogger(__name__)
+
+
+def resolve_model_dir(path: str | Path) -> Path:
+    """A run folder (with ``model/``) or a model directory -> the directory holding model.json."""
+    path = Path(path)
+    if (path / "model" / "model.json").is_file():
+        return path / "model"
+    if (path / "model.json").is_file():
+        return path
+    if not path.exists():
+        raise DataError(f"artifact not found: {path}")
+    raise DataError(f"not a run folder or model directory (no model/model.json or model.json): {path}")
+
+
+def load_artifact(path: str | Path) -> tuple[Recommender, str]:
+    """Load a model for serving -> (model, version). Any failure is one DataError line."""
+    model_dir = resolve_model_dir(path)
+    try:
+        model = load_model(model_dir)
+    except RecforgeError as exc:
+        raise DataError(f"cannot load model from {model_dir}: {exc}") from None
+    except Exception as exc:  # corrupt JSON fields, wrong tensor shapes: report, never a traceback
+        raise DataError(f"corrupt model artifact in {model_dir}: {type(exc).__name__}: {exc}") from None
+    digest = hashlib.sha256()
+    for name in ("model.json", "model.safetensors"):
+        with open(model_dir / name, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+    return model, f"{model.name}-{digest.hexdigest()[:12]}"
+
+
+def lookup(vocab: Vocab, external: Any) -> int:
+    """External id -> dense id (0 when unknown). JSON "42" also matches an integer id 42 and vice versa."""
+    dense = int(vocab.encode([external], on_unknown="zero")[0])
+    if dense == 0 and isinstance(external, str) and external.lstrip("-").isdigit():
+        dense = int(vocab.encode([int(external)], on_unknown="zero")[0])
+    elif dense == 0 and isinstance(external, int):
+        dense = int(vocab.encode([str(external)], on_unknown="zero")[0])
+    return dense
+
+
+def encode(vocab: Vocab, ids: list[Any]) -> tuple[np.ndarray, list[Any]]:
+    """External ids -> (known dense ids int64 (n,), unknown external ids)."""
+    dense = np.array([lookup(vocab, x) for x in ids], dtype=np.int64)
+    return dense[dense > 0], [x for x, d in zip(ids, dense) if d == 0]
+
+
+class ModelHandle:
+    """A model ready to serve. Built once (possibly slowly: index build, warm-up) before it is swapped in."""
+
+    def __init__(self, model: Recommender, version: str, source: str, settings: ServeSettings):
+        model._check_fitted()
+        self.model, self.version, self.source, self.settings = model, version, source, settings
+        self.loaded_at = time.time()
+        self.n_items = model.n_items
+        self.retriever: Retriever | None = None
+        self.item_unit: torch.Tensor | None = None
+        if isinstance(model, EmbeddingModel):
+            vectors = model.item_embeddings().detach().float()
+            if vectors.shape[0] != self.n_items + 1:
+                raise DataError(f"item_embeddings() has {vectors.shape[0]} rows, expected n_items+1={self.n_items + 1}")
+            if settings.index != "exact" and (settings.index != "auto" or self.n_items >= settings.ann_threshold):
+                self.retriever = build_retriever(vectors, settings.index, ann_threshold=settings.ann_threshold)
+            self.item_unit = torch.nn.functional.normalize(vectors, dim=1)
+        else:
+            # Co-occurrence fallback for /similar: item rows of the binary training matrix (items x users).
+            self.item_users = model.seen_.T.tocsr().astype(np.float32)
+            self.item_norm = np.sqrt(np.asarray(self.item_users.sum(axis=1)).ravel()).astype(np.float32)
+        self._warm_up()
+
+    def _warm_up(self) -> None:
+        """Score once so the first real request does not pay for lazy initialisation; fails early on broken models."""
+        try:
+            if self.model.n_users:
+                self.model.recommend([self.model.user_vocab.ids[0]], k=1)
+        except Exception as exc:
+            raise DataError(f"model {self.version} fails to score: {type(exc).__name__}: {exc}") from None
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "model": self.model.name,
+            "version": self.version,
+            "source": self.source,
+            "n_users": self.model.n_users,
+            "n_items": self.n_items,
+            "supports_histories": self.model.supports_histories,
+            "index": self.retriever.info if self.retriever is not None else None,
+            "loaded_at": self.loaded_at,
+        }
+
+    # ------------------------------------------------------------------ recommend
+    @torch.inference_mode()
+    def recommend_user(
+        self, user: Any, k: int, exclude: list[Any], exclude_seen: bool, feedback: list[Any]
+    ) -> dict[str, Any]:
+        """Top-k for a user id; ``feedback`` holds the user's live feedback item ids (oldest first)."""
+        model = self.model
+        k = min(k, self.n_items)
+        dense_user = lookup(model.user_vocab, user)
+        excl, ignored = encode(model.item_vocab, exclude)
+        fb, _ = encode(model.item_vocab, feedback)  # items new since training cannot be scored; they stay in the store
+        if dense_user == 0 and not (len(fb) and model.supports_histories):
+            if self.settings.on_unknown == "404":
+                raise UnknownIdError(f"unknown user_id {user!r}")
+            rec = model.recommend([user], k=k, exclude_seen=False, on_unknown="popular", exclude=exclude)
+            return self._result(user, rec.items[0], rec.scores[0], "popular", True, ignored)
+        seen = model.seen_[[dense_user]].indices.astype(np.int64) if dense_user else np.zeros(0, np.int64)
+        if len(fb) and model.supports_histories:
+            # Live feedback: score the training history followed by the new events (order matters for sequences).
+            base = model.user_history(dense_user) if hasattr(model, "user_history") and dense_user else seen
+            history = np.concatenate([base, fb])[-self.settings.max_history :]
+            scores = model.score_histories([history])[0]
+            source = "history"
+        elif self.retriever is not None:
+            return self._retrieve(user, dense_user, k, excl, seen if exclude_seen else None, fb, ignored)
+        else:
+            scores = model.score(np.array([dense_user]))[0]
+            source = "model"
+        mask = [excl]
+        if exclude_seen:
+            mask += [seen, fb]
+        scores[torch.from_numpy(np.concatenate(mask))] = -torch.inf
+        return self._top(user, scores, k, source, ignored)
+
+    @torch.inference_mode()
+    def recommend_history(self, history: list[Any], k: int, exclude: list[Any], exclude_seen: bool) -> dict[str, Any]:
+        """Top-k for an anonymous session (oldest item first); unknown items are ignored and listed."""
+        if not self.model.supports_histories:
+            raise ConfigError(f"model {self.model.name!r} cannot score ad-hoc histories; send user_id instead")
+        dense, ignored = encode(self.model.item_vocab, history)
+        excl, ignored_excl = encode(self.model.item_vocab, exclude)
+        scores = self.model.score_histories([dense[-self.settings.max_history :]])[0]
+        scores[torch.from_numpy(np.concatenate([excl, dense if exclude_seen else excl[:0]]))] = -torch.inf
+        return self._top(None, scores, min(k, self.n_items), "history", ignored + ignored_excl)
+
+    def _retrieve(
+        self, user: Any, dense_user: int, k: int, excl: np.ndarray, seen: np.ndarray | None, fb: np.ndarray, ignored: list
+    ) -> dict[str, Any]:
+        """Top-k through the retriever: ask for extra candidates to survive the exclusions, then filter."""
+        banned = set(excl.tolist()) | (set(seen.tolist()) | set(fb.tolist()) if seen is not None else set())
+        query = self.model.user_embeddings(np.array([dense_user]))
+        scores, ids = self.retriever.search(query, min(k + len(banned), self.n_items))
+        keep = [(i, s) for i, s in zip(ids[0].tolist(), scores[0].tolist()) if i > 0 and i not in banned][:k]
+        items = self.model.item_vocab.decode([i for i, _ in keep])
+        return self._result(user, items, [s for _, s in keep], "model", False, ignored)
+
+    def _top(self, user: Any, scores: torch.Tensor, k: int, source: str, ignored: list) -> dict[str, Any]:
+        top = torch.topk(scores, k)
+        keep = torch.isfinite(top.values)
+        items = self.model.item_vocab.decode(top.indices[keep].numpy())
+        return self._result(user, items, top.values[keep].tolist(), source, False, ignored)
+
+    def _result(self, user: Any, items: list, scores: list, source: str, fallback: bool, ignored: list) -> dict[str, Any]:
+        return {
+            "user_id": user,
+            "items": [{"item": i, "score": float(s)} for i, s in zip(items, scores)],
+            "source": source,
+            "fallback": fallback,
+            "ignored": ignored,
+            "model_version": self.version,
+        }
+
+    # ------------------------------------------------------------------ similar
+    @torch.inference_mode()
+    def similar(self, item: Any, k: int) -> dict[str, Any]:
+        """Items most similar to ``item``: cosine of item vectors, or of co-occurrence columns when there are none."""
+        dense = lookup(self.model.item_vocab, item)
+        if dense == 0:
+            raise UnknownIdError(f"unknown item_id {item!r}")
+        k = min(k, self.n_items - 1)
+        if self.item_unit is not None:
+            if self.retriever is not None:  # large catalog: inner-product neighbours through the index
+                scores, ids = self.retriever.search(self.item_unit[[dense]], k + 1)
+                sims = torch.full((self.n_items + 1,), -torch.inf)
+                sims[ids[0]] = scores[0]
+            else:
+                sims = self.item_unit @ self.item_unit[dense]
+            method = "embedding"
+        else:
+            co = (self.item_users @ self.item_users[[dense]].T).toarray().ravel()
+            denom = self.item_norm * self.item_norm[dense]
+            sims = torch.from_numpy(np.divide(co, denom, out=np.zeros_like(co), where=denom > 0))
+            sims[sims <= 0] = -torch.inf  # never co-occurred: not "similar"
+            method = "cooccurrence"
+        sims[0] = -torch.inf
+        sims[dense] = -torch.inf
+        out = self._top(None, sims, max(k, 1), "model", [])
+        return {"item_id": item, "items": out["items"], "method": method, "model_version": self.version}

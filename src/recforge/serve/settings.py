@@ -1,0 +1,48 @@
+"""ServeSettings: everything the HTTP service is configured with (passed to ``create_app``; no globals)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from recforge.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    """Configuration of one service instance."""
+
+    #: bearer token for /admin routes; None disables them (403).
+    admin_token: str | None = None
+    #: unknown users: "popular" (popularity fallback, flagged in the response) or "404".
+    on_unknown: Literal["popular", "404"] = "popular"
+    #: SQLite file for feedback (WAL journal); created when missing.
+    feedback_db: str = "feedback.sqlite"
+    #: SQLite synchronous level: "full" fsyncs every commit (survives power loss), "normal" survives process crashes.
+    sync: Literal["full", "normal"] = "full"
+    #: request bodies larger than this are refused with 413.
+    max_body_bytes: int = 64 * 1024
+    #: retrieval for embedding models: "auto" (faiss HNSW at >= ann_threshold items, else plain scoring) or a kind.
+    index: Literal["auto", "exact", "flat", "hnsw", "ivf"] = "auto"
+    #: catalog size from which "auto" switches to approximate search.
+    ann_threshold: int = 200_000
+    #: feedback events that do NOT extend a user's history (negative or passive signals).
+    negative_events: tuple[str, ...] = ("skip", "dislike", "impression")
+    #: only the most recent items of a history are scored (bounds latency for long-lived users).
+    max_history: int = 200
+
+    def __post_init__(self) -> None:
+        if self.on_unknown not in ("popular", "404"):
+            raise ConfigError(f"on_unknown must be 'popular' or '404', got {self.on_unknown!r}")
+        if self.sync not in ("full", "normal"):
+            raise ConfigError(f"sync must be 'full' or 'normal', got {self.sync!r}")
+        if self.index not in ("auto", "exact", "flat", "hnsw", "ivf"):
+            raise ConfigError(f"index must be one of auto/exact/flat/hnsw/ivf, got {self.index!r}")
+        if self.max_body_bytes < 1024:
+            raise ConfigError(f"max_body_bytes must be >= 1024, got {self.max_body_bytes}")
+        if self.ann_threshold < 1:
+            raise ConfigError(f"ann_threshold must be >= 1, got {self.ann_threshold}")
+        if self.max_history < 1:
+            raise ConfigError(f"max_history must be >= 1, got {self.max_history}")
+        if self.admin_token is not None and len(self.admin_token) < 8:
+            raise ConfigError(f"admin_token must have at least 8 characters, got {len(self.admin_token)}")

@@ -1,0 +1,132 @@
+"""FeedbackStore: user feedback in SQLite (WAL journal), durable before it is acknowledged; Parquet export.
+
+Ids are stored with their JSON type (integer or text), so ``42`` and ``"42"`` stay distinct, as in the vocabularies.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from recforge.errors import DataError
+
+log = logging.getLogger(__name__)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS feedback (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    user NOT NULL,  -- no declared type: values keep their JSON type (integer or text)
+    item NOT NULL,
+    event TEXT NOT NULL,
+    ts REAL NOT NULL,
+    value REAL,
+    received REAL NOT NULL,
+    model_version TEXT
+);
+CREATE INDEX IF NOT EXISTS feedback_user ON feedback(user, id);
+"""
+
+
+class FeedbackStore:
+    """One SQLite connection guarded by a lock (SQLite serialises writers anyway).
+
+    ``add`` returns only after the transaction is committed, so an acknowledged event survives a crash of the process
+    (``sync="normal"``) or of the machine (``sync="full"``, an fsync per commit).
+    """
+
+    def __init__(self, path: str | Path, sync: str = "full"):
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # isolation_level=None: we issue BEGIN/COMMIT ourselves, so "committed" means exactly that.
+            self._conn = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute(f"PRAGMA synchronous={'FULL' if sync == 'full' else 'NORMAL'}")
+            self._conn.execute("PRAGMA busy_timeout=5000")
+            self._conn.executescript(_SCHEMA)
+        except sqlite3.Error as exc:
+            raise DataError(f"cannot open feedback store: {exc}", path=str(path)) from None
+        self._lock = threading.Lock()
+
+    def add(
+        self,
+        user: Any,
+        item: Any,
+        event: str = "click",
+        ts: float | None = None,
+        value: float | None = None,
+        model_version: str | None = None,
+    ) -> int:
+        """Insert and commit one event; returns its row id."""
+        now = time.time()
+        with self._lock:
+            cur = self._conn.execute(
+                "INSERT INTO feedback (user, item, event, ts, value, received, model_version) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (user, item, event, now if ts is None else float(ts), value, now, model_version),
+            )
+            return int(cur.lastrowid)
+
+    def history(self, user: Any, exclude_events: tuple[str, ...] = (), limit: int = 200) -> list[Any]:
+        """The user's most recent ``limit`` item ids (oldest first), leaving out ``exclude_events``."""
+        marks = ",".join("?" * len(exclude_events))
+        where = f"AND event NOT IN ({marks})" if exclude_events else ""
+        with self._lock:
+            rows = self._conn.execute(
+                f"SELECT item FROM feedback WHERE user = ? {where} ORDER BY id DESC LIMIT ?",
+                (user, *exclude_events, limit),
+            ).fetchall()
+        return [r[0] for r in reversed(rows)]
+
+    def count(self) -> int:
+        with self._lock:
+            return int(self._conn.execute("SELECT COUNT(*) FROM feedback").fetchone()[0])
+
+    def rows(self) -> list[tuple]:
+        """All events as (id, user, item, event, ts, value, received, model_version), in insertion order."""
+        with self._lock:
+            return self._conn.execute(
+                "SELECT id, user, item, event, ts, value, received, model_version FROM feedback ORDER BY id"
+            ).fetchall()
+
+    def export_parquet(self, out: str | Path) -> int:
+        """Write every event to a Parquet file (columns user_id, item_id, event, timestamp, value, ...); returns rows.
+
+        Ids become strings when a column mixes integers and strings (Parquet columns have one type)."""
+        import polars as pl
+
+        rows = self.rows()
+        cols = list(zip(*rows)) if rows else [()] * 8
+        users, items = _one_type(cols[1]), _one_type(cols[2])
+        frame = pl.DataFrame(
+            {
+                "id": pl.Series(cols[0], dtype=pl.Int64),
+                "user_id": users,
+                "item_id": items,
+                "event": pl.Series(cols[3], dtype=pl.Utf8),
+                "timestamp": pl.Series(cols[4], dtype=pl.Float64),
+                "value": pl.Series(cols[5], dtype=pl.Float64),
+                "received": pl.Series(cols[6], dtype=pl.Float64),
+                "model_version": pl.Series(cols[7], dtype=pl.Utf8),
+            }
+        )
+        out = Path(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        frame.write_parquet(out)
+        log.info("exported %d feedback events to %s", len(frame), out)
+        return len(frame)
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+
+def _one_type(values: tuple) -> Any:
+    import polars as pl
+
+    if values and all(isinstance(v, int) for v in values):
+        return pl.Series(values, dtype=pl.Int64)
+    return pl.Series([str(v) for v in values], dtype=pl.Utf8)
