@@ -18,6 +18,7 @@ from recforge.errors import RecforgeError
 
 COMMANDS: list[str] = [
     "recforge.commands.core:add_commands",
+    "recforge.commands.serve:add_commands",
 ]
 
 console = Console()

@@ -1,0 +1,80 @@
+"""Serving subcommands: ``recforge serve RUN`` and ``recforge feedback export``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from rich.console import Console
+
+from recforge.errors import DataError
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    """Register ``serve`` and ``feedback export``."""
+    p = sub.add_parser("serve", help="serve a run folder (or model directory) over HTTP")
+    p.add_argument("run", help="run folder written by `recforge train`, or a model directory")
+    p.add_argument("--host", default="127.0.0.1", help="interface to bind (default: loopback only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--admin-token", default=os.environ.get("RECFORGE_ADMIN_TOKEN"),
+                   help="bearer token for /admin routes (default: $RECFORGE_ADMIN_TOKEN; unset disables them)")
+    p.add_argument("--feedback-db", default="feedback.sqlite", help="SQLite file for feedback (default: %(default)s)")
+    p.add_argument("--sync", choices=("full", "normal"), default="full",
+                   help="full: fsync every feedback commit; normal: survives process crashes only")
+    p.add_argument("--on-unknown", choices=("popular", "404"), default="popular", help="policy for unknown users")
+    p.add_argument("--index", choices=("auto", "exact", "flat", "hnsw", "ivf"), default="auto",
+                   help="retrieval for embedding models (auto: HNSW from --ann-threshold items)")
+    p.add_argument("--ann-threshold", type=int, default=200_000)
+    p.add_argument("--max-body-bytes", type=int, default=64 * 1024)
+    p.add_argument("--log-level", default="warning", choices=("debug", "info", "warning", "error"))
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("feedback", help="feedback store tools")
+    fsub = p.add_subparsers(dest="feedback_command", metavar="ACTION", required=True)
+    e = fsub.add_parser("export", help="write every feedback event to a Parquet file (for retraining)")
+    e.add_argument("--db", required=True, help="SQLite feedback store written by `recforge serve`")
+    e.add_argument("--out", required=True, help="output .parquet file")
+    e.set_defaults(func=cmd_feedback_export)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Build the app (refusing to start on a missing/corrupt artifact) and run it under uvicorn."""
+    import uvicorn
+
+    from recforge.serve import ServeSettings, create_app
+
+    settings = ServeSettings(
+        admin_token=args.admin_token,
+        on_unknown=args.on_unknown,
+        feedback_db=args.feedback_db,
+        sync=args.sync,
+        max_body_bytes=args.max_body_bytes,
+        index=args.index,
+        ann_threshold=args.ann_threshold,
+    )
+    app = create_app(args.run, settings)
+    info = app.state.recforge.handle.info()
+    console = Console(stderr=True)
+    console.print(
+        f"serving [bold]{info['version']}[/] ({info['n_items']} items) on http://{args.host}:{args.port} "
+        f"- docs at /docs, feedback in {settings.feedback_db}, admin {'on' if settings.admin_token else 'off'}",
+        highlight=False,
+    )
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False)
+    return 0
+
+
+def cmd_feedback_export(args: argparse.Namespace) -> int:
+    """Export the feedback store to Parquet."""
+    from recforge.serve.store import FeedbackStore
+
+    if not Path(args.db).is_file():
+        raise DataError("feedback store not found", path=args.db)
+    store = FeedbackStore(args.db)
+    try:
+        n = store.export_parquet(args.out)
+    finally:
+        store.close()
+    Console().print(f"wrote {n} feedback events to {args.out}", highlight=False)
+    return 0
