@@ -17,7 +17,7 @@ from recforge.data.interactions import Interactions
 from recforge.data.split import Split
 from recforge.errors import ConfigError
 from recforge.evaluate.metrics import compute, parse_metric
-from recforge.evaluate.stats import bootstrap_ci
+from recforge.evaluate.stats import bootstrap_cis
 from recforge.progress import track
 
 log = logging.getLogger(__name__)
@@ -139,8 +139,9 @@ def evaluate(
     n_rel = n_rel_all[users]
     per_user = compute(names, hits, n_rel)
     summary = {}
-    for i, (name, vals) in enumerate(per_user.items()):
-        lo, hi = bootstrap_ci(vals, n_boot=n_boot, seed=seed + i)
+    # one set of resamples for all metrics: the CIs of every metric come from the same resampled user sets
+    cis = bootstrap_cis(np.stack(list(per_user.values()), axis=1), n_boot=n_boot, seed=seed)
+    for (name, vals), (lo, hi) in zip(per_user.items(), cis):
         summary[name] = {"mean": float(vals.mean()) if len(vals) else float("nan"), "ci_low": lo, "ci_high": hi}
     warnings = []
     if protocol != "full":
