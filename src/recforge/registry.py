@@ -18,6 +18,7 @@ MODELS: dict[str, str] = {
     "ease": "recforge.models.ease:EASE",
     "als": "recforge.models.als:ALS",
     "bpr": "recforge.models.bpr:BPR",
+    "sasrec": "recforge.models.sasrec:SASRec",
 }
 
 SPLITTERS: dict[str, str] = {

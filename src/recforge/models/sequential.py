@@ -1,0 +1,203 @@
+"""What GRU4Rec, SASRec, BERT4Rec and HSTU share: the Recommender adapter around a next-item network.
+
+A sequential model file defines its config (with the fields of :func:`check_sequence_config` and a nested
+``train: TrainConfig``), an ``nn.Module`` implementing :class:`SequenceNet`, and a subclass of
+:class:`SequentialRecommender` that says how to build the net. Fitting builds the training tensors once
+(``recforge.data.batches``) and hands the net to the one :class:`~recforge.train.trainer.Trainer`; scoring a user
+or an ad-hoc history runs the net on the last ``max_len`` items and scores every item from the final position.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, ClassVar, Self
+
+import numpy as np
+import torch
+from torch import nn
+
+from recforge.data.batches import SequenceData, build_sequence_data, last_window
+from recforge.data.interactions import Interactions
+from recforge.data.split import Split
+from recforge.errors import ConfigError
+from recforge.models.base import Recommender
+from recforge.nn.losses import LOSSES, NEGATIVES_FOR, sequence_loss
+from recforge.train.trainer import Trainer, TrainResult
+
+log = logging.getLogger(__name__)
+
+#: users scored per forward pass at inference (bounds memory by SCORE_BATCH x n_items)
+SCORE_BATCH = 1024
+
+
+def check_sequence_config(cfg: Any) -> None:
+    """Validation shared by the sequential configs (called from their ``__post_init__``)."""
+    if cfg.dim < 1 or cfg.max_len < 1 or cfg.n_layers < 1:
+        raise ConfigError(f"dim, max_len and n_layers must be >= 1 (dim={cfg.dim}, max_len={cfg.max_len}, "
+                          f"n_layers={cfg.n_layers})")
+    if not 0.0 <= cfg.dropout < 1.0:
+        raise ConfigError(f"dropout must be in [0, 1), got {cfg.dropout}")
+    if cfg.loss not in LOSSES:
+        raise ConfigError(f"loss must be one of {list(LOSSES)}, got {cfg.loss!r}")
+    if cfg.n_negatives < 1:
+        raise ConfigError(f"n_negatives must be >= 1, got {cfg.n_negatives}")
+    if cfg.sampler not in ("uniform", "popularity"):
+        raise ConfigError(f"sampler must be 'uniform' or 'popularity', got {cfg.sampler!r}")
+    if not 0.0 <= cfg.gbce_t <= 1.0:
+        raise ConfigError(f"gbce_t must be in [0, 1], got {cfg.gbce_t}")
+
+
+class SequenceNet(nn.Module):
+    """A next-item network. Subclasses implement :meth:`encode` and :attr:`item_weight` (the tied output table).
+
+    ``forward(batch) -> loss`` so that DistributedDataParallel sees the whole training computation.
+    """
+
+    def __init__(self, n_items: int, loss: str, gbce_t: float):
+        super().__init__()
+        self.n_items, self.loss_name, self.gbce_t = n_items, loss, gbce_t
+        self.out_bias = nn.Parameter(torch.zeros(n_items + 1))
+
+    def encode(self, items: torch.Tensor, times: torch.Tensor | None = None) -> torch.Tensor:
+        """items (B, L) left-padded, times (B, L) or None -> hidden states (B, L, D)."""
+        raise NotImplementedError
+
+    @property
+    def item_weight(self) -> torch.Tensor:
+        """Output table (>= n_items+1, D): row i scores item i; tied to the input item embeddings."""
+        raise NotImplementedError
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        hidden = self.encode(batch["input"], batch.get("time"))
+        return sequence_loss(self.loss_name, hidden, batch, self.item_weight, self.n_items,
+                             self.out_bias, self.gbce_t)
+
+    def score_last(self, items: torch.Tensor, times: torch.Tensor | None = None) -> torch.Tensor:
+        """Scores of every item as the next one after each left-padded history: (B, L) -> (B, n_items+1)."""
+        h = self.encode(items, times)[:, -1]
+        return h @ self.item_weight[: self.n_items + 1].T + self.out_bias
+
+
+class SequentialRecommender(Recommender):
+    """Recommender adapter for a :class:`SequenceNet`: training through the Trainer, scoring from histories."""
+
+    supports_histories = True
+    #: "next" (causal next-item pairs) or "cloze" (masked items, BERT4Rec)
+    objective: ClassVar[str] = "next"
+    #: True when the net uses timestamps (HSTU's time-gap bias)
+    uses_time: ClassVar[bool] = False
+
+    def __init__(self, config: Any = None, **overrides: Any):
+        super().__init__(config, **overrides)
+        self.net_: SequenceNet | None = None
+        self.train_result_: TrainResult | None = None
+        self._checkpoint_dir: Path | None = None
+        self._resume = False
+
+    # ------------------------------------------------------------------ to implement per model
+    def _build_net(self, n_items: int) -> SequenceNet:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ training
+    def fit(self, train: Interactions, valid: Interactions | None = None,
+            checkpoint_dir: str | Path | None = None, resume: bool = False) -> Self:
+        """Fit with the Trainer; early-stops on ``valid`` when given. ``checkpoint_dir`` receives a checkpoint
+        every epoch plus the training curves; ``resume=True`` continues from the checkpoint there."""
+        self._checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
+        self._resume = resume
+        return super().fit(train, valid)
+
+    def training_data(self, train: Interactions) -> SequenceData:
+        """The pre-built training tensors for ``train`` (windows of max_len + 1 items)."""
+        cfg = self.config
+        items, offsets = train.sequences()
+        prob = None
+        if cfg.sampler == "popularity":
+            prob = torch.from_numpy(train.item_counts().astype(np.float64))
+        return build_sequence_data(
+            items, offsets, train.n_items, cfg.max_len,
+            times=train.time if self.uses_time else None,
+            sliding=cfg.sliding,
+            objective=self.objective,
+            mask_token=train.n_items + 1 if self.objective == "cloze" else 0,
+            mask_prob=getattr(cfg, "mask_prob", 0.2),
+            negatives=NEGATIVES_FOR[cfg.loss],
+            n_negatives=cfg.n_negatives if cfg.loss != "bce" else min(cfg.n_negatives, 8),
+            sample_prob=prob,
+        )
+
+    def _fit(self, train: Interactions, valid: Interactions | None) -> None:
+        cfg = self.config
+        torch.manual_seed(cfg.train.seed)  # initial weights are part of what the seed fixes
+        self.net_ = self._build_net(train.n_items)
+        self._store_sequences(train)
+        data = self.training_data(train)
+        evaluate_fn = None
+        if valid is not None and len(valid):
+            from recforge.evaluate.evaluator import evaluate
+
+            split = Split(train=train, test=valid, valid=valid, name="train/valid")
+
+            def evaluate_fn() -> float:
+                report = evaluate(self, split, metrics=(cfg.train.eval_metric,), on="valid", n_boot=0,
+                                  progress=False)
+                return report.mean(cfg.train.eval_metric)
+
+        log.info("%s: %d training windows of %d items, %d parameters", self.name, len(data), cfg.max_len + 1,
+                 sum(p.numel() for p in self.net_.parameters()))
+        self.train_result_ = Trainer(cfg.train).fit(self.net_, data, evaluate_fn, self._checkpoint_dir, self._resume)
+        self.net_.cpu().eval()
+
+    def _store_sequences(self, train: Interactions) -> None:
+        items, offsets = train.sequences()
+        self.seq_items_ = torch.from_numpy(np.array(items, dtype=np.int64))
+        self.seq_offsets_ = torch.from_numpy(np.array(offsets, dtype=np.int64))
+        self.seq_times_ = torch.from_numpy(np.array(train.time, dtype=np.int64))
+
+    # ------------------------------------------------------------------ scoring
+    def _device(self) -> torch.device:
+        return next(self.net_.parameters()).device
+
+    def _run(self, window: np.ndarray, times: np.ndarray | None) -> torch.Tensor:
+        """Left-padded windows (B, L) (+ times) -> scores (B, n_items+1) on CPU, in batches of SCORE_BATCH."""
+        self.net_.eval()
+        dev = self._device()
+        out = []
+        with torch.inference_mode():
+            for s in range(0, len(window), SCORE_BATCH):
+                w = torch.from_numpy(window[s : s + SCORE_BATCH]).to(dev)
+                t = torch.from_numpy(times[s : s + SCORE_BATCH]).to(dev) if times is not None else None
+                out.append(self.net_.score_last(w, t).float().cpu())
+        if not out:
+            return torch.zeros((0, self.n_items + 1))
+        return torch.cat(out)
+
+    def _window(self, items: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+        return last_window(items, offsets, self.config.max_len)
+
+    def _score_histories(self, items: np.ndarray, offsets: np.ndarray) -> torch.Tensor:
+        return self._run(self._window(items, offsets), None)
+
+    def _score(self, users: np.ndarray) -> torch.Tensor:
+        from recforge.evaluate.evaluator import gather_jagged
+
+        offs = self.seq_offsets_.numpy()
+        items, sub = gather_jagged(self.seq_items_.numpy(), offs, users)
+        times = None
+        if self.uses_time:
+            t, _ = gather_jagged(self.seq_times_.numpy(), offs, users)
+            times = self._window(t, sub)
+        return self._run(self._window(items, sub), times)
+
+    # ------------------------------------------------------------------ persistence
+    def _state(self) -> dict[str, torch.Tensor]:
+        state = {f"net.{k}": v for k, v in self.net_.state_dict().items()}
+        state.update({"seq.items": self.seq_items_, "seq.offsets": self.seq_offsets_, "seq.times": self.seq_times_})
+        return state
+
+    def _load_state(self, state: dict[str, torch.Tensor]) -> None:
+        self.net_ = self._build_net(len(self.item_vocab))
+        self.net_.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("net.")})
+        self.net_.eval()
+        self.seq_items_, self.seq_offsets_, self.seq_times_ = state["seq.items"], state["seq.offsets"], state["seq.times"]
