@@ -198,17 +198,27 @@ class _Guard:
             length = dict(scope.get("headers", [])).get(b"content-length")
             if length is not None and int(length) > limit:
                 raise _TooLarge
-            seen = 0
-
-            async def limited_receive() -> dict:
-                nonlocal seen
+            # Buffer the body (bounded by the limit) before the app sees it: a chunked upload without
+            # Content-Length is cut off here, and the app reads a body that is known to fit.
+            body, more = b"", scope["method"] not in ("GET", "HEAD")
+            while more:
                 message = await receive()
-                seen += len(message.get("body", b""))
-                if seen > limit:  # chunked bodies without a Content-Length
+                if message["type"] != "http.request":
+                    break
+                body += message.get("body", b"")
+                more = message.get("more_body", False)
+                if len(body) > limit:
                     raise _TooLarge
-                return message
+            replayed = False
 
-            await self.app(scope, limited_receive, send_wrapper)
+            async def replay() -> dict:
+                nonlocal replayed
+                if not replayed:
+                    replayed = True
+                    return {"type": "http.request", "body": body, "more_body": False}
+                return await receive()
+
+            await self.app(scope, replay, send_wrapper)
         except _TooLarge:
             if status["started"]:
                 raise

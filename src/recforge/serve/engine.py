@@ -41,7 +41,9 @@ def load_artifact(path: str | Path) -> tuple[Recommender, str]:
     model_dir = resolve_model_dir(path)
     try:
         model = load_model(model_dir)
-    except RecforgeError as exc:
+    except DataError:
+        raise  # already one line naming the path
+    except RecforgeError as exc:  # e.g. a model name this version does not register
         raise DataError(f"cannot load model from {model_dir}: {exc}") from None
     except Exception as exc:  # corrupt JSON fields, wrong tensor shapes: report, never a traceback
         raise DataError(f"corrupt model artifact in {model_dir}: {type(exc).__name__}: {exc}") from None
