@@ -19,6 +19,9 @@ MODELS: dict[str, str] = {
     "als": "recforge.models.als:ALS",
     "bpr": "recforge.models.bpr:BPR",
     "sasrec": "recforge.models.sasrec:SASRec",
+    "gru4rec": "recforge.models.gru4rec:GRU4Rec",
+    "bert4rec": "recforge.models.bert4rec:BERT4Rec",
+    "hstu": "recforge.models.hstu:HSTU",
 }
 
 SPLITTERS: dict[str, str] = {
@@ -28,13 +31,46 @@ SPLITTERS: dict[str, str] = {
     "user_holdout": "recforge.data.split:user_holdout",
 }
 
-POLICIES: dict[str, str] = {}
+POLICIES: dict[str, str] = {
+    "uniform": "recforge.bandits.policies.base:UniformRandom",
+    "epsilon-greedy": "recforge.bandits.policies.mab:EpsilonGreedy",
+    "ucb1": "recforge.bandits.policies.mab:UCB1",
+    "bernoulli-ts": "recforge.bandits.policies.mab:BernoulliTS",
+    "gaussian-ts": "recforge.bandits.policies.mab:GaussianTS",
+    "linucb": "recforge.bandits.policies.linear:LinUCB",
+    "linear-ts": "recforge.bandits.policies.linear:LinearTS",
+    "logistic-ts": "recforge.bandits.policies.linear:LogisticTS",
+    "in-slate-ts": "recforge.bandits.policies.slate:InSlateTS",
+    "periodic": "recforge.bandits.recovering:PeriodicOracle",
+    "periodic-ucb": "recforge.bandits.recovering:PeriodicUCB",
+}
 
-TABLES: dict[str, dict[str, str]] = {"model": MODELS, "splitter": SPLITTERS, "policy": POLICIES}
+ESTIMATORS: dict[str, str] = {
+    "dm": "recforge.bandits.estimators:DirectMethod",
+    "ips": "recforge.bandits.estimators:IPS",
+    "snips": "recforge.bandits.estimators:SNIPS",
+    "dr": "recforge.bandits.estimators:DoublyRobust",
+    "sndr": "recforge.bandits.estimators:SNDR",
+    "switch-dr": "recforge.bandits.estimators:SwitchDR",
+    "dr-os": "recforge.bandits.estimators:DRShrinkage",
+    "sips": "recforge.bandits.slate_estimators:SlateStandardIPS",
+    "iips": "recforge.bandits.slate_estimators:SlateIndependentIPS",
+    "rips": "recforge.bandits.slate_estimators:SlateRewardInteractionIPS",
+}
+
+ENVIRONMENTS: dict[str, str] = {
+    "contextual": "recforge.bandits.simulators:ContextualBanditEnv",
+    "slate": "recforge.bandits.simulators:SlateEnv",
+    "recovering": "recforge.bandits.recovering:RecoveringEnv",
+}
+
+TABLES: dict[str, dict[str, str]] = {
+    "model": MODELS, "splitter": SPLITTERS, "policy": POLICIES, "estimator": ESTIMATORS, "environment": ENVIRONMENTS,
+}
 
 
 def resolve(kind: str, name: str) -> Any:
-    """Import and return the object registered as ``name`` in table ``kind`` ("model", "splitter", "policy")."""
+    """Import and return the object registered as ``name`` in table ``kind`` ("model", "splitter", "policy", "estimator", "environment")."""
     table = TABLES.get(kind)
     if table is None:
         raise ConfigError(f"unknown registry table {kind!r} (expected one of {sorted(TABLES)})")

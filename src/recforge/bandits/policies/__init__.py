@@ -1,0 +1,1 @@
+"""Bandit policies (select / update). Registered by name in ``recforge.registry.POLICIES``."""
