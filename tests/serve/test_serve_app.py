@@ -340,3 +340,25 @@ def test_feedback_export_cli(pop, tmp_path):
     assert df["user_id"].to_list() == ["u1", "u9"] and df["item_id"].to_list() == [2, 3]
     assert df["event"].to_list() == ["click", "purchase"] and df["value"].to_list() == [1.5, None]
     assert main(["feedback", "export", "--db", str(tmp_path / "none.sqlite"), "--out", str(out)]) == 1
+
+
+def test_sasrec_feedback_extends_the_time_ordered_sequence(serve_log, tmp_path):
+    from recforge.models.sasrec import SASRec
+    from recforge.train.trainer import TrainConfig
+
+    model = SASRec(dim=16, n_heads=1, n_layers=1, max_len=20, train=TrainConfig(epochs=1, device="cpu")).fit(serve_log)
+    model.save(tmp_path / "run" / "model")
+    with client(tmp_path / "run", tmp_path) as c:
+        before = c.post("/recommend", json={"user_id": "u5", "k": 5}).json()
+        assert before["source"] == "model"
+        new_items = [before["items"][0]["item"], before["items"][1]["item"]]
+        for item in new_items:
+            assert c.post("/feedback", json={"user_id": "u5", "item_id": item}).status_code == 200
+        after = c.post("/recommend", json={"user_id": "u5", "k": 5}).json()
+    u = model.user_vocab.encode(["u5"])[0]
+    ordered = serve_log.item[serve_log.user == u]  # the training sequence in time order
+    history = np.concatenate([ordered, model.item_vocab.encode(new_items)])
+    scores = model.score_histories([history])[0].clone()
+    scores[torch.from_numpy(history)] = -torch.inf
+    assert after["source"] == "history"
+    assert [x["item"] for x in after["items"]] == model.item_vocab.decode(torch.topk(scores, 5).indices.numpy())

@@ -71,6 +71,17 @@ def encode(vocab: Vocab, ids: list[Any]) -> tuple[np.ndarray, list[Any]]:
     return dense[dense > 0], [x for x, d in zip(ids, dense) if d == 0]
 
 
+def train_history(model: Recommender, dense_user: int) -> np.ndarray:
+    """A user's training items: time-ordered when the model kept its sequences (sequential models store
+    ``seq_items_`` / ``seq_offsets_``), else the seen-item row (ordered by id). Empty for unknown users (0)."""
+    if dense_user == 0:
+        return np.zeros(0, np.int64)
+    offsets = getattr(model, "seq_offsets_", None)
+    if offsets is not None:
+        return model.seq_items_[int(offsets[dense_user]) : int(offsets[dense_user + 1])].numpy().astype(np.int64)
+    return model.seen_[[dense_user]].indices.astype(np.int64)
+
+
 class ModelHandle:
     """A model ready to serve. Built once (possibly slowly: index build, warm-up) before it is swapped in."""
 
@@ -86,7 +97,13 @@ class ModelHandle:
             if vectors.shape[0] != self.n_items + 1:
                 raise DataError(f"item_embeddings() has {vectors.shape[0]} rows, expected n_items+1={self.n_items + 1}")
             if settings.index != "exact" and (settings.index != "auto" or self.n_items >= settings.ann_threshold):
-                self.retriever = build_retriever(vectors, settings.index, ann_threshold=settings.ann_threshold)
+                # Recall is measured on real queries: the vectors of (up to) 200 training users.
+                rng = np.random.default_rng(0)
+                users = rng.choice(np.arange(1, model.n_users + 1), size=min(200, model.n_users), replace=False)
+                queries = model.user_embeddings(users).detach().float()
+                self.retriever = build_retriever(
+                    vectors, settings.index, ann_threshold=settings.ann_threshold, queries=queries
+                )
             self.item_unit = torch.nn.functional.normalize(vectors, dim=1)
         else:
             # Co-occurrence fallback for /similar: item rows of the binary training matrix (items x users).
@@ -133,8 +150,7 @@ class ModelHandle:
         seen = model.seen_[[dense_user]].indices.astype(np.int64) if dense_user else np.zeros(0, np.int64)
         if len(fb) and model.supports_histories:
             # Live feedback: score the training history followed by the new events (order matters for sequences).
-            base = model.user_history(dense_user) if hasattr(model, "user_history") and dense_user else seen
-            history = np.concatenate([base, fb])[-self.settings.max_history :]
+            history = np.concatenate([train_history(model, dense_user), fb])[-self.settings.max_history :]
             scores = model.score_histories([history])[0]
             source = "history"
         elif self.retriever is not None:
