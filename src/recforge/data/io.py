@@ -261,12 +261,7 @@ def resolve_columns(
                 line=first_line - 1 if first_line > 1 else None,
             )
         return {r: c for r, c in found.items() if c is not None}
-    unknown = sorted(set(columns) - set(ROLES))
-    if unknown:
-        raise ConfigError(f"unknown column role(s) {unknown}; roles are {list(ROLES)}")
-    for role in ("user", "item"):
-        if role not in columns:
-            raise ConfigError(f"columns must map {role!r} (got {dict(columns)})")
+    _check_roles(columns)
     out: dict[str, str] = {}
     for role, col in columns.items():
         if col is None:
@@ -288,6 +283,15 @@ def resolve_columns(
         else:
             out[role] = col
     return out
+
+
+def _check_roles(columns: Mapping[str, str | int]) -> None:
+    unknown = sorted(set(columns) - set(ROLES))
+    if unknown:
+        raise ConfigError(f"unknown column role(s) {unknown}; roles are {list(ROLES)}")
+    for role in ("user", "item"):
+        if columns.get(role) is None:
+            raise ConfigError(f"columns must map {role!r} (got {dict(columns)})")
 
 
 def read_interactions(
@@ -313,6 +317,8 @@ def read_interactions(
     """
     if on_invalid not in ("raise", "drop"):
         raise ConfigError(f"on_invalid must be 'raise' or 'drop', got {on_invalid!r}")
+    if columns is not None:
+        _check_roles(columns)
     p = str(path)
     mapped = [c for c in (columns or {}).values() if c is not None]
     positions = [c + 1 for c in mapped if isinstance(c, int)]
@@ -417,7 +423,10 @@ def _parse_time(s: pl.Series, time_format: str | None) -> tuple[np.ndarray, np.n
         numeric = int(f.is_not_null().sum())
         if numeric == 0 and text.is_not_null().any():
             # not a single number: a date-time column
-            dt = text.str.to_datetime(format=time_format, strict=False, time_unit="us")
+            try:
+                dt = text.str.to_datetime(format=time_format, strict=False, time_unit="us")
+            except pl.exceptions.PolarsError:  # no format fits any value: every row is bad
+                dt = pl.Series([None] * len(text), dtype=pl.Datetime("us"))
             if dt.dtype == pl.Datetime("us", "UTC") or getattr(dt.dtype, "time_zone", None):
                 dt = dt.dt.replace_time_zone(None)
             f = dt.dt.epoch("s").cast(pl.Float64)
