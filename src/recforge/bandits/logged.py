@@ -159,15 +159,37 @@ def read_open_bandit(
         raise ConfigError(f"policy must be one of {list(OBD_POLICIES)}, got {policy!r}")
     if campaign not in OBD_CAMPAIGNS:
         raise ConfigError(f"campaign must be one of {list(OBD_CAMPAIGNS)}, got {campaign!r}")
-    folder = obd_dir(data_dir) / policy / campaign
-    path = folder / f"{campaign}.csv"
+    return read_logged_csv(obd_dir(data_dir) / policy / campaign / f"{campaign}.csv", min_pscore=min_pscore)
+
+
+def read_logged_csv(path: str | Path, min_pscore: float | None = None) -> LoggedFeedback:
+    """Read a log in the Open Bandit Dataset CSV layout (see :func:`read_open_bandit`); a folder ``X/`` means ``X/X.csv``.
+
+    Required columns: item_id (0-based), position (1-based), click, propensity_score. Optional: user_feature_*,
+    user-item_affinity_<k>, and an ``item_context.csv`` next to the file.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / f"{path.name}.csv"
+    folder = path.parent
     if not path.exists():
         raise DataError("file not found", path=str(path))
-    df = pl.read_csv(path)
+    try:
+        df = pl.read_csv(path)
+    except (pl.exceptions.ComputeError, pl.exceptions.NoDataError) as exc:
+        raise DataError(f"cannot parse CSV: {exc}", path=str(path)) from None
     required = ["item_id", "position", "click", "propensity_score"]
     for col in required:
         if col not in df.columns:
             raise DataError(f"missing column {col!r}", path=str(path), column=col)
+    for col in ("item_id", "position", "click"):
+        if not df[col].dtype.is_integer():
+            raise DataError(f"must hold integers, got dtype {df[col].dtype}", path=str(path), column=col)
+    if not df["propensity_score"].dtype.is_numeric():
+        raise DataError(f"must be numeric, got dtype {df['propensity_score'].dtype}", path=str(path), column="propensity_score")
+    bad_pos = np.flatnonzero(df["position"].to_numpy() < 1)
+    if len(bad_pos):
+        raise DataError("position must be >= 1 (1 = first slot)", path=str(path), line=int(bad_pos[0]) + 2, column="position")
     pscore = df["propensity_score"].to_numpy().astype(np.float64)
     if min_pscore is not None:
         pscore = np.maximum(pscore, min_pscore)
@@ -198,5 +220,5 @@ def read_open_bandit(
         position=position,
         len_list=int(position.max()) + 1,
         action_context=action_context,
-        meta={"source": str(path), "policy": policy, "campaign": campaign},
+        meta={"source": str(path)},
     )
