@@ -10,8 +10,8 @@ import numpy as np
 
 from recforge.data.interactions import Interactions
 
-# Clocks at or above this many seconds (2001-09-09) are read as unix seconds; smaller ones as positions/orders.
-_UNIX_FLOOR = 1_000_000_000 // 4  # 1977: still catches the 1990s MovieLens logs
+# Clocks at or above this many seconds are read as unix seconds; smaller ones as positions/orders.
+_UNIX_FLOOR = 250_000_000  # 1977-12-03: every real log with unix seconds is later; position clocks are far smaller
 
 
 def gini(counts: np.ndarray) -> float:

@@ -1,0 +1,94 @@
+"""ItemCatalog: construction, alignment to an interaction vocabulary, and the readers (tmp files + real data)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from recforge.data.catalog import (
+    ItemCatalog,
+    read_item2attributes,
+    read_ml1m_movies,
+    read_ml100k_items,
+    read_movielens_csv,
+)
+from recforge.data.vocab import Vocab
+from recforge.errors import DataError
+
+
+def test_from_records_and_align():
+    cat = ItemCatalog.from_records([3, 1, 2], ["c", "a", "b"], [["g1", "g2"], [], ["g2"]], text=["t3", None, "t2"])
+    assert cat.title(1) == "a" and cat.attributes_of(3) == ["g1", "g2"] and cat.attributes_of(1) == []
+    assert cat.attribute_counts().tolist() == [0, 1, 2]
+    aligned = cat.align(Vocab([2, 9, 3], name="item"))
+    assert aligned.titles == [None, "b", None, "c"]
+    assert aligned.attributes.shape == (4, 3) and aligned.attributes_of(9) == [] and aligned.attributes_of(2) == ["g2"]
+    assert aligned.text == [None, "t2", None, "t3"]
+    assert aligned.meta["missing_items"] == 1 and aligned.meta["unused_items"] == 1
+    frame = aligned.to_frame()
+    assert frame["item"].to_list() == [2, 9, 3] and frame["attributes"].to_list()[2] == ["g1", "g2"]
+
+
+def test_movielens_csv_with_quotes_and_tags(tmp_path):
+    movies = tmp_path / "movies.csv"
+    movies.write_text('movieId,title,genres\n1,"American President, The (1995)",Comedy|Drama\n2,X,(no genres listed)\n')
+    tags = tmp_path / "tags.csv"
+    tags.write_text("userId,movieId,tag,timestamp\n1,1,funny,5\n2,1,funny,6\n2,1,politics,7\n")
+    cat = read_movielens_csv(movies, tags)
+    assert cat.title(1) == "American President, The (1995)" and cat.attributes_of(1) == ["Comedy", "Drama"]
+    assert cat.attributes_of(2) == [] and cat.text == [None, "funny, politics", None]
+
+
+def test_ml100k_items_latin1(tmp_path):
+    item = tmp_path / "u.item"
+    item.write_bytes("1|Misérables, Les (1995)|01-Jan-1995||http://x|0|1|1\n2|B|01-Jan-1995||http://y|1|0|0\n"
+                     .encode("latin-1"))
+    genre = tmp_path / "u.genre"
+    genre.write_text("unknown|0\nAction|1\nAdventure|2\n\n")
+    cat = read_ml100k_items(item, genre)
+    assert cat.title(1) == "Misérables, Les (1995)" and cat.attributes_of(1) == ["Action", "Adventure"]
+    with pytest.raises(DataError, match="cannot be decoded as utf-8"):
+        read_ml100k_items(item, encoding="utf-8")
+
+
+def test_ml1m_movies(tmp_path):
+    p = tmp_path / "movies.dat"
+    p.write_bytes("1::Toy Story (1995)::Animation|Children's\n2::Café (2000)::Drama\n".encode("latin-1"))
+    cat = read_ml1m_movies(p)
+    assert cat.title(2) == "Café (2000)" and cat.attributes_of(1) == ["Animation", "Children's"]
+
+
+@pytest.mark.parametrize(
+    ("content", "match"),
+    [
+        ('{"1": [1, 2], "2": 3}', "attributes of item '2' must be a list"),
+        ('[1, 2]', "expected a JSON object"),
+        ('{"1": [1, 2],', "invalid JSON"),
+    ],
+)
+def test_item2attributes_errors(tmp_path, content, match):
+    p = tmp_path / "a.json"
+    p.write_text(content)
+    with pytest.raises(DataError, match=match):
+        read_item2attributes(p)
+
+
+def test_item2attributes(tmp_path):
+    p = tmp_path / "a.json"
+    p.write_text(json.dumps({"2": [5, 1], "1": [1]}))
+    cat = read_item2attributes(p)
+    assert cat.item_vocab.ids == [2, 1] and cat.attributes_of(2) == [1, 5] and cat.n_attributes == 2
+
+
+def test_movies_csv_missing_column(tmp_path):
+    p = tmp_path / "movies.csv"
+    p.write_text("movieId,name,genres\n1,a,b\n")
+    with pytest.raises(DataError, match="missing column") as exc:
+        read_movielens_csv(p)
+    assert exc.value.column == "title"
+
+
+def test_shape_checks():
+    with pytest.raises(DataError, match="titles has 2 entries for 3 items"):
+        ItemCatalog.from_records([1, 2, 3], ["a", "b"])
