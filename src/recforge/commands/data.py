@@ -1,0 +1,167 @@
+"""Data subcommands: ``recforge data info NAME|PATH``, ``recforge data get NAME``, ``recforge data list``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from recforge.errors import ConfigError
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    """Register ``data info``, ``data get`` and ``data list``."""
+    data = sub.add_parser("data", help="datasets: statistics, download, list")
+    dsub = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
+
+    info = dsub.add_parser("info", help="statistics of a named dataset or an interaction file / dataset folder")
+    info.add_argument("dataset", metavar="NAME|PATH", help="dataset name (see `recforge data list`) or a path")
+    info.add_argument("--format", choices=("table", "json"), default="table", help="output format")
+    info.add_argument("--data-dir", default=None, help="data folder (default: $RECFORGE_DATA_DIR)")
+    info.add_argument("--rating-threshold", type=float, default=None,
+                      help="keep ratings >= this value as implicit feedback")
+    info.add_argument("--duplicates", choices=("first", "last", "all", "sum"), default=None,
+                      help="policy for repeated (user, item) pairs")
+    info.add_argument("--min-user", type=int, default=0, help="k-core: minimum interactions per user")
+    info.add_argument("--min-item", type=int, default=0, help="k-core: minimum interactions per item")
+    info.add_argument("--sep", default=None,
+                      help="separator of a plain interaction file (default: from the name; '\\t' or 'tab' for tabs)")
+    info.add_argument("--encoding", default=None, help="encoding of a plain interaction file (e.g. latin-1)")
+    info.add_argument("--no-header", action="store_true", help="a plain interaction file has no header row")
+    info.add_argument("--columns", default=None, metavar="ROLE=COL,...",
+                      help="column mapping of a plain file, e.g. user=userId,item=movieId,time=timestamp "
+                           "(COL may be a 0-based position)")
+    info.set_defaults(func=run_info)
+
+    get = dsub.add_parser("get", help="download a named dataset from its official URL and verify its sha256")
+    get.add_argument("name", help="dataset name (see `recforge data list`)")
+    get.add_argument("--dest", default=None, help="data folder to write into (default: $RECFORGE_DATA_DIR or ./data)")
+    get.add_argument("--force", action="store_true", help="download again even if the files exist")
+    get.set_defaults(func=run_get)
+
+    lst = dsub.add_parser("list", help="named datasets with their licences")
+    lst.set_defaults(func=run_list)
+    data.set_defaults(func=lambda args: (data.print_help(), 2)[1])
+
+
+def _console() -> Any:
+    from recforge.cli import console
+
+    return console
+
+
+def parse_columns(spec: str | None) -> dict[str, str | int] | None:
+    """'user=userId,item=1' -> {"user": "userId", "item": 1} (digits are positions)."""
+    if not spec:
+        return None
+    out: dict[str, str | int] = {}
+    for part in spec.split(","):
+        role, sep, col = part.partition("=")
+        if not sep or not role.strip() or not col.strip():
+            raise ConfigError(f"--columns expects ROLE=COLUMN pairs separated by commas, got {part!r}")
+        col = col.strip()
+        out[role.strip()] = int(col) if col.isdigit() else col
+    return out
+
+
+def run_info(args: argparse.Namespace) -> int:
+    from recforge.data.datasets import load_dataset
+
+    options: dict[str, Any] = {}
+    if args.rating_threshold is not None:
+        options["rating_threshold"] = args.rating_threshold
+    if args.duplicates:
+        options["duplicates"] = args.duplicates
+    if args.min_user:
+        options["min_user_interactions"] = args.min_user
+    if args.min_item:
+        options["min_item_interactions"] = args.min_item
+    sep = {"\\t": "\t", "tab": "\t", "space": " "}.get(args.sep, args.sep) if args.sep else None
+    read: dict[str, Any] = {"columns": parse_columns(args.columns), "sep": sep, "encoding": args.encoding}
+    read = {k: v for k, v in read.items() if v is not None}
+    if args.no_header:
+        read["header"] = False
+    ds = load_dataset(args.dataset, data_dir=args.data_dir, **options, **read)
+    info = ds.info
+    if args.format == "json":
+        _console().print_json(json.dumps(_json_info(ds), default=str))
+        return 0
+    _print_table(ds.name, info, ds.catalog)
+    return 0
+
+
+def _json_info(ds: Any) -> dict[str, Any]:
+    out = dict(ds.info)
+    if ds.catalog is not None:
+        out["catalog"] = {"items": ds.catalog.n_items, "attributes": ds.catalog.n_attributes,
+                          "items_without_entry": ds.catalog.meta.get("missing_items", 0)}
+    return out
+
+
+def _print_table(name: str, info: dict[str, Any], catalog: Any) -> None:
+    from rich.table import Table
+
+    st = info["stats"]
+    table = Table(title=f"{name}" + (" [bold red](PARTIAL)[/]" if info.get("partial") else ""), show_header=False)
+    table.add_column("", style="bold")
+    table.add_column("")
+    table.add_row("users", f"{st['users']:,}")
+    table.add_row("items", f"{st['items']:,}")
+    table.add_row("interactions", f"{st['interactions']:,}")
+    table.add_row("density", f"{st['density']:.4%}")
+    if "time" in st:
+        t = st["time"]
+        span = f"{t['first']} .. {t['last']} ({t['days']:,} days)" if t["kind"] == "unix" else \
+            f"{t['kind']} clock {t['min']} .. {t['max']}"
+        table.add_row("time span", span)
+    if "history_length" in st:
+        h = st["history_length"]
+        table.add_row("history length", f"mean {h['mean']:.1f}; min {h['q0']:g} / q25 {h['q25']:g} / median "
+                      f"{h['q50']:g} / q75 {h['q75']:g} / q90 {h['q90']:g} / max {h['q100']:g}")
+        p = st["item_popularity"]
+        table.add_row("popularity Gini", f"{p['gini']:.3f} (max {p['max']:,} interactions on one item)")
+        v = st["value"]
+        table.add_row("values", f"{v['min']:g} .. {v['max']:g} ({v['distinct']} distinct)")
+    if st.get("duplicate_pairs_rows"):
+        table.add_row("repeated pairs", f"{st['duplicate_pairs_rows']:,} rows repeat a (user, item) pair")
+    if catalog is not None:
+        table.add_row("catalog", f"{catalog.n_items:,} items, {catalog.n_attributes:,} attributes")
+    load = info.get("load") or {}
+    if load.get("removed"):
+        table.add_row("removed on load", ", ".join(f"{k}: {v:,}" for k, v in load["removed"].items()))
+    for step in info.get("preprocess", []):
+        table.add_row(f"preprocess {step['step']}", ", ".join(f"{k}={v}" for k, v in step.items() if k != "step"))
+    table.add_row("source", f"{info.get('origin')}: {info.get('path')}")
+    if info.get("checksums"):
+        ok = sum(v == "ok" for v in info["checksums"].values())
+        table.add_row("sha256", f"{ok}/{len(info['checksums'])} files match the reference"
+                      if len(info["checksums"]) > 1 or ok else ", ".join(f"{k}: {v}" for k, v in info["checksums"].items()))
+    table.add_row("licence", info.get("licence", ""))
+    for note in info.get("notes", []):
+        table.add_row("note", f"[bold red]{note}[/]" if note.startswith("PARTIAL") else note)
+    _console().print(table)
+
+
+def run_get(args: argparse.Namespace) -> int:
+    from recforge.data.datasets import DATASETS, data_dir_from_env, download
+
+    if args.name not in DATASETS:
+        raise ConfigError(f"unknown dataset {args.name!r} (known: {', '.join(DATASETS)})")
+    dest = args.dest or data_dir_from_env() or "data"
+    folder = download(args.name, dest, force=args.force)
+    _console().print(f"{args.name}: files verified in [bold]{folder}[/]; use it with RECFORGE_DATA_DIR={dest}")
+    return 0
+
+
+def run_list(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from recforge.data.datasets import list_datasets
+
+    table = Table(title="named datasets")
+    for col in ("name", "description", "licence"):
+        table.add_column(col, overflow="fold")
+    for row in list_datasets():
+        table.add_row(row["name"] + (" (partial)" if row["partial"] else ""), row["description"], row["licence"])
+    _console().print(table)
+    return 0
