@@ -64,8 +64,17 @@ ENVIRONMENTS: dict[str, str] = {
     "recovering": "recforge.bandits.recovering:RecoveringEnv",
 }
 
+CRS_POLICIES: dict[str, str] = {
+    "random": "recforge.conversational.policies.random:RandomPolicy",
+    "max-entropy": "recforge.conversational.policies.max_entropy:MaxEntropyPolicy",
+    "ear": "recforge.conversational.policies.ear:EARPolicy",
+    "scpr": "recforge.conversational.policies.scpr:SCPRPolicy",
+    "fact-crs": "recforge.conversational.policies.fact_crs:FacTCRSPolicy",
+}
+
 TABLES: dict[str, dict[str, str]] = {
     "model": MODELS, "splitter": SPLITTERS, "policy": POLICIES, "estimator": ESTIMATORS, "environment": ENVIRONMENTS,
+    "crs_policy": CRS_POLICIES,
 }
 
 

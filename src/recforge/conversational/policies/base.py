@@ -1,0 +1,133 @@
+"""The ``ConversationalRecommender`` protocol, the shared policy base class and per-turn helpers.
+
+A policy is bound to one dataset, one :class:`CRSSetting` and (for all but ``random``) a trained :class:`Scorer`. The
+episode loop calls ``begin`` once, then ``act`` each turn and ``observe`` with the user's reaction, and ``end`` when
+the dialogue is over. Trainable policies collect transitions in ``observe``/``end`` while ``training`` is on and learn
+in ``fit`` by running episodes through the same loop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol
+
+import numpy as np
+import torch
+
+from recforge.conversational.data import CRSDataset
+from recforge.conversational.scorer import Scorer
+from recforge.conversational.state import Action, Ask, CRSSetting, DialogueState, Recommend
+from recforge.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class EpisodeOutcome:
+    """How a finished episode ended: success turn (0 = failure) and rank of the target in the accepted list."""
+
+    turn: int
+    rank: int
+
+
+class ConversationalRecommender(Protocol):
+    """What the episode loop needs from a policy."""
+
+    name: ClassVar[str]
+
+    def begin(self, state: DialogueState, rng: np.random.Generator) -> None: ...
+
+    def act(self, state: DialogueState) -> Action: ...
+
+    def observe(self, state: DialogueState, action: Action, accepted: tuple[int, ...] | None) -> None: ...
+
+    def end(self, state: DialogueState, outcome: EpisodeOutcome) -> None: ...
+
+
+class Policy:
+    """Base class: holds dataset, setting, scorer and the precomputed CSC view; no-op hooks."""
+
+    name: ClassVar[str] = ""
+    config_class: ClassVar[type] = type(None)
+    needs_scorer: ClassVar[bool] = True
+    trainable: ClassVar[bool] = False
+
+    def __init__(self, config: Any, dataset: CRSDataset, setting: CRSSetting, scorer: Scorer | None = None):
+        if self.needs_scorer and scorer is None:
+            raise ConfigError(f"policy {self.name!r} needs a trained scorer (train it with `recforge crs train`)")
+        self.config = config if config is not None else self.config_class()
+        self.dataset, self.setting, self.scorer = dataset, setting, scorer
+        self.item_attrs = dataset.item_attrs
+        self.item_attrs_t = dataset.item_attrs.T.tocsr()  # (n_attrs, n_items): attribute counts over candidates
+        self.training = False
+        self.rng = np.random.default_rng(0)
+
+    def begin(self, state: DialogueState, rng: np.random.Generator) -> None:
+        self.rng = rng
+
+    def act(self, state: DialogueState) -> Action:
+        raise NotImplementedError
+
+    def observe(self, state: DialogueState, action: Action, accepted: tuple[int, ...] | None) -> None:
+        """Called after every turn that did not end the dialogue (``accepted`` is None after a rejected list)."""
+
+    def end(self, state: DialogueState, outcome: EpisodeOutcome) -> None:
+        """Called once when the dialogue ends."""
+
+    def fit(self, dataset: CRSDataset, episodes: int, seed: int = 0) -> dict[str, float]:
+        """Learn from simulated episodes on the "valid" pairs; returns training statistics."""
+        return {}
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """Learned weights (without the scorer) for safetensors."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Inverse of :meth:`state_dict`."""
+
+    # ---- helpers shared by the policies -------------------------------------------------------------------------
+
+    def attr_mass(self, state: DialogueState, weights: np.ndarray | None = None) -> tuple[np.ndarray, float]:
+        """Per-attribute (weighted) count over candidate items, shape (n_attrs,), and the total weight."""
+        w = state.candidates.astype(np.float64) if weights is None else weights
+        return self.item_attrs_t @ w, float(w.sum())
+
+    def askable(self, state: DialogueState, mass: np.ndarray) -> np.ndarray:
+        """Boolean (n_attrs,): attributes adjacent to a candidate item and not asked yet."""
+        ok = mass > 0
+        asked = state.accepted + state.rejected
+        if asked:
+            ok[asked] = False
+        return ok
+
+    def candidate_scores(self, state: DialogueState, user_vec: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(candidate item ids (C,), scorer scores (C,))."""
+        cands = state.candidate_items()
+        q = self.scorer.query(state.user, state.accepted, user_vec)
+        return cands, self.scorer.item_scores(q, cands)
+
+    def top_items(self, cands: np.ndarray, scores: np.ndarray) -> Recommend:
+        """The ``list_size`` best-scored candidates, best first."""
+        k = min(self.setting.list_size, len(cands))
+        top = np.argpartition(-scores, k - 1)[:k] if len(cands) > k else np.arange(len(cands))
+        top = top[np.argsort(-scores[top], kind="stable")]
+        return Recommend(tuple(int(i) for i in cands[top]))
+
+    def question(self, values: np.ndarray, ok: np.ndarray) -> Ask | None:
+        """Ask the best attribute by ``values`` (n_attrs,) among ``ok``; in the multiple-choice setting add the next best
+        ones of the same group up to ``choices``. ``None`` when nothing is askable."""
+        if not ok.any():
+            return None
+        v = np.where(ok, values, -np.inf)
+        best = int(np.argmax(v))
+        if self.setting.question_size == 1:
+            return Ask((best,))
+        v = np.where(self.dataset.attr_groups == self.dataset.attr_groups[best], v, -np.inf)
+        n = min(self.setting.question_size, int(np.isfinite(v).sum()))
+        top = np.argpartition(-v, n - 1)[:n]
+        top = top[np.argsort(-v[top], kind="stable")]
+        return Ask(tuple(int(a) for a in top))
+
+
+def binary_entropy(p: np.ndarray) -> np.ndarray:
+    """Entropy (bits) of a yes/no answer with probability ``p`` of yes, elementwise."""
+    p = np.clip(p, 1e-12, 1 - 1e-12)
+    return -(p * np.log2(p) + (1 - p) * np.log2(1 - p))
