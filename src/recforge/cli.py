@@ -19,6 +19,7 @@ from recforge.errors import RecforgeError
 COMMANDS: list[str] = [
     "recforge.commands.core:add_commands",
     "recforge.commands.bandit:add_commands",
+    "recforge.commands.evaluation:add_commands",
     "recforge.commands.serve:add_commands",
     "recforge.commands.data:add_commands",
 ]

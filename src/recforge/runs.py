@@ -30,7 +30,7 @@ from recforge.config import apply_overrides, dump_toml, from_dict, load_toml, to
 from recforge.data.split import Split
 from recforge.errors import ConfigError, DataError
 from recforge.evaluate.evaluator import Report, evaluate
-from recforge.evaluate.provenance import provenance
+from recforge.evaluate.provenance import dataset_files, provenance
 from recforge.registry import get_model, resolve
 
 log = logging.getLogger(__name__)
@@ -204,7 +204,7 @@ def train_run(
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
         write_per_user(out / "per_user.parquet", test_report, split)
         info = dict(getattr(dataset, "info", {}) or {})
-        data_files = info.get("files", [])
+        data_files = info.get("files") or dataset_files(info)
         meta = {
             "model": cfg.model["name"],
             "dataset": cfg.data.name,
@@ -213,7 +213,7 @@ def train_run(
             "split_hash": split.hash,
             "timings": {"data_s": round(t_data, 3), "fit_s": round(fit_s, 3), "eval_s": round(eval_s, 3)},
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
-            "provenance": provenance(seed=cfg.seed, data_files=data_files),
+            "provenance": provenance(seed=cfg.seed, data_files=data_files, split=split, config=to_dict(cfg)),
         }
         (out / "run.json").write_text(json.dumps(meta, indent=2, default=str), encoding="utf-8")
         log.info("run written to %s", out)

@@ -25,6 +25,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--out", default=None, help="run folder (default: runs/<model>-<data>-<time>)")
     p.add_argument("--resume", default=None, metavar="RUN", help="resume an interrupted run folder (neural models)")
+    p.add_argument("--seeds", type=int, default=None, metavar="N",
+                   help="train N times (seeds seed..seed+N-1, one run folder each) and report mean ± CI across seeds")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="evaluate a run's saved model again (full ranking)")
@@ -46,6 +48,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("runs", nargs="+")
     p.add_argument("--on", choices=("valid", "test"), default="test")
     p.add_argument("--force", action="store_true", help="compare runs evaluated on different splits anyway")
+    p.add_argument("--report", default=None, metavar="DIR", help="also write an HTML report with plots into DIR")
+    p.add_argument("--metric", default="ndcg@10", help="metric for the report's significance tests and plots")
+    p.add_argument("--test", choices=("wilcoxon", "t", "permutation", "bootstrap"), default="wilcoxon",
+                   help="paired test of each run against the best (Holm-corrected)")
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("models", help="list registered models")
@@ -73,6 +79,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         cfg = resolve_config(args.model, args.data, args.config, args.overrides, args.seed)
         out = args.out
+        if args.seeds is not None:
+            from recforge.commands.evaluation import train_seeds_cmd
+
+            return train_seeds_cmd(cfg, args.seeds, out)
     run = train_run(cfg, out=out, resume=bool(args.resume))
     print_leaderboard([{"run": run.name, "model": run.meta["model"], "metrics": _public(run.metrics["test"])}],
                       title=f"test metrics ({run.meta['split']['splitter']}, full ranking, seen items masked)")
@@ -152,6 +162,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
     rows = compare_runs(args.runs, on=args.on, force=args.force)
     rows.sort(key=lambda r: -next(iter(r["metrics"].values()))["mean"])
     print_leaderboard(rows, title=f"{args.on} leaderboard")
+    if args.report:
+        from recforge.commands.evaluation import write_report
+
+        return write_report(args)
     return 0
 
 
