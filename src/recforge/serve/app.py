@@ -106,34 +106,38 @@ def _add_routes(app: FastAPI, state: ServeState) -> None:
         if cred is None or not hmac.compare_digest(cred.credentials.encode(), token.encode()):
             raise HTTPException(401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
 
+    # Scoring routes are `async def`: they run on the event loop without a thread hop (a request costs well under a
+    # millisecond of Python; torch releases the GIL inside kernels anyway). Feedback stays `def` (threadpool)
+    # because the SQLite commit waits on fsync. Handlers return JSONResponse directly: the dicts are built to the
+    # response models, so FastAPI's second validation pass is skipped (the models still document the API).
     @app.get("/health", tags=["ops"])
-    def health() -> dict[str, str]:
+    async def health() -> dict[str, str]:
         """Liveness: the process answers."""
         return {"status": "ok"}
 
     @app.get("/ready", response_model=ModelInfo, tags=["ops"])
-    def ready() -> dict[str, Any]:
+    async def ready() -> dict[str, Any]:
         """Readiness: a model is loaded (the app cannot exist without one); describes it."""
         return state.handle.info()
 
     @app.post("/recommend", response_model=RecommendResponse, tags=["recommend"])
-    def recommend(req: RecommendRequest) -> dict[str, Any]:
+    async def recommend(req: RecommendRequest) -> JSONResponse:
         """Top-k items for a user (with their live feedback) or for an anonymous history."""
         h = state.handle  # one handle for the whole request, even if a reload swaps it meanwhile
         if req.history is not None:
-            return h.recommend_history(req.history, req.k, req.exclude, req.exclude_seen)
+            return JSONResponse(h.recommend_history(req.history, req.k, req.exclude, req.exclude_seen))
         user = _canonical(h, req.user_id, user=True)
         feedback = state.store.history(user, state.settings.negative_events, state.settings.max_history)
         out = h.recommend_user(user, req.k, req.exclude, req.exclude_seen, feedback)
         out["user_id"] = req.user_id
         if out["fallback"]:
             state.metrics.inc("fallback")
-        return out
+        return JSONResponse(out)
 
     @app.post("/similar", response_model=SimilarResponse, tags=["recommend"])
-    def similar(req: SimilarRequest) -> dict[str, Any]:
+    async def similar(req: SimilarRequest) -> JSONResponse:
         """Items similar to an item (item vectors when the model has them, else co-occurrence)."""
-        return state.handle.similar(req.item_id, req.k)
+        return JSONResponse(state.handle.similar(req.item_id, req.k))
 
     @app.post("/feedback", response_model=FeedbackResponse, tags=["feedback"])
     def feedback(req: FeedbackRequest) -> dict[str, Any]:
@@ -145,7 +149,7 @@ def _add_routes(app: FastAPI, state: ServeState) -> None:
         return {"id": row, "known_item": lookup(h.model.item_vocab, item) > 0}
 
     @app.get("/metrics", response_class=PlainTextResponse, tags=["ops"])
-    def metrics() -> PlainTextResponse:
+    async def metrics() -> PlainTextResponse:
         """Prometheus text format."""
         return PlainTextResponse(state.metrics.render(), media_type="text/plain; version=0.0.4")
 
