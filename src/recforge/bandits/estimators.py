@@ -77,7 +77,7 @@ def ope_input(
         if callable(action_dist):
             return np.asarray(action_dist(rows[sl], pos[sl]), dtype=np.float64)
         d = np.asarray(action_dist, dtype=np.float64)
-        if d.ndim == 1:
+        if d.shape == (k_actions,):
             return np.broadcast_to(d, (sl.stop - sl.start, k_actions))
         if d.ndim == 2 and d.shape == (k_actions, feedback.len_list):
             return d.T[pos[sl]]

@@ -152,8 +152,8 @@ def read_open_bandit(
     """Read one Open Bandit Dataset file ``{policy}/{campaign}/{campaign}.csv`` into :class:`LoggedFeedback`.
 
     Context = one-hot of the four hashed user features followed by the user-item affinity columns, shape (n, d).
-    Positions 1..3 in the file become 0..2. ``min_pscore`` clips logged propensities from below (the BTS "women" file
-    stores a few propensities rounded to 0.0, which are otherwise rejected).
+    Positions 1..3 in the file become 0..2. ``min_pscore`` clips logged propensities from below (zero propensities
+    are otherwise rejected; the BTS files go down to 1e-6).
     """
     if policy not in OBD_POLICIES:
         raise ConfigError(f"policy must be one of {list(OBD_POLICIES)}, got {policy!r}")
