@@ -1,0 +1,134 @@
+"""Bandits and off-policy evaluation benchmark: Open Bandit Dataset check + speed rows.
+
+1. OBD: estimate the value of the Bernoulli-TS policy (its Beta parameters from the OBP prior table, action distribution
+   per slot by Monte Carlo) from the uniform-random logs, compare with the on-policy value (mean click) of the BTS logs;
+   relative error per estimator, per campaign. Repeated with the BTS policy's empirical slot distribution in its own logs
+   (what it actually did during the week), since its logged propensities show it was updated during the week.
+2. Speed: all estimators on 1M logged rounds; the simulator with 1M rounds of a linear policy (LinUCB and linear TS,
+   100 arms, d=10, batches of 1000).
+
+    RECFORGE_DATA_DIR=../shared/data .venv/bin/python bench/bandits.py [--skip-obd] [--skip-speed] [--out bench/results/bandits.json]
+"""
+
+from __future__ import annotations
+
+import os
+
+# one BLAS thread: the machine is shared and small (n x 100) matmuls lose more to thread contention than they gain
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from recforge.bandits.bootstrap import bootstrap_stat  # noqa: E402
+from recforge.bandits.build import make_env, make_policy  # noqa: E402
+from recforge.bandits.estimators import OPEInput, estimate_all, ope_input  # noqa: E402
+from recforge.bandits.logged import read_open_bandit  # noqa: E402
+from recforge.bandits.obd_prior import OBD_BTS_PRIOR  # noqa: E402
+from recforge.bandits.policies.mab import BernoulliTS  # noqa: E402
+from recforge.bandits.reward_model import LogisticRewardModel  # noqa: E402
+from recforge.bandits.simulators import simulate  # noqa: E402
+
+ESTIMATORS = ("dm", "ips", "snips", "dr", "sndr", "switch-dr", "dr-os")
+
+
+def obd_check(data_dir: Path, n_sim: int, l2: float) -> list[dict]:
+    rows = []
+    for campaign in ("all", "men", "women"):
+        random_logs = read_open_bandit("random", campaign, data_dir)
+        bts_logs = read_open_bandit("bts", campaign, data_dir)
+        prior = OBD_BTS_PRIOR[campaign]
+        bts = BernoulliTS(random_logs.n_actions, len_list=random_logs.len_list, seed=0,
+                          prior_alpha=np.asarray(prior["alpha"], float), prior_beta=np.asarray(prior["beta"], float))
+        dists = {
+            # (a) the fixed-parameter BTS policy of the OBP prior table, P(item at slot) by Monte Carlo (OBP's protocol)
+            "prior-mc": bts.action_dist(n_sim),
+            # (b) what the BTS policy actually did during the logged week: P(item at slot) = frequency in the BTS logs.
+            # The logged BTS propensities vary row to row (the posterior was updated during the week), so (a) and (b)
+            # differ; (b) is the policy whose on-policy value we compare with.
+            "bts-frequency": _slot_frequencies(bts_logs),
+        }
+        tv = 0.5 * np.abs(dists["prior-mc"] - dists["bts-frequency"]).sum(axis=0).mean()
+        truth, t_lo, t_hi = bootstrap_stat(bts_logs.reward[:, None], lambda m: m[:, 0], n_boot=2000)
+        model = LogisticRewardModel(l2=l2).fit(random_logs)
+        for variant, dist in dists.items():
+            inp = ope_input(random_logs, dist, model.for_feedback(random_logs))
+            for e in estimate_all(inp, ESTIMATORS, n_boot=2000):
+                rows.append({"campaign": campaign, "policy": variant, "estimator": e.estimator, "estimate": e.value,
+                             "ci_low": e.ci_low, "ci_high": e.ci_high, "truth": truth, "truth_ci": [t_lo, t_hi],
+                             "relative_error": abs(e.value - truth) / truth, "tv_prior_vs_frequency": float(tv),
+                             "clicks_random": int(random_logs.reward.sum()), "clicks_bts": int(bts_logs.reward.sum())})
+    return rows
+
+
+def _slot_frequencies(logs) -> np.ndarray:
+    """Empirical P(item at slot) of a log, (K, L)."""
+    counts = np.zeros((logs.n_actions, logs.len_list))
+    np.add.at(counts, (logs.action, logs.pos()), 1.0)
+    return counts / counts.sum(axis=0, keepdims=True)
+
+
+def speed_estimators(n: int = 1_000_000, n_actions: int = 100, repeats: int = 3) -> dict:
+    rng = np.random.default_rng(0)
+    inp = OPEInput(reward=(rng.random(n) < 0.1).astype(float), pscore=np.full(n, 1.0 / n_actions),
+                   pi_e=rng.dirichlet(np.ones(n_actions), size=1)[0][rng.integers(0, n_actions, n)],
+                   q_logged=rng.random(n) * 0.2, q_pi=rng.random(n) * 0.2)
+    best = np.inf
+    for _ in range(repeats):
+        start = time.perf_counter()
+        estimate_all(inp, ESTIMATORS, n_boot=1000)
+        best = min(best, time.perf_counter() - start)
+    return {"rounds": n, "estimators": list(ESTIMATORS), "n_boot": 1000, "seconds_best_of_3": best}
+
+
+def speed_simulator(policy: str, n: int = 1_000_000) -> dict:
+    env = make_env("contextual", {"n_actions": 100, "dim": 10, "reward": "linear", "seed": 0})
+    pol = make_policy(policy, env, seed=0)
+    start = time.perf_counter()
+    res = simulate(env, pol, n, batch_size=1000, env_name="contextual")
+    return {"policy": policy, "rounds": n, "arms": 100, "dim": 10, "batch_size": 1000,
+            "seconds": time.perf_counter() - start, **res.summary()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--skip-obd", action="store_true")
+    parser.add_argument("--skip-speed", action="store_true")
+    parser.add_argument("--n-sim", type=int, default=100_000)
+    parser.add_argument("--l2", type=float, default=1.0)
+    parser.add_argument("--out", default="bench/results/bandits.json")
+    args = parser.parse_args()
+    result: dict = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores (shared)"}
+    if not args.skip_obd:
+        root = os.environ.get("RECFORGE_DATA_DIR")
+        if not root:
+            raise SystemExit("set RECFORGE_DATA_DIR (e.g. ../shared/data) for the Open Bandit Dataset check")
+        result["obd"] = obd_check(Path(root) / "open-bandit-dataset-small", args.n_sim, args.l2)
+        print("| campaign | evaluation policy | estimator | estimate [95% CI] | on-policy BTS value [95% CI] | relative error |")
+        print("|---|---|---|---|---|---:|")
+        for r in result["obd"]:
+            print(f"| {r['campaign']} | {r['policy']} | {r['estimator']} | {r['estimate']:.5f} [{r['ci_low']:.5f}, {r['ci_high']:.5f}] | "
+                  f"{r['truth']:.5f} [{r['truth_ci'][0]:.5f}, {r['truth_ci'][1]:.5f}] | {r['relative_error']:.3f} |")
+        tvs = {r["campaign"]: round(r["tv_prior_vs_frequency"], 3) for r in result["obd"]}
+        print(f"mean total-variation distance per slot, prior-mc vs bts-frequency: {tvs}")
+    if not args.skip_speed:
+        result["speed_estimators"] = speed_estimators()
+        print(f"all {len(ESTIMATORS)} estimators, 1M rounds, 1000 bootstrap resamples: "
+              f"{result['speed_estimators']['seconds_best_of_3']:.2f} s")
+        result["speed_simulator"] = [speed_simulator(p) for p in ("linucb", "linear-ts")]
+        for s in result["speed_simulator"]:
+            print(f"simulator 1M rounds {s['policy']} (100 arms, d=10, batch 1000): {s['seconds']:.1f} s, "
+                  f"mean regret/round {s['cumulative_regret'] / s['rounds']:.4f}")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
