@@ -210,3 +210,10 @@ def test_download_without_network_is_a_data_error(tmp_path):
 def test_download_unknown_name():
     with pytest.raises(ConfigError, match="unknown dataset"):
         ds.download("nope", "/tmp")
+
+
+def test_preprocessing_that_removes_everything_is_an_error(tmp_path):
+    p = tmp_path / "log.csv"
+    p.write_text("user,item\n1,2\n1,3\n2,2\n")
+    with pytest.raises(DataError, match="removed every interaction"):
+        load_dataset(p, min_user_interactions=5)

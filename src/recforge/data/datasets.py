@@ -555,6 +555,8 @@ def _finish(name: str, data: Interactions, catalog: ItemCatalog | None, extras: 
     if pre:
         before = data
         data, steps = preprocess(data, **pre)
+        if len(data) == 0:
+            raise DataError(f"preprocessing {pre} removed every interaction of {name} (steps: {steps})")
         if catalog is not None and data.item_vocab is not before.item_vocab:
             catalog = catalog.align(data.item_vocab)
         for key, val in list(extras.items()):

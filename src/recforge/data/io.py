@@ -369,13 +369,13 @@ def frame_to_interactions(
             msg = f"row {row}: {msg}"
         raise DataError(msg, path=path, column=cols[role], **where(row))
 
-    ids: dict[str, np.ndarray] = {}
+    ids: dict[str, pl.Series] = {}
     for role in ("user", "item"):
         s = df[cols[role]]
         s = s.cast(pl.Utf8).str.strip_chars() if s.dtype != pl.Utf8 else s.str.strip_chars()
         empty = (s.is_null() | (s == "")).to_numpy()
         check(empty, "empty_id", role, f"empty {role} id")
-        ids[role] = s.to_numpy()
+        ids[role] = s
 
     time = np.zeros(df.height, np.int64)
     if "time" in cols:
@@ -397,9 +397,10 @@ def frame_to_interactions(
     report.rows_kept = int(keep.sum())
     if report.rows_kept == 0:
         raise DataError(f"no valid rows left (removed: {report.removed})", path=path)
+    mask = pl.Series(keep)
     data = build_interactions(
-        ids["user"][keep],
-        ids["item"][keep],
+        ids["user"].filter(mask),
+        ids["item"].filter(mask),
         time=time[keep],
         value=value[keep],
         event=None if event is None else event[keep],
@@ -435,21 +436,26 @@ def _parse_time(s: pl.Series, time_format: str | None) -> tuple[np.ndarray, np.n
     return vals, bad
 
 
-def _as_ids(values: np.ndarray) -> np.ndarray:
-    """Text ids that are all integers become int64 (so '10' sorts after '9'); others stay strings."""
-    if values.dtype.kind in "iu":
-        return values.astype(np.int64)
-    arr = np.asarray(values, dtype=object)
-    try:
-        as_int = np.asarray(pl.Series(arr.astype(str)).cast(pl.Int64, strict=True).to_numpy(), dtype=np.int64)
-    except (pl.exceptions.PolarsError, ValueError, OverflowError):
-        return arr.astype(str)
-    return as_int
+def id_series(values: np.ndarray | pl.Series | Sequence[Any]) -> pl.Series:
+    """Ids as a polars Series: integer dtype when every id is an integer (so '10' sorts after '9'), else text."""
+    if isinstance(values, np.ndarray) and values.dtype == object:
+        values = values.tolist()  # polars cannot cast numpy object columns
+    s = values if isinstance(values, pl.Series) else pl.Series(values=values, strict=False)
+    if s.dtype.is_integer():
+        return s.cast(pl.Int64)
+    text = s.cast(pl.Utf8)
+    as_int = text.str.strip_chars().cast(pl.Int64, strict=False)
+    return as_int if as_int.null_count() == text.null_count() else text
+
+
+def _as_ids(values: np.ndarray | Sequence[Any]) -> np.ndarray:
+    """Numpy form of :func:`id_series` (int64 or object array of str)."""
+    return id_series(values).to_numpy()
 
 
 def build_interactions(
-    user: np.ndarray,
-    item: np.ndarray,
+    user: np.ndarray | pl.Series | Sequence[Any],
+    item: np.ndarray | pl.Series | Sequence[Any],
     *,
     time: np.ndarray | None = None,
     value: np.ndarray | None = None,
@@ -458,18 +464,19 @@ def build_interactions(
     item_vocab: Vocab | None = None,
     meta: Mapping[str, Any] | None = None,
 ) -> Interactions:
-    """External-id arrays (N,) -> Interactions with sorted vocabularies (vectorized; no per-row Python work).
+    """External ids (N,) -> Interactions with sorted vocabularies (vectorized in polars; no per-row Python work).
 
-    Given vocabularies are used as they are (unknown ids raise); otherwise ids become sorted vocabularies.
+    Given vocabularies are used as they are (unknown ids raise); otherwise ids become sorted vocabularies, so the
+    dense id of an external id is its dense rank (ids 1..N stay 1..N).
     """
     enc: dict[str, tuple[np.ndarray, Vocab]] = {}
     for role, ext, vocab in (("user", user, user_vocab), ("item", item, item_vocab)):
-        ext = _as_ids(np.asarray(ext))
+        s = id_series(ext)
         if vocab is None:
-            uniq, inv = np.unique(ext, return_inverse=True)
-            enc[role] = (inv.astype(np.int64) + 1, Vocab(uniq.tolist(), name=role))
+            codes = s.rank("dense").cast(pl.Int64).to_numpy()
+            enc[role] = (codes, Vocab(s.unique().sort().to_list(), name=role))
         else:
-            enc[role] = (vocab.encode(ext), vocab)
+            enc[role] = (vocab.encode(s.to_list()), vocab)
     n = len(enc["user"][0])
     return Interactions(
         user=enc["user"][0],
@@ -528,8 +535,8 @@ def read_sequences(
     report.rows_kept = len(items)
     report.notes.append("no timestamps in the file: time = position in the user's sequence")
     data = build_interactions(
-        np.asarray(users, dtype=object),
-        np.asarray(items, dtype=object),
+        users,
+        items,
         time=np.asarray(pos, dtype=np.int64),
         meta={**(meta or {}), "load": report.to_dict(), "time_kind": "order"},
     )
