@@ -84,6 +84,19 @@ def test_ml1m_partial_is_flagged(data_dir):
 
 
 @pytest.mark.realdata
+def test_lastfm_extras(data_dir):
+    d = load_dataset("lastfm", data_dir=data_dir)
+    neg = d.extras["sampled_negatives"]
+    assert neg.shape == (1091, 99) and (neg[1:] > 0).all()
+    # negatives are items the user never interacted with
+    csr = d.interactions.to_csr()
+    assert not np.take_along_axis(csr[[1, 2, 3]].toarray(), neg[1:4], axis=1).any()
+    h = load_dataset("lastfm-hetrec", data_dir=data_dir)
+    assert h.extras["tags"].height == 11_946 and h.extras["friends"].height == 25_434
+    assert h.catalog.title(89) == "Lady Gaga"
+
+
+@pytest.mark.realdata
 def test_coat_test_part_and_propensities(data_dir):
     d = load_dataset("coat", data_dir=data_dir)
     assert len(d.extras["test"]) == 4640 and d.extras["propensities"].shape == (290, 300)

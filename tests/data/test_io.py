@@ -109,6 +109,9 @@ BAD = [
     ("bad.jsonl", '{"user": 1, "item": 2}\n{"user": 1, "item": 3\n', {}, "invalid JSON", 2, None),
     ("arr.jsonl", '{"user": 1, "item": 2}\n[1, 2]\n', {}, "expected a JSON object per line", 2, None),
     ("ragged.csv", "user,item\n1,2\n1,2,3,4\n", {}, "cannot parse", None, None),
+    ("gap.jsonl", '{"user": 1, "item": 2, "timestamp": 5}\n\n{"user": 1, "item": 3, "timestamp": -1}\n', {},
+     "negative timestamp", 3, "timestamp"),
+    ("lead.csv", "\n\nuser,item,timestamp\n1,2,5\n\n1,3,-1\n", {}, "negative timestamp", 6, "timestamp"),
 ]
 
 

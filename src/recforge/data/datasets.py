@@ -336,7 +336,25 @@ def _load_s3rec(files: _Files, spec: DatasetSpec) -> Loaded:
     attrs = files.find(f"{stem}_item2attributes.json")
     catalog = read_item2attributes(attrs).align(data.item_vocab) if attrs is not None else None
     notes = ["implicit, time-ordered sequences without timestamps: time = position in the user's sequence"]
-    return data, catalog, notes, {}, False
+    extras: dict[str, Any] = {}
+    sample = files.find(f"{stem}_sample.txt")
+    if sample is not None:
+        extras["sampled_negatives"] = _read_negatives(sample, data)
+        notes.append("extras['sampled_negatives']: the authors' fixed negatives per user (sampled protocol only)")
+    return data, catalog, notes, extras, False
+
+
+def _read_negatives(path: Path, data: Interactions) -> np.ndarray:
+    """S3-Rec ``*_sample.txt`` (``user neg_1 ... neg_k``) -> int64 (n_users+1, k) of dense item ids; row = dense user."""
+    rows = [ln.split() for ln in read_text(path).splitlines() if ln.strip()]
+    widths = {len(r) for r in rows}
+    if len(widths) != 1:
+        raise DataError(f"lines have different numbers of fields {sorted(widths)[:5]}", path=str(path))
+    ext = np.asarray(rows, dtype=np.int64)
+    out = np.zeros((data.n_users + 1, ext.shape[1] - 1), np.int64)
+    out[data.user_vocab.encode(ext[:, 0].tolist())] = data.item_vocab.encode(ext[:, 1:].ravel().tolist()).reshape(
+        len(ext), -1)
+    return out
 
 
 def _load_sasrec(files: _Files, spec: DatasetSpec) -> Loaded:
@@ -356,6 +374,9 @@ def _load_hetrec(files: _Files, spec: DatasetSpec) -> Loaded:
     friends = files.find("user_friends.dat")
     if friends is not None:
         extras["friends"] = read_table(friends, sep="\t", min_columns=2)[0]
+    tags = files.find("tags.dat")
+    if tags is not None:  # the tag vocabulary (Latin-1); the tag assignments are not part of this copy
+        extras["tags"] = read_table(tags, sep="\t", min_columns=2, encoding="latin-1", quote=False)[0]
     notes = ["value = listening count (top-50 artists per user); no timestamps (time = 0)"]
     partial = files.find("user_taggedartists.dat") is None
     if partial:

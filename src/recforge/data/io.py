@@ -225,8 +225,10 @@ def _read_jsonl(path: Path, text: str) -> pl.DataFrame:
     """JSON lines -> frame; a malformed line is named (found by parsing line by line only after polars fails)."""
     import json
 
+    # blank lines become empty objects, i.e. all-null rows, so that row i is line i+1 (and blank lines get counted)
+    padded = "\n".join(line if line.strip() else "{}" for line in text.splitlines())
     try:
-        return pl.read_ndjson(io.BytesIO(text.encode("utf-8")), infer_schema_length=None)
+        return pl.read_ndjson(io.BytesIO(padded.encode("utf-8")), infer_schema_length=None)
     except Exception as exc:  # polars: ComputeError / SchemaError depending on the defect
         for no, line in enumerate(text.splitlines(), start=1):
             if not line.strip():
