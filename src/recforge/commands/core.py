@@ -138,11 +138,14 @@ def _public(metrics: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in metrics.items() if not k.startswith("_")}
 
 
-def print_leaderboard(rows: list[dict[str, Any]], title: str) -> None:
-    """Rows of {"run", "model", "metrics": {name: {mean, ci_low, ci_high}}} as a rich table (mean [95% CI])."""
-    names = list(rows[0]["metrics"]) if rows else []
+def print_leaderboard(rows: list[dict[str, Any]], title: str, max_metrics: int = 4) -> None:
+    """Rows of {"run", "model", "metrics": {name: {mean, ci_low, ci_high}}} as a rich table (mean [95% CI]).
+
+    Shows the first ``max_metrics`` metrics so that the table fits a terminal; metrics.json has them all.
+    """
+    names = list(rows[0]["metrics"])[:max_metrics] if rows else []
     table = Table(title=title)
-    table.add_column("run")
+    table.add_column("run", overflow="fold")
     table.add_column("model")
     for n in names:
         table.add_column(n, justify="right")
@@ -150,8 +153,8 @@ def print_leaderboard(rows: list[dict[str, Any]], title: str) -> None:
         cells = []
         for n in names:
             m = row["metrics"].get(n)
-            cells.append("-" if m is None else f"{m['mean']:.4f} [{m['ci_low']:.4f}, {m['ci_high']:.4f}]")
-        table.add_row(row["run"], str(row["model"]), *cells)
+            cells.append("-" if m is None else f"{m['mean']:.4f} [{m['ci_low']:.3f}, {m['ci_high']:.3f}]")
+        table.add_row(Path(row["run"]).name, str(row["model"]), *cells)
     _console().print(table)
     _console().print("[dim]mean [95% bootstrap CI] over users[/]")
 
