@@ -114,6 +114,8 @@ BAD = [
     ("gap.jsonl", '{"user": 1, "item": 2, "timestamp": 5}\n\n{"user": 1, "item": 3, "timestamp": -1}\n', {},
      "negative timestamp", 3, "timestamp"),
     ("lead.csv", "\n\nuser,item,timestamp\n1,2,5\n\n1,3,-1\n", {}, "negative timestamp", 6, "timestamp"),
+    ("leadnh.csv", "\n \n1,2,5\n\n1,3,-1\n", {"header": False, "columns": {"user": 0, "item": 1, "time": 2}},
+     "negative timestamp", 5, "column_2"),
 ]
 
 

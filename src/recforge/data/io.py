@@ -14,6 +14,7 @@ from __future__ import annotations
 import gzip
 import io
 import logging
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -158,7 +159,7 @@ def read_table(
 
     Returns (frame, first_line): row ``i`` of the frame is line ``first_line + i`` of a text file (blank lines are
     kept as all-null rows so that numbering stays exact); for Parquet, ``first_line`` is 0 and rows are not lines.
-    ``names`` renames the columns (required to name them when ``header=False``; default ``column_1..``).
+    ``names`` renames the columns; without a header they are otherwise ``column_0``, ``column_1``, ... (0-based).
     ``min_columns``: a text file whose first line splits into fewer fields gets a wrong-separator DataError.
     """
     path = Path(path)
@@ -192,6 +193,8 @@ def read_table(
             path=str(path),
             line=first_no,
         )
+    # leading blank lines would make polars guess a 1-column schema without a header: drop them, keep the numbering
+    text = text[re.match(r"(?:[ \t\r\f\v]*\n)*", text).end() :]
     if len(sep) > 1:
         if _UNIT_SEP in text:
             raise DataError(f"cannot split on {sep!r}: the file contains the control character 0x1f", path=str(path))
@@ -210,6 +213,8 @@ def read_table(
         raise DataError(f"cannot parse as {sep!r}-separated text ({str(exc).splitlines()[0]})", path=str(path)) from exc
     if header and df.height == 0:
         raise DataError("file has a header but no data rows", path=str(path))
+    if not header and not names:  # name headerless columns by their 0-based position, as ``columns`` does
+        df.columns = [f"column_{i}" for i in range(df.width)]
     if names:
         if len(names) > df.width:
             raise DataError(
@@ -217,7 +222,6 @@ def read_table(
                 path=str(path),
             )
         df = df.rename(dict(zip(df.columns, names)))
-    # polars drops leading blank lines before the header; count them so line numbers stay exact
     return df, first_no + (1 if header else 0)
 
 
