@@ -212,6 +212,26 @@ def test_download_verifies_sha256(tmp_path, archive):
     assert not (tmp_path / "dest2" / "t" / "T.txt").exists()
 
 
+def test_download_skips_good_files_and_replaces_bad_ones(tmp_path):
+    payload = {"T.txt": b"1 1 2 3\n"}
+    sha = {"T.txt": hashlib.sha256(payload["T.txt"]).hexdigest()}
+    spec = _spec_for(tmp_path / "src", payload, sha, archive=False)
+    folder = ds.download_spec(spec, tmp_path / "dest")
+    (tmp_path / "src" / "remote" / "T.txt").unlink()  # the source is gone: a second call must not need it
+    assert ds.download_spec(spec, tmp_path / "dest") == folder
+    (folder / "T.txt").write_bytes(b"corrupted")
+    with pytest.raises(DataError, match="cannot download"):  # a corrupted local copy is fetched again
+        ds.download_spec(spec, tmp_path / "dest")
+
+
+def test_download_into_unwritable_destination(tmp_path):
+    spec = _spec_for(tmp_path / "src", {"T.txt": b"1 1 2\n"}, {"T.txt": None}, archive=False)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")  # fails even for root, unlike a read-only folder
+    with pytest.raises(DataError, match="cannot create the destination folder"):
+        ds.download_spec(spec, blocker)
+
+
 def test_download_without_network_is_a_data_error(tmp_path):
     spec = ds.DatasetSpec(name="t", folder="t", loader="_load_s3rec", homepage="https://example.org", licence="x",
                           sources=(ds.Source((tmp_path / "absent").as_uri() + "/", (("T.txt", "T.txt", None),)),),

@@ -87,11 +87,15 @@ class DatasetSpec:
     description: str
     partial: bool = False
     options: dict[str, str] = field(default_factory=dict)
+    extra_sha256: tuple[tuple[str, str], ...] = ()
 
     @property
     def sha256(self) -> dict[str, str]:
-        """Local file name -> reference sha256 (files without a known checksum are left out)."""
-        return {local: sha for src in self.sources for _, local, sha in src.files if sha}
+        """Local file name -> reference sha256 (files without a known checksum are left out; ``extra_sha256`` holds
+        files that may be on disk but are not downloaded)."""
+        out = {local: sha for src in self.sources for _, local, sha in src.files if sha}
+        out.update(dict(self.extra_sha256))
+        return out
 
 
 def _s3rec(name: str, folder: str, stem: str, txt_sha: str, attr_sha: str, licence: str, desc: str) -> DatasetSpec:
@@ -137,12 +141,10 @@ DATASETS: dict[str, DatasetSpec] = {
             ("ml-1m/users.dat", "users.dat", "1dc3a95300cb19f7c10e027daf29b8cdf1d908dab65b5edfb45950aa389a10a3"),
             ("ml-1m/README", "README.grouplens", "2d5ddce86ccbd247207456165827b4b9ddf27282bca93807d4c763e28414f133"),
         ), archive=True),
-            # the partial ratings file of the shared data folder (users 1..2,999), used when ratings.dat is absent
-            Source("https://raw.githubusercontent.com/dev-sumanta/dsmlai/ccdc1fec54b4ab00fe37154ce2a38200c932bf6a/", (
-                ("ratings.dat.gz", "ratings_users_0001-2999.dat.gz",
-                 "2fedcf5405373a49df4041e3d3fe1e8db9eacf2c77c209ae1f686ea06b7a16d9"),
-            )),
         ),
+        # the partial ratings file of the shared data folder (users 1..2,999), used when ratings.dat is absent;
+        # checked when present, never downloaded (the official zip has the complete ratings.dat)
+        extra_sha256=(("ratings_users_0001-2999.dat.gz", "2fedcf5405373a49df4041e3d3fe1e8db9eacf2c77c209ae1f686ea06b7a16d9"),),
         description="MovieLens 1M: ratings 1-5 with timestamps, 6,040 users, 3,883 movies; loads the full ratings.dat "
         "when present, else the partial ratings of users 1-2,999",
         partial=True,
@@ -619,10 +621,19 @@ def download_spec(spec: DatasetSpec, dest: str | Path, *, force: bool = False) -
     Files with no reference checksum are kept and logged as unverified.
     """
     folder = Path(dest) / spec.folder
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataError(f"cannot create the destination folder ({exc.strerror})", path=str(folder)) from None
+
+    def needed(local: str, sha: str | None) -> bool:
+        """Missing, forced, or present with a checksum that does not match."""
+        target = folder / local
+        return force or not target.is_file() or (sha is not None and sha256_file(target) != sha)
+
     with tempfile.TemporaryDirectory(prefix="recforge-dl-") as tmp:
         for src in spec.sources:
-            todo = [f for f in src.files if force or not (folder / f[1]).is_file()]
+            todo = [f for f in src.files if needed(f[1], f[2])]
             if not todo:
                 continue
             if src.archive:
@@ -668,6 +679,9 @@ def _accept(staged: Path, target: Path, sha: str | None, origin: str) -> None:
         raise DataError(f"sha256 mismatch for {target.name}: expected {sha}, got {got}", path=origin)
     if sha is None:
         log.warning("%s: no reference sha256; kept unverified (sha256 %s)", target.name, got)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.move(str(staged), target)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(staged), target)
+    except OSError as exc:
+        raise DataError(f"cannot write the downloaded file ({exc.strerror})", path=str(target)) from None
 
