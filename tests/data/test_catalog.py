@@ -92,3 +92,14 @@ def test_movies_csv_missing_column(tmp_path):
 def test_shape_checks():
     with pytest.raises(DataError, match="titles has 2 entries for 3 items"):
         ItemCatalog.from_records([1, 2, 3], ["a", "b"])
+
+
+def test_save_load_round_trip(tmp_path):
+    cat = ItemCatalog.from_records(["3", "b", "2"], ["c", None, "é"], [["g1", 7], [], [7]], text=["t", None, None])
+    back = ItemCatalog.load(cat.save(tmp_path / "cat"))
+    assert back.item_vocab == cat.item_vocab and back.attr_vocab == cat.attr_vocab
+    assert back.titles == cat.titles and back.text == cat.text
+    assert (back.attributes != cat.attributes).nnz == 0 and back.attributes_of("3") == cat.attributes_of("3") == [7, "g1"]
+    assert not any(p.suffix == ".pkl" for p in (tmp_path / "cat").iterdir())
+    with pytest.raises(DataError, match="not a saved catalog"):
+        ItemCatalog.load(tmp_path)

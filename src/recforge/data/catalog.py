@@ -145,6 +145,41 @@ class ItemCatalog:
     def __repr__(self) -> str:
         return f"ItemCatalog(items={self.n_items}, attributes={self.n_attributes})"
 
+    # ------------------------------------------------------------------------------------------------ persistence
+    def save(self, path: str | Path) -> Path:
+        """Write ``catalog.json`` (vocabularies, titles, text, meta) and ``catalog.safetensors`` (the attribute csr
+        as indptr/indices) into directory ``path``. No pickle."""
+        from safetensors.numpy import save_file
+
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        doc = {"format": "recforge.ItemCatalog/1", "item_vocab": self.item_vocab.to_json(),
+               "attr_vocab": self.attr_vocab.to_json(), "titles": self.titles, "text": self.text, "meta": self.meta}
+        (path / "catalog.json").write_text(json.dumps(doc, default=str), encoding="utf-8")
+        save_file({"indptr": self.attributes.indptr.astype(np.int64), "indices": self.attributes.indices.astype(np.int64)},
+                  str(path / "catalog.safetensors"))
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> ItemCatalog:
+        """Inverse of :meth:`save`."""
+        from safetensors.numpy import load_file
+
+        path = Path(path)
+        doc_file, arr_file = path / "catalog.json", path / "catalog.safetensors"
+        if not doc_file.is_file() or not arr_file.is_file():
+            raise DataError("not a saved catalog (need catalog.json and catalog.safetensors)", path=str(path))
+        doc = json.loads(doc_file.read_text(encoding="utf-8"))
+        if doc.get("format") != "recforge.ItemCatalog/1":
+            raise DataError(f"unknown catalog format {doc.get('format')!r}", path=str(doc_file))
+        arrays = load_file(str(arr_file))
+        item_vocab, attr_vocab = Vocab.from_json(doc["item_vocab"]), Vocab.from_json(doc["attr_vocab"])
+        indices = arrays["indices"]
+        mat = sp.csr_array((np.ones(len(indices), np.float32), indices, arrays["indptr"]),
+                           shape=(len(item_vocab) + 1, len(attr_vocab) + 1))
+        return cls(item_vocab=item_vocab, titles=doc["titles"], attributes=mat, attr_vocab=attr_vocab,
+                   text=doc["text"], meta=doc["meta"])
+
 
 def _sort_key(x: Any) -> tuple[int, Any]:
     """Numbers before strings, each in natural order (attribute ids may be either)."""
