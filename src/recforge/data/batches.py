@@ -114,6 +114,19 @@ class SequenceData:
     def __len__(self) -> int:
         return int(self.windows.shape[0])
 
+    def order(self, batch_size: int, generator: torch.Generator) -> torch.Tensor:
+        """Row order for one epoch: a random permutation, then sorted by length inside chunks of 32 batches so a
+        batch holds histories of similar length (less padding to compute), then batches in random order."""
+        n = len(self)
+        perm = torch.randperm(n, generator=generator)
+        lengths = (self.windows[perm] > 0).sum(1)
+        chunk = 32 * batch_size
+        keys = torch.arange(n) // chunk * (self.windows.shape[1] + 1) + lengths
+        perm = perm[torch.argsort(keys, stable=True)]
+        batches = list(torch.split(perm, batch_size))
+        shuffled = torch.randperm(len(batches), generator=generator).tolist()
+        return torch.cat([batches[i] for i in shuffled]) if batches else perm
+
     def batch(self, rows: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
         """Rows (B,) -> dict with "input" (B, L), "target" (B, L), optional "time" (B, L), "negatives", "log_q"."""
         w = self.windows[rows]
@@ -133,6 +146,11 @@ class SequenceData:
             inp = torch.where(masked, torch.full_like(inp, self.mask_token), inp)
             if self.times is not None:
                 out["time"] = self.times[rows][:, 1:]
+        # Drop leading columns that are padding in every row: most histories are much shorter than max_len.
+        first = int((inp > 0).any(0).int().argmax()) if bool((inp > 0).any()) else inp.shape[1] - 1
+        inp, tgt = inp[:, first:], tgt[:, first:]
+        if "time" in out:
+            out["time"] = out["time"][:, first:]
         out["input"], out["target"] = inp, tgt
         if self.negatives == "per_position":
             shape = (*tgt.shape, self.n_negatives)

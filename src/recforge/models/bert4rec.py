@@ -75,7 +75,8 @@ class BERT4Rec(SequentialRecommender):
     config_class = BERT4RecConfig
     objective = "cloze"
     #: small and fast, for the shared contract tests
-    test_config = BERT4RecConfig(dim=16, n_layers=1, n_heads=1, max_len=20, train=TrainConfig(epochs=3, batch_size=64))
+    test_config = BERT4RecConfig(dim=32, n_layers=1, n_heads=1, max_len=20,
+                                 train=TrainConfig(epochs=8, batch_size=64, lr=3e-3, threads=1))
 
     def _build_net(self, n_items: int) -> BERT4RecNet:
         return BERT4RecNet(n_items, self.config)

@@ -79,7 +79,8 @@ class GRU4Rec(SequentialRecommender):
     name = "gru4rec"
     config_class = GRU4RecConfig
     #: small and fast, for the shared contract tests
-    test_config = GRU4RecConfig(dim=16, hidden=16, max_len=20, train=TrainConfig(epochs=3, batch_size=64, lr=3e-3))
+    test_config = GRU4RecConfig(dim=32, hidden=32, max_len=20,
+                                train=TrainConfig(epochs=8, batch_size=64, lr=5e-3, threads=1))
 
     def _build_net(self, n_items: int) -> GRU4RecNet:
         return GRU4RecNet(n_items, self.config)

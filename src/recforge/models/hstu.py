@@ -1,6 +1,6 @@
 """HSTU (Zhai et al., "Actions Speak Louder than Words", ICML 2024): hierarchical sequential transduction units.
 
-Each layer computes U, V, Q, K = split(SiLU(f1(LN(x)))), pointwise attention A = SiLU(Q K^T + rab) / L without a
+Each layer computes U, V, Q, K = split(SiLU(f1(LN(x)))), pointwise attention A = SiLU(Q K^T + rab) / max_len without a
 softmax (so attention strength is not normalised away: how much of a history matches is itself a signal),
 masked causally, and the gated output ``x + f2(LN(A V) * U)``. The relative attention bias ``rab`` has a learned
 term per (head, distance i - j) and, when timestamps are known, a learned term per (head, log2 bucket of the time
@@ -57,7 +57,7 @@ class HSTULayer(nn.Module):
 
     def __init__(self, dim: int, n_heads: int, dropout: float, max_len: int, n_time_buckets: int, time_bias: bool):
         super().__init__()
-        self.n_heads = n_heads
+        self.n_heads, self.max_len = n_heads, max_len
         self.norm_in = nn.LayerNorm(dim)
         self.uvqk = nn.Linear(dim, 4 * dim)
         self.norm_att = nn.LayerNorm(dim)
@@ -79,7 +79,8 @@ class HSTULayer(nn.Module):
         scores = q @ k.transpose(-1, -2) + self.pos_bias(distance).permute(2, 0, 1).unsqueeze(0)
         if buckets is not None and self.time_bias is not None:
             scores = scores + self.time_bias(buckets).permute(0, 3, 1, 2)
-        att = F.silu(scores) * mask / length
+        # A fixed normaliser (not the batch's trimmed length) keeps training and scoring on the same scale.
+        att = F.silu(scores) * mask / self.max_len
         o = (att @ v).transpose(1, 2).reshape(b, length, d)
         return x + self.dropout(self.out(self.norm_att(o) * u))
 
@@ -126,7 +127,8 @@ class HSTU(SequentialRecommender):
     config_class = HSTUConfig
     uses_time = True
     #: small and fast, for the shared contract tests
-    test_config = HSTUConfig(dim=16, n_layers=1, n_heads=1, max_len=20, train=TrainConfig(epochs=3, batch_size=64))
+    test_config = HSTUConfig(dim=32, n_layers=1, n_heads=1, max_len=20,
+                              train=TrainConfig(epochs=8, batch_size=64, lr=3e-3, threads=1))
 
     def _build_net(self, n_items: int) -> HSTUNet:
         return HSTUNet(n_items, self.config)

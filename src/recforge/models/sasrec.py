@@ -61,7 +61,8 @@ class SASRec(SequentialRecommender):
     name = "sasrec"
     config_class = SASRecConfig
     #: small and fast, for the shared contract tests
-    test_config = SASRecConfig(dim=16, n_layers=1, n_heads=1, max_len=20, train=TrainConfig(epochs=3, batch_size=64))
+    test_config = SASRecConfig(dim=32, n_layers=1, n_heads=1, max_len=20,
+                              train=TrainConfig(epochs=8, batch_size=64, lr=3e-3, threads=1))
 
     def _build_net(self, n_items: int) -> SASRecNet:
         return SASRecNet(n_items, self.config)

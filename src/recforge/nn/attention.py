@@ -84,7 +84,9 @@ class TransformerEncoder(nn.Module):
 
     def forward(self, items: torch.Tensor) -> torch.Tensor:
         length = items.shape[1]
-        pos = torch.arange(length, device=items.device)
+        # Positions count back from the last slot, so a batch trimmed of all-padding columns keeps each item's
+        # position (the last item is always at max_len - 1).
+        pos = torch.arange(self.pos_emb.num_embeddings - length, self.pos_emb.num_embeddings, device=items.device)
         # Scale by sqrt(D) so item identity dominates the small position embedding at initialisation.
         x = self.item_emb(items) * self.item_emb.embedding_dim**0.5 + self.pos_emb(pos)[None]
         x = self.dropout(x) * (items > 0).unsqueeze(-1)

@@ -55,11 +55,10 @@ def _hits(targets: torch.Tensor, negatives: torch.Tensor) -> torch.Tensor:
 def full_ce(h: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor, n_items: int,
             bias: torch.Tensor | None = None) -> torch.Tensor:
     """Mean cross-entropy of the full softmax over items 1..n_items. h (N, D), targets (N,), weight (>=n_items+1, D)."""
-    logits = h @ weight[: n_items + 1].T
-    if bias is not None:
-        logits = logits + bias[: n_items + 1]
-    logits[:, 0] = -torch.inf
-    return F.cross_entropy(logits.float(), targets)
+    # Score items 1..n_items only (row 0 is padding), so the targets shift down by one; addmm fuses the bias.
+    w = weight[1 : n_items + 1]
+    logits = h @ w.T if bias is None else torch.addmm(bias[1 : n_items + 1], h, w.T)
+    return F.cross_entropy(logits.float(), targets - 1)
 
 
 def bce(h: torch.Tensor, targets: torch.Tensor, negatives: torch.Tensor, weight: torch.Tensor,
@@ -72,7 +71,7 @@ def bce(h: torch.Tensor, targets: torch.Tensor, negatives: torch.Tensor, weight:
 
 
 def gbce_beta(n_negatives: int, n_items: int, t: float) -> float:
-    """gSASRec's beta for K negatives out of n_items (t = 1 gives beta = 1, i.e. plain BCE calibration)."""
+    """gSASRec's beta = t (alpha - 1) + 1 for K negatives out of n_items: t = 0 is plain BCE, t = 1 gives alpha."""
     alpha = n_negatives / max(n_items - 1, 1)
     return alpha * (t * (1.0 - 1.0 / alpha) + 1.0 / alpha)
 

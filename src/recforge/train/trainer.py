@@ -193,7 +193,12 @@ class Trainer:
             for epoch in range(state["epoch"], cfg.epochs):
                 t0 = time.perf_counter()
                 module.train()
-                order = torch.randperm(n_rows, generator=torch.Generator().manual_seed(_epoch_seed(cfg.seed, epoch, 0, 0)))
+                order_gen = torch.Generator().manual_seed(_epoch_seed(cfg.seed, epoch, 0, 0))
+                # Sources may define their own order (e.g. length-bucketed); it must depend only on the generator.
+                if hasattr(data, "order"):
+                    order = data.order(cfg.batch_size, order_gen)
+                else:
+                    order = torch.randperm(n_rows, generator=order_gen)
                 gen = torch.Generator().manual_seed(_epoch_seed(cfg.seed, epoch, rank, 1))
                 torch.manual_seed(_epoch_seed(cfg.seed, epoch, rank, 2))  # dropout draws from the global generator
                 total_loss, n_batches = 0.0, 0
