@@ -59,3 +59,35 @@ def planted_clusters(
         time=times,
         meta={"generator": "planted_clusters", "user_cluster": user_cluster, "item_cluster": item_cluster, "seed": seed},
     )
+
+
+def sequential_world(
+    n_users: int = 200, n_items: int = 60, length: int = 12, p_follow: float = 0.9, seed: int = 0
+) -> Interactions:
+    """A planted next-item rule: every item i has one successor ``meta["successor"][i]`` (a random permutation);
+    each user starts at a random item and then, at every step, moves to the successor of the last item with
+    probability ``p_follow``, else to a uniformly random item. Popularity is flat, so only the order carries signal:
+    a sequential model should predict the held-out item with probability about ``p_follow``.
+
+    External ids are ``"u<k>"`` / ``"i<k>"``; user k's events have times k, k + 60, k + 120, ... (seconds).
+    """
+    if n_users < 1 or n_items < 2 or length < 2:
+        raise ConfigError(f"need n_users >= 1, n_items >= 2, length >= 2, got {n_users=}, {n_items=}, {length=}")
+    if not 0.0 <= p_follow <= 1.0:
+        raise ConfigError(f"p_follow must be in [0, 1], got {p_follow}")
+    rng = np.random.default_rng(seed)
+    successor = rng.permutation(n_items)
+    seqs = np.empty((n_users, length), np.int64)
+    seqs[:, 0] = rng.integers(0, n_items, n_users)
+    follow = rng.random((n_users, length)) < p_follow
+    jumps = rng.integers(0, n_items, (n_users, length))
+    for t in range(1, length):  # loop over positions (few), vectorized over users
+        seqs[:, t] = np.where(follow[:, t], successor[seqs[:, t - 1]], jumps[:, t])
+    users = np.repeat(np.arange(n_users), length)
+    times = users + np.tile(np.arange(length), n_users) * 60
+    return Interactions.from_arrays(
+        np.char.add("u", users.astype(str)),
+        np.char.add("i", seqs.ravel().astype(str)),
+        time=times,
+        meta={"generator": "sequential_world", "successor": successor, "seed": seed},
+    )

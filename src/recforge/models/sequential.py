@@ -10,6 +10,7 @@ or an ad-hoc history runs the net on the last ``max_len`` items and scores every
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
@@ -94,6 +95,8 @@ class SequentialRecommender(Recommender):
         self.train_result_: TrainResult | None = None
         self._checkpoint_dir: Path | None = None
         self._resume = False
+        #: passed to the Trainer: ``cb(epoch, history_row)`` after each epoch (may raise to interrupt)
+        self.callbacks: list[Callable[[int, dict[str, float]], None]] = []
 
     # ------------------------------------------------------------------ to implement per model
     def _build_net(self, n_items: int) -> SequenceNet:
@@ -146,7 +149,7 @@ class SequentialRecommender(Recommender):
 
         log.info("%s: %d training windows of %d items, %d parameters", self.name, len(data), cfg.max_len + 1,
                  sum(p.numel() for p in self.net_.parameters()))
-        self.train_result_ = Trainer(cfg.train).fit(self.net_, data, evaluate_fn, self._checkpoint_dir, self._resume)
+        self.train_result_ = Trainer(cfg.train, self.callbacks).fit(self.net_, data, evaluate_fn, self._checkpoint_dir, self._resume)
         self.net_.cpu().eval()
 
     def _store_sequences(self, train: Interactions) -> None:
