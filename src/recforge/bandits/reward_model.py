@@ -11,6 +11,7 @@ import logging
 
 import numpy as np
 from scipy.optimize import minimize
+from threadpoolctl import threadpool_limits
 
 from recforge.bandits.logged import LoggedFeedback
 from recforge.errors import ConfigError, NotFittedError
@@ -49,8 +50,11 @@ class LogisticRewardModel:
             grad[:-1] += self.l2 * w[:-1] / n
             return val, grad
 
-        res = minimize(loss, np.zeros(d + n_a + self.len_list + 1), jac=True, method="L-BFGS-B",
-                       options={"maxiter": self.max_iter})
+        # one BLAS thread: L-BFGS-B makes many tiny BLAS calls, and OpenBLAS threads made them ~100x slower on a busy
+        # 2-core machine (measured 0.4 s vs 0.004 s per fit)
+        with threadpool_limits(1, user_api="blas"):
+            res = minimize(loss, np.zeros(d + n_a + self.len_list + 1), jac=True, method="L-BFGS-B",
+                           options={"maxiter": self.max_iter})
         logger.info("reward model fitted: loss %.5f, converged=%s", res.fun, res.success)
         self.w = res.x
         return self
@@ -67,3 +71,24 @@ class LogisticRewardModel:
     def for_feedback(self, feedback: LoggedFeedback):
         """A function (rows (m,), positions (m,)) -> (m, K) for :func:`recforge.bandits.estimators.ope_input`."""
         return lambda rows, pos: self.predict(feedback.context[rows] if feedback.context is not None else None, pos)
+
+
+def cross_fitted(feedback: LoggedFeedback, n_folds: int = 3, l2: float = 1.0, seed: int = 0):
+    """Cross-fitting: split rows into ``n_folds`` random folds, fit one model per fold on the other folds, and predict
+    each row with the model that did not see it (Chernozhukov et al. 2018; the DR estimators then use out-of-fold q).
+    Returns a function (rows (m,), positions (m,)) -> (m, K) for :func:`recforge.bandits.estimators.ope_input`."""
+    if n_folds < 2:
+        raise ConfigError(f"n_folds must be >= 2, got {n_folds!r}")
+    fold = np.random.default_rng(seed).permutation(feedback.n_rounds) % n_folds
+    models = [LogisticRewardModel(l2=l2).fit(feedback, np.flatnonzero(fold != f)) for f in range(n_folds)]
+
+    def predict(rows: np.ndarray, pos: np.ndarray) -> np.ndarray:
+        ctx = feedback.context[rows] if feedback.context is not None else None
+        out = np.empty((len(rows), feedback.n_actions))
+        for f, model in enumerate(models):
+            sel = fold[rows] == f
+            if sel.any():
+                out[sel] = model.predict(ctx[sel] if ctx is not None else None, pos[sel])
+        return out
+
+    return predict

@@ -42,6 +42,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     ope.add_argument("--n-sim", type=int, default=100_000, help="Monte-Carlo draws for the Thompson-sampling action distribution")
     ope.add_argument("--estimators", default=DEFAULT_ESTIMATORS, help="comma-separated estimator names")
     ope.add_argument("--l2", type=float, default=1.0, help="L2 penalty of the logistic reward model (DM/DR family)")
+    ope.add_argument("--cross-fit", type=int, default=0, metavar="K",
+                     help="fit the reward model on K folds and predict each row out of fold (0 = one model on all rows)")
+    ope.add_argument("--refit-boot", type=int, default=0, metavar="B",
+                     help="CIs from B bootstrap replicates that also refit the reward model (slower, honest for DM)")
     ope.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for the CIs")
     ope.add_argument("--alpha", type=float, default=0.05, help="CI level is 1 - alpha")
     ope.add_argument("--seed", type=int, default=0)
@@ -144,7 +148,8 @@ def run_ope(args: argparse.Namespace) -> int:
 
     from recforge.bandits.estimators import make_estimator, ope_input
     from recforge.bandits.logged import read_logged_csv
-    from recforge.bandits.reward_model import LogisticRewardModel
+    from recforge.bandits.refit import refit_bootstrap
+    from recforge.bandits.reward_model import LogisticRewardModel, cross_fitted
     from recforge.cli import console
 
     names = [n.strip() for n in args.estimators.split(",") if n.strip()]
@@ -154,9 +159,17 @@ def run_ope(args: argparse.Namespace) -> int:
     logs = read_logged_csv(args.logs, min_pscore=args.min_pscore)
     dist = evaluation_dist(args.policy, logs.n_actions, logs.len_list, args.prior, args.n_sim, args.seed)
     model_based = {"dm", "dr", "sndr", "switch-dr", "dr-os"}
-    reward_model = LogisticRewardModel(l2=args.l2).fit(logs).for_feedback(logs) if model_based & set(names) else None
-    inp = ope_input(logs, dist, reward_model)
-    estimates = [make_estimator(n).estimate(inp, n_boot=args.n_boot, alpha=args.alpha, seed=args.seed) for n in names]
+
+    def fit(fb):
+        if args.cross_fit:
+            return cross_fitted(fb, args.cross_fit, l2=args.l2, seed=args.seed)
+        return LogisticRewardModel(l2=args.l2).fit(fb).for_feedback(fb)
+
+    if args.refit_boot:
+        estimates = refit_bootstrap(logs, dist, fit, tuple(names), n_boot=args.refit_boot, alpha=args.alpha, seed=args.seed)
+    else:
+        inp = ope_input(logs, dist, fit(logs) if model_based & set(names) else None)
+        estimates = [make_estimator(n).estimate(inp, n_boot=args.n_boot, alpha=args.alpha, seed=args.seed) for n in names]
     truth = None
     if args.truth_logs:
         truth = read_logged_csv(args.truth_logs, min_pscore=args.min_pscore or 1e-12).on_policy_value()
