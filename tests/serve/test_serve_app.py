@@ -169,9 +169,11 @@ def test_similar_embedding(tmp_path, dot_model):
     assert [r["item"] for r in out["items"]] == dot_model.item_vocab.decode(torch.topk(sims, 3).indices.numpy())
 
 
-@pytest.mark.parametrize("index", ["flat", "hnsw", "exact"])
-def test_embedding_model_through_retriever_equals_plain_scoring(tmp_path, dot_model, index):
-    with client(dot_model, tmp_path, index=index) as c:
+@pytest.mark.parametrize(("index", "params"), [
+    ("flat", {}), ("hnsw", {}), ("exact", {}), ("ivf", {"nlist": 2, "nprobe": 2}),  # nprobe = nlist: exhaustive
+])
+def test_embedding_model_through_retriever_equals_plain_scoring(tmp_path, dot_model, index, params):
+    with client(dot_model, tmp_path, index=index, index_params=params) as c:
         ready = c.get("/ready").json()
         out = c.post("/recommend", json={"user_id": "u4", "k": 10, "exclude": [3]}).json()
     assert (ready["index"] or {}).get("kind") == (None if index == "exact" else index)
@@ -308,6 +310,8 @@ def test_missing_artifact_refuses_to_start(tmp_path, capsys):
 
     assert main(["serve", str(tmp_path / "nope")]) == 1
     assert "artifact not found" in capsys.readouterr().err
+    assert main(["serve", str(tmp_path), "--index-param", "nprobe"]) == 2
+    assert "KEY=INT" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
@@ -320,6 +324,8 @@ def test_missing_artifact_refuses_to_start(tmp_path, capsys):
         ({"ann_threshold": 0}, "ann_threshold"),
         ({"max_history": 0}, "max_history"),
         ({"admin_token": "short"}, "admin_token"),
+        ({"index_params": {"nprobe": 0}}, "index_params"),
+        ({"index_params": {"bogus": 3}}, "index_params"),
     ],
 )
 def test_settings_validation(kwargs, needle):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from recforge.errors import DataError
+from recforge.errors import ConfigError, DataError
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -26,6 +26,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--index", choices=("auto", "exact", "flat", "hnsw", "ivf"), default="auto",
                    help="retrieval for embedding models (auto: HNSW from --ann-threshold items)")
     p.add_argument("--ann-threshold", type=int, default=200_000)
+    p.add_argument("--index-param", action="append", default=[], metavar="KEY=INT",
+                   help="faiss parameter, repeatable: m, ef_construction, ef_search (hnsw); nlist, nprobe (ivf)")
     p.add_argument("--max-body-bytes", type=int, default=64 * 1024)
     p.add_argument("--log-level", default="warning", choices=("debug", "info", "warning", "error"))
     p.set_defaults(func=cmd_serve)
@@ -52,6 +54,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         max_body_bytes=args.max_body_bytes,
         index=args.index,
         ann_threshold=args.ann_threshold,
+        index_params=_int_params(args.index_param),
     )
     app = create_app(args.run, settings)
     info = app.state.recforge.handle.info()
@@ -63,6 +66,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False)
     return 0
+
+
+def _int_params(pairs: list[str]) -> dict[str, int]:
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not value.strip().isdigit():
+            raise ConfigError(f"--index-param expects KEY=INT, got {pair!r}")
+        out[key.strip()] = int(value)
+    return out
 
 
 def cmd_feedback_export(args: argparse.Namespace) -> int:

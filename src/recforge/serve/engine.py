@@ -102,7 +102,7 @@ class ModelHandle:
                 users = rng.choice(np.arange(1, model.n_users + 1), size=min(200, model.n_users), replace=False)
                 queries = model.user_embeddings(users).detach().float()
                 self.retriever = build_retriever(
-                    vectors, settings.index, ann_threshold=settings.ann_threshold, queries=queries
+                    vectors, settings.index, ann_threshold=settings.ann_threshold, queries=queries, **settings.index_params
                 )
             self.item_unit = torch.nn.functional.normalize(vectors, dim=1)
         else:

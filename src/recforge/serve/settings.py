@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from recforge.errors import ConfigError
@@ -26,6 +26,8 @@ class ServeSettings:
     index: Literal["auto", "exact", "flat", "hnsw", "ivf"] = "auto"
     #: catalog size from which "auto" switches to approximate search.
     ann_threshold: int = 200_000
+    #: faiss parameters (hnsw: m, ef_construction, ef_search; ivf: nlist, nprobe).
+    index_params: dict[str, int] = field(default_factory=dict)
     #: feedback events that do NOT extend a user's history (negative or passive signals).
     negative_events: tuple[str, ...] = ("skip", "dislike", "impression")
     #: only the most recent items of a history are scored (bounds latency for long-lived users).
@@ -40,6 +42,10 @@ class ServeSettings:
             raise ConfigError(f"index must be one of auto/exact/flat/hnsw/ivf, got {self.index!r}")
         if self.max_body_bytes < 1024:
             raise ConfigError(f"max_body_bytes must be >= 1024, got {self.max_body_bytes}")
+        allowed = {"m", "ef_construction", "ef_search", "nlist", "nprobe"}
+        for key, value in self.index_params.items():
+            if key not in allowed or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"index_params: {key}={value!r} (expected positive ints for {sorted(allowed)})")
         if self.ann_threshold < 1:
             raise ConfigError(f"ann_threshold must be >= 1, got {self.ann_threshold}")
         if self.max_history < 1:
