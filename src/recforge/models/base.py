@@ -191,7 +191,7 @@ class Recommender:
         dense = self.item_vocab.encode(history, on_unknown="zero")
         ignored = [h for h, d in zip(history, dense) if d == 0]
         dense = dense[dense > 0]
-        scores = self.score_histories([dense])
+        scores = self.score_histories([dense]).clone()  # an inference tensor cannot be edited in place
         if exclude_seen and len(dense):
             scores[0, torch.from_numpy(dense)] = -torch.inf
         if exclude:
