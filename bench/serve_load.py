@@ -134,9 +134,10 @@ def synthetic_model(n_items: int, n_users: int, dim: int, seed: int = 0):
             g = torch.Generator().manual_seed(seed)
             centers = torch.randn(1000, dim, generator=g)
             assign = torch.randint(0, 1000, (n_items + 1,), generator=g)
-            self.items = centers[assign] + 0.5 * torch.randn(n_items + 1, dim, generator=g)
+            # Noise as large as the cluster centres: neighbourhoods overlap, so the index has real work to do.
+            self.items = centers[assign] + torch.randn(n_items + 1, dim, generator=g)
             self.items[0] = 0
-            self.users = centers[torch.randint(0, 1000, (n_users + 1,), generator=g)] + 0.5 * torch.randn(
+            self.users = centers[torch.randint(0, 1000, (n_users + 1,), generator=g)] + torch.randn(
                 n_users + 1, dim, generator=g)
 
         def _score(self, users: np.ndarray) -> torch.Tensor:
@@ -164,8 +165,9 @@ def server_main(args: argparse.Namespace) -> None:
 
     t0 = time.perf_counter()
     model = synthetic_model(args.catalog, args.n_users, args.dim)
+    params = {k: int(v) for k, v in (kv.split("=") for kv in args.index_params.split(",") if kv)}
     app = create_app(model, ServeSettings(feedback_db=args.feedback_db, sync="normal", index=args.index,
-                                          ann_threshold=1))
+                                          index_params=params, ann_threshold=1))
     print(json.dumps({"build_s": time.perf_counter() - t0}), flush=True)
     uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning", access_log=False)
 
@@ -233,7 +235,7 @@ def bench_one(name: str, args: argparse.Namespace, tmp: Path) -> dict:
     row: dict = {"model": name}
     if name == "synthetic-1m":
         cmd = [sys.executable, str(HERE), "_server", "--catalog", str(args.catalog), "--dim", str(args.dim),
-               "--n-users", "10000", "--index", args.index, "--port", str(port),
+               "--n-users", "10000", "--index", args.index, "--index-params", args.index_params, "--port", str(port),
                "--feedback-db", str(tmp / f"{name}.sqlite")]
         users = list(range(1, 10001))
         row["dataset"] = f"synthetic {args.catalog:,} items x {args.dim} dims (1000 clusters)"
@@ -297,6 +299,7 @@ def main() -> None:
         p.add_argument("--n-users", type=int)
         p.add_argument("--dim", type=int)
         p.add_argument("--index")
+        p.add_argument("--index-params", default="")
         p.add_argument("--port", type=int)
         p.add_argument("--feedback-db")
         a = p.parse_args()
@@ -313,7 +316,8 @@ def main() -> None:
     p.add_argument("--sasrec-epochs", type=int, default=3)
     p.add_argument("--catalog", type=int, default=1_000_000)
     p.add_argument("--dim", type=int, default=64)
-    p.add_argument("--index", default="hnsw", choices=("flat", "hnsw", "ivf"))
+    p.add_argument("--index", default="ivf", choices=("flat", "hnsw", "ivf"))
+    p.add_argument("--index-params", default="nlist=1024,nprobe=32", help="faiss parameters, e.g. m=16,ef_search=128")
     p.add_argument("--out", default="bench/results/serve_load.json")
     args = p.parse_args()
     rows = []
