@@ -31,6 +31,17 @@ README_STATS = {
 }
 
 
+# density (%) as printed in the data folder's READMEs, to their precision
+README_DENSITY = {
+    "ml-100k": (6.305, 3), "ml-1m": (4.498, 3), "ml-latest-small": (1.700, 3), "amazon-beauty": (0.0734, 4),
+    "amazon-sports": (0.0453, 4), "amazon-toys": (0.0724, 4), "yelp": (0.0519, 4), "lastfm": (1.3223, 4),
+    "amazon-video-games": (0.0390, 4), "lastfm-hetrec": (0.278, 3), "coat": (8.00, 2),
+}
+# mean / min history length where the READMEs give them
+README_HISTORY = {"amazon-beauty": (8.88, 5), "amazon-sports": (8.32, 5), "amazon-toys": (8.63, 5), "yelp": (10.40, 5),
+                  "lastfm": (48.21, 5), "amazon-video-games": (9.26, 1), "ml-100k": (106.04, 20), "coat": (24.0, 24)}
+
+
 def test_every_named_dataset_has_stats_and_signature():
     assert set(README_STATS) == set(DATASETS) == set(SIGNATURE_FILES)
     for spec in DATASETS.values():
@@ -48,6 +59,13 @@ def test_named_dataset_matches_readme(name, data_dir):
     assert d.info["partial"] is partial and d.info["origin"] == "data_dir"
     assert all(v == "ok" for v in d.info["checksums"].values()) and d.info["checksums"]
     assert d.info["load"]["removed"] == {}
+    dens, digits = README_DENSITY[name]  # the READMEs count rows; info["density"] counts distinct (user, item) pairs
+    assert round(n / (users * items) * 100, digits) == pytest.approx(dens)
+    assert st["density"] == pytest.approx((n - st["duplicate_pairs_rows"]) / (users * items))
+    assert st["duplicate_pairs_rows"] == (11_830 if name == "yelp" else 0)  # Yelp has repeat visits
+    if name in README_HISTORY:
+        mean, low = README_HISTORY[name]
+        assert round(st["history_length"]["mean"], 2) == pytest.approx(mean) and st["history_length"]["q0"] == low
     if d.catalog is not None:
         assert d.catalog.item_vocab is d.interactions.item_vocab
 
