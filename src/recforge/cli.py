@@ -22,6 +22,7 @@ COMMANDS: list[str] = [
     "recforge.commands.evaluation:add_commands",
     "recforge.commands.serve:add_commands",
     "recforge.commands.data:add_commands",
+    "recforge.commands.crs:add_commands",
 ]
 
 console = Console()

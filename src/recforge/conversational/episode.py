@@ -17,6 +17,7 @@ import numpy as np
 from recforge.conversational.data import CRSDataset
 from recforge.conversational.metrics import average_turns, hdcg_per_episode, success_curve, success_rate
 from recforge.conversational.policies.base import ConversationalRecommender, EpisodeOutcome
+from recforge.conversational.scorer import single_thread
 from recforge.conversational.simulator import UserSimulator
 from recforge.conversational.state import Ask, CRSSetting, DialogueState
 from recforge.errors import ConfigError
@@ -94,14 +95,13 @@ class CRSReport:
 
 
 def summarize(turns: np.ndarray, ranks: np.ndarray, max_turns: int, seed: int = 0) -> dict[str, dict[str, float]]:
-    """SR@5, SR@10, SR@T, AT and hDCG, each as {"mean", "ci_low", "ci_high"} (bootstrap over episodes)."""
-    per_episode = {
-        "sr@5": ((turns > 0) & (turns <= 5)).astype(float),
-        "sr@10": ((turns > 0) & (turns <= 10)).astype(float),
-        f"sr@{max_turns}": ((turns > 0) & (turns <= max_turns)).astype(float),
+    """SR@5, SR@10 (when <= T), SR@T, AT and hDCG, each as {"mean", "ci_low", "ci_high"} (bootstrap over episodes)."""
+    per_episode = {f"sr@{t}": ((turns > 0) & (turns <= t)).astype(float) for t in sorted({5, 10, max_turns})
+                   if t <= max_turns}
+    per_episode.update({
         "at": np.where(turns > 0, turns, max_turns).astype(float),
         "hdcg": hdcg_per_episode(turns, ranks),
-    }
+    })
     out = {}
     for name, values in per_episode.items():
         lo, hi = bootstrap_ci(values, seed=seed) if len(values) > 1 else (float("nan"), float("nan"))
@@ -135,10 +135,11 @@ def simulate(policy: ConversationalRecommender, dataset: CRSDataset, setting: CR
     turns = np.zeros(len(users), dtype=np.int64)
     ranks = np.zeros(len(users), dtype=np.int64)
     start = time.perf_counter()
-    for e in track(range(len(users)), f"simulating {getattr(policy, 'name', 'policy')}", show=show_progress):
-        out = run_episode(policy, dataset, setting, int(users[e]), int(targets[e]),
-                          np.random.default_rng([seed, e]), csc)
-        turns[e], ranks[e] = out.turn, out.rank
+    with single_thread():
+        for e in track(range(len(users)), f"simulating {getattr(policy, 'name', 'policy')}", show=show_progress):
+            out = run_episode(policy, dataset, setting, int(users[e]), int(targets[e]),
+                              np.random.default_rng([seed, e]), csc)
+            turns[e], ranks[e] = out.turn, out.rank
     seconds = time.perf_counter() - start
     report = CRSReport(getattr(policy, "name", type(policy).__name__), dataset.name, split, setting, turns, ranks, seconds)
     report.metrics = summarize(turns, ranks, setting.max_turns, seed)

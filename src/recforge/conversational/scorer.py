@@ -75,9 +75,13 @@ class Scorer:
     def __init__(self, user: np.ndarray, item: np.ndarray, attr: np.ndarray, bias: np.ndarray):
         self.user, self.item, self.attr, self.bias = user, item, attr, bias
 
+    def user_vector(self, user: int) -> np.ndarray:
+        """The user's embedding (d,); a negative id (an unknown person, e.g. in ``crs chat``) gets the mean user."""
+        return self.user[user].copy() if user >= 0 else self.user.mean(0)
+
     def query(self, user: int, accepted: list[int], user_vec: np.ndarray | None = None) -> np.ndarray:
         """u + sum_{p in P} a_p, shape (d,). ``user_vec`` overrides the stored user vector (EAR reflection)."""
-        u = self.user[user] if user_vec is None else user_vec
+        u = self.user_vector(user) if user_vec is None else user_vec
         return u + self.attr[accepted].sum(0) if accepted else u.copy()
 
     def item_scores(self, query: np.ndarray, items: np.ndarray) -> np.ndarray:

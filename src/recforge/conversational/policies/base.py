@@ -121,7 +121,7 @@ class Policy:
         if self.setting.question_size == 1:
             return Ask((best,))
         v = np.where(self.dataset.attr_groups == self.dataset.attr_groups[best], v, -np.inf)
-        n = min(self.setting.question_size, int(np.isfinite(v).sum()))
+        n = min(self.setting.question_size, int((v > -np.inf).sum()))
         top = np.argpartition(-v, n - 1)[:n]
         top = top[np.argsort(-v[top], kind="stable")]
         return Ask(tuple(int(a) for a in top))
@@ -131,3 +131,29 @@ def binary_entropy(p: np.ndarray) -> np.ndarray:
     """Entropy (bits) of a yes/no answer with probability ``p`` of yes, elementwise."""
     p = np.clip(p, 1e-12, 1 - 1e-12)
     return -(p * np.log2(p) + (1 - p) * np.log2(1 - p))
+
+
+def dialogue_features(state: DialogueState, setting: CRSSetting) -> np.ndarray:
+    """State features shared by the learned policies (SCPR's s_his + s_len), shape (3*T + 16,):
+    one-hot outcome of each past turn (ask accepted / ask rejected / list rejected) and the candidate-set size as a
+    one-hot of ceil(log2(C+1)) (16 buckets)."""
+    t = setting.max_turns
+    out = np.zeros(3 * t + 16, dtype=np.float32)
+    for i, code in enumerate(state.history[:t]):
+        out[3 * i + ("ask_accept", "ask_reject", "rec_reject").index(code)] = 1.0
+    c = int(state.candidates.sum())
+    out[3 * t + min(15, int(np.ceil(np.log2(c + 1))))] = 1.0
+    return out
+
+
+def top_mass(scores: np.ndarray, k: int) -> float:
+    """Share of the softmax probability over candidate scores (C,) held by the best ``k``: how sure the ranker is."""
+    if len(scores) <= k:
+        return 1.0
+    p = np.exp(scores - scores.max())
+    top = np.partition(p, len(p) - k)[len(p) - k :]
+    return float(top.sum() / p.sum())
+
+
+#: rewards of the SCPR paper, shared by the trained policies
+REWARDS = {"rec_accept": 1.0, "rec_reject": -0.1, "ask_accept": 0.01, "ask_reject": -0.1, "quit": -0.3}

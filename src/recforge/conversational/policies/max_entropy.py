@@ -15,17 +15,21 @@ class MaxEntropyConfig:
 
     recommend_below: int = 10  # recommend once the candidate set has at most this many items
     recommend_every: int = 0  # also recommend every n-th turn (0 = never by this rule)
+    recommend_prob: float = 0.0  # also recommend with this probability each turn (EAR's "certain probability" rule)
 
     def __post_init__(self) -> None:
         if self.recommend_below < 1:
             raise ConfigError(f"recommend_below must be >= 1, got {self.recommend_below}")
         if self.recommend_every < 0:
             raise ConfigError(f"recommend_every must be >= 0, got {self.recommend_every}")
+        if not 0.0 <= self.recommend_prob <= 1.0:
+            raise ConfigError(f"recommend_prob must be in [0, 1], got {self.recommend_prob}")
 
 
 class MaxEntropyPolicy(Policy):
     """Asks the attribute with the largest answer entropy over the (unweighted) candidate items. Recommends the
-    scorer's top-k candidates when few candidates are left, every ``recommend_every`` turns, on the last turn, or when
+    scorer's top-k candidates when few candidates are left, every ``recommend_every`` turns, with probability
+    ``recommend_prob``, on the last turn, or when
     no attribute is informative any more."""
 
     name = "max-entropy"
@@ -35,7 +39,7 @@ class MaxEntropyPolicy(Policy):
         cands, scores = self.candidate_scores(state)
         every = self.config.recommend_every
         if (len(cands) <= self.config.recommend_below or state.turn >= self.setting.max_turns
-                or (every and state.turn % every == 0)):
+                or (every and state.turn % every == 0) or self.rng.random() < self.config.recommend_prob):
             return self.top_items(cands, scores)
         mass, total = self.attr_mass(state)
         ask = self.question(binary_entropy(mass / total), self.askable(state, mass) & (mass < total))

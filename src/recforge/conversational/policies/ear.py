@@ -1,0 +1,197 @@
+"""EAR (Lei et al., WSDM 2020): Estimation - Action - Reflection.
+
+- *Estimation*: the attribute-aware FM (:mod:`recforge.conversational.scorer`) scores items and attributes given the
+  user and the confirmed attributes.
+- *Action*: a policy network over M+1 actions — ask one of the M attributes the FM ranks highest for this user and
+  path (not restricted to the candidates' attributes: EAR has no graph constraint), or recommend the top-k candidates.
+  Its state is EAR's: the answer entropy of each of the M attributes over the candidates, the FM preference of each,
+  the turn outcomes and the candidate-set size. It is pre-trained to imitate the max-entropy rule and then trained with
+  REINFORCE (moving-average baseline) in the simulator on the "valid" pairs, with the SCPR rewards.
+- *Reflection*: after a rejected list the session's user vector takes a gradient step of the BPR-style loss
+  ``sum log(1 + exp(s(i)))`` over the rejected items, pushing items like them down for the rest of the dialogue.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from recforge.conversational.data import CRSDataset
+from recforge.conversational.policies.base import (
+    REWARDS,
+    EpisodeOutcome,
+    Policy,
+    binary_entropy,
+    dialogue_features,
+)
+from recforge.conversational.scorer import single_thread
+from recforge.conversational.state import Action, Ask, DialogueState
+from recforge.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EARConfig:
+    """Policy-network and training hyper-parameters."""
+
+    n_attrs: int = 10  # M: attributes the policy chooses among (the FM's top-M unasked ones)
+    hidden: int = 64  # policy-network width
+    lr: float = 1e-3  # Adam learning rate
+    gamma: float = 0.99  # return discount
+    pretrain_fraction: float = 0.3  # share of training episodes spent imitating the max-entropy rule
+    reflection_lr: float = 0.05  # step size of the reflection update of the session user vector
+    recommend_below: int = 10  # the imitated rule recommends when at most this many candidates are left
+
+    def __post_init__(self) -> None:
+        for name in ("n_attrs", "hidden", "recommend_below"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0.0 <= self.pretrain_fraction <= 1.0:
+            raise ConfigError(f"pretrain_fraction must be in [0, 1], got {self.pretrain_fraction}")
+        if self.reflection_lr < 0:
+            raise ConfigError(f"reflection_lr must be >= 0, got {self.reflection_lr}")
+
+
+class EARPolicy(Policy):
+    """FM estimation + policy-gradient action choice + reflection on rejected items."""
+
+    name = "ear"
+    config_class = EARConfig
+    trainable = True
+
+    def __init__(self, config, dataset, setting, scorer=None):
+        super().__init__(config, dataset, setting, scorer)
+        m = self.config.n_attrs
+        self.n_in = 2 * m + 3 * setting.max_turns + 16
+        self.net = nn.Sequential(nn.Linear(self.n_in, self.config.hidden), nn.ReLU(), nn.Linear(self.config.hidden, m + 1))
+        self.mode = "policy"  # "imitate" during pre-training
+        self.user_vec: np.ndarray | None = None
+        self._trace: list[tuple[np.ndarray, int, float, int]] = []  # (features, action, reward, imitation target)
+
+    def begin(self, state: DialogueState, rng: np.random.Generator) -> None:
+        super().begin(state, rng)
+        self.user_vec = self.scorer.user_vector(state.user)
+
+    def _candidates(self, state: DialogueState) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(top-M unasked attributes by FM preference (M,), their entropy (M,), their softmaxed preference (M,))."""
+        m = self.config.n_attrs
+        query = self.scorer.query(state.user, state.accepted, self.user_vec)
+        pref = self.scorer.attr_scores(query, np.arange(self.dataset.n_attrs))
+        asked = state.accepted + state.rejected
+        if asked:
+            pref[asked] = -np.inf
+        top = np.argpartition(-pref, m - 1)[:m]
+        top = top[np.argsort(-pref[top], kind="stable")]
+        mass, total = self.attr_mass(state)
+        ent = binary_entropy(mass[top] / total) * (mass[top] < total)
+        p = np.exp(pref[top] - pref[top].max())
+        return top, ent.astype(np.float32), (p / p.sum()).astype(np.float32)
+
+    def act(self, state: DialogueState) -> Action:
+        cands, scores = self.candidate_scores(state, self.user_vec)
+        attrs, ent, pref = self._candidates(state)
+        feats = np.concatenate([ent, pref, dialogue_features(state, self.setting)]).astype(np.float32)
+        m = self.config.n_attrs
+        # the max-entropy rule: imitation target during pre-training
+        rule = m if (len(cands) <= self.config.recommend_below or ent.max() <= 0) else int(np.argmax(ent))
+        with torch.no_grad():
+            logits = self.net(torch.from_numpy(feats))
+        if self.training and self.mode == "imitate":
+            choice = rule
+        elif self.training:
+            choice = int(torch.distributions.Categorical(logits=logits).sample())
+        else:
+            choice = int(torch.argmax(logits))
+        if state.turn >= self.setting.max_turns:
+            choice = m  # the last turn can only succeed by recommending
+        if self.training:
+            self._trace.append((feats, choice, 0.0, rule))
+        if choice == m:
+            return self.top_items(cands, scores)
+        if self.setting.question_size == 1:
+            return Ask((int(attrs[choice]),))
+        ok = np.zeros(self.dataset.n_attrs, dtype=bool)
+        ok[attrs] = True
+        values = np.full(self.dataset.n_attrs, -np.inf)
+        values[attrs] = ent + 1e-3 * pref  # the chosen attribute first, then the most informative others
+        values[attrs[choice]] = np.inf
+        return self.question(values, ok)
+
+    def observe(self, state: DialogueState, action: Action, accepted: tuple[int, ...] | None) -> None:
+        if accepted is None and self.config.reflection_lr > 0:
+            self._reflect(np.asarray(state.rejected_items[-len(action.items):]), state)
+        if self.training:
+            reward = (REWARDS["ask_accept"] if accepted else REWARDS["ask_reject"]) if isinstance(action, Ask) \
+                else REWARDS["rec_reject"]
+            f, a, _, rule = self._trace[-1]
+            self._trace[-1] = (f, a, reward, rule)
+
+    def _reflect(self, rejected: np.ndarray, state: DialogueState) -> None:
+        """One gradient step on sum_i log(1 + exp(s(i))) over rejected items i, w.r.t. the session user vector."""
+        query = self.scorer.query(state.user, state.accepted, self.user_vec)
+        s = self.scorer.item_scores(query, rejected)
+        grad = (self.scorer.item[rejected] * (1.0 / (1.0 + np.exp(-s)))[:, None]).mean(0)
+        self.user_vec = self.user_vec - self.config.reflection_lr * grad
+
+    def end(self, state: DialogueState, outcome: EpisodeOutcome) -> None:
+        if self.training and self._trace:
+            f, a, r, rule = self._trace[-1]
+            self._trace[-1] = (f, a, REWARDS["rec_accept"] if outcome.turn else r + REWARDS["quit"], rule)
+
+    def fit(self, dataset: CRSDataset, episodes: int, seed: int = 0) -> dict[str, float]:
+        """Imitation pre-training, then REINFORCE, over ``episodes`` dialogues on the "valid" pairs."""
+        from recforge.conversational.episode import run_episode, sample_pairs
+
+        users, targets = sample_pairs(dataset, "valid", episodes, seed)
+        order = np.random.default_rng(seed).permutation(len(users))
+        torch.manual_seed(seed)
+        opt = torch.optim.Adam(self.net.parameters(), lr=self.config.lr)
+        csc = dataset.item_attrs.tocsc()
+        n_pre = int(self.config.pretrain_fraction * len(order))
+        baseline, successes = 0.0, 0
+        self.training = True
+        try:
+            with single_thread():
+                for n, e in enumerate(order):
+                    self.mode = "imitate" if n < n_pre else "policy"
+                    self._trace = []
+                    out = run_episode(self, dataset, self.setting, int(users[e]), int(targets[e]),
+                                      np.random.default_rng([seed, 2, int(e)]), csc)
+                    successes += out.turn > 0 and n >= n_pre
+                    feats = torch.from_numpy(np.stack([t[0] for t in self._trace]))
+                    acts = torch.tensor([t[1] for t in self._trace])
+                    logp = torch.log_softmax(self.net(feats), -1)
+                    if self.mode == "imitate":
+                        loss = nn.functional.nll_loss(logp, torch.tensor([t[3] for t in self._trace]))
+                    else:
+                        rewards = [t[2] for t in self._trace]
+                        returns = np.zeros(len(rewards), dtype=np.float32)
+                        acc = 0.0
+                        for t in range(len(rewards) - 1, -1, -1):
+                            acc = rewards[t] + self.config.gamma * acc
+                            returns[t] = acc
+                        adv = torch.from_numpy(returns - baseline)
+                        baseline = 0.95 * baseline + 0.05 * float(returns[0])
+                        loss = -(logp.gather(1, acts.view(-1, 1)).squeeze(1) * adv).sum()
+                    opt.zero_grad()
+                    loss.backward()
+                    opt.step()
+        finally:
+            self.training = False
+            self.mode = "policy"
+            self._trace = []
+        n_rl = max(1, len(order) - n_pre)
+        stats = {"episodes": float(len(order)), "imitation_episodes": float(n_pre), "train_success": successes / n_rl}
+        log.info("EAR: %s", stats)
+        return stats
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {f"net.{k}": v for k, v in self.net.state_dict().items()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.net.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("net.")})
