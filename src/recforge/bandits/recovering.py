@@ -111,6 +111,9 @@ def plan_periods(curves: np.ndarray, iters: int = 60) -> tuple[np.ndarray, float
 class _Scheduled(Policy):
     """Stride scheduling of a periodic plan; idle slots go to the arm with the best current (estimated) reward."""
 
+    state_arrays = ("idle", "periods", "due")
+    state_scalars = ("t", "z_max")
+
     def __init__(self, *args, z_max: int = 10, **kwargs):
         super().__init__(*args, **kwargs)
         if self.len_list != 1:
@@ -154,6 +157,11 @@ class PeriodicOracle(_Scheduled):
     """The purely periodic offline policy, planned with the true recovery curves (K, z_max)."""
 
     name = "periodic"
+    state_arrays = _Scheduled.state_arrays + ("curves",)
+
+    @classmethod
+    def _load_kwargs(cls, scalars: dict, arrays: dict) -> dict:
+        return {"curves": arrays["curves"]}
 
     def __init__(self, *args, curves: np.ndarray, **kwargs):
         super().__init__(*args, z_max=curves.shape[1], **kwargs)
@@ -180,6 +188,12 @@ class PeriodicUCB(_Scheduled):
 
     name = "periodic-ucb"
     config_class = PeriodicUCBConfig
+    state_arrays = _Scheduled.state_arrays + ("counts", "sums")
+    state_scalars = _Scheduled.state_scalars + ("epoch_len", "next_plan")
+
+    @classmethod
+    def _load_kwargs(cls, scalars: dict, arrays: dict) -> dict:
+        return {"z_max": int(scalars["z_max"])}
 
     def __init__(self, *args, z_max: int = 10, **kwargs):
         super().__init__(*args, z_max=z_max, **kwargs)

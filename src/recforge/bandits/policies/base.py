@@ -8,12 +8,16 @@ larger batches are the "batched bandit" setting (parameters are refreshed once p
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+from safetensors.numpy import load_file, save_file
 
-from recforge.errors import ConfigError
+from recforge.config import from_dict, to_dict
+from recforge.errors import ConfigError, DataError
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,8 @@ class Policy:
     name: ClassVar[str] = "base"
     config_class: ClassVar[type] = PolicyConfig
     needs_context: ClassVar[bool] = False
+    state_arrays: ClassVar[tuple[str, ...]] = ()  # learned arrays written by save()
+    state_scalars: ClassVar[tuple[str, ...]] = ("t",)  # learned ints/floats written by save()
 
     def __init__(self, n_actions: int, dim: int = 0, len_list: int = 1, config: Any = None, seed: int = 0):
         if n_actions < 1:
@@ -59,6 +65,25 @@ class Policy:
         """Learn from n rounds. actions, rewards: (n, len_list)."""
         raise NotImplementedError
 
+    def save(self, path: str | Path) -> Path:
+        """Write ``policy.json`` (name, sizes, config, scalars) and ``policy.safetensors`` (learned arrays) into ``path``.
+        The random generator's state is not saved: a loaded policy draws from the seed given to :func:`load_policy`."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        meta = {"policy": self.name, "n_actions": self.n_actions, "dim": self.dim, "len_list": self.len_list,
+                "config": to_dict(self.config), "scalars": {k: _plain(getattr(self, k)) for k in self.state_scalars}}
+        (path / "policy.json").write_text(json.dumps(meta), encoding="utf-8")
+        save_file({k: np.ascontiguousarray(getattr(self, k)) for k in self.state_arrays}, str(path / "policy.safetensors"))
+        return path
+
+    @classmethod
+    def _load_kwargs(cls, scalars: dict[str, Any], arrays: dict[str, np.ndarray]) -> dict[str, Any]:
+        """Extra constructor arguments rebuilt from saved state (e.g. the recovery curves of the periodic oracle)."""
+        return {}
+
+    def _after_load(self) -> None:
+        """Recompute derived quantities after the saved arrays were restored."""
+
     def _check_context(self, context: np.ndarray | None, n: int) -> np.ndarray:
         if context is None or context.shape != (n, self.dim):
             got = None if context is None else context.shape
@@ -67,6 +92,39 @@ class Policy:
 
     def _ranked(self, scores: np.ndarray) -> np.ndarray:
         return top_k(scores, self.len_list)
+
+
+def _plain(v: Any) -> Any:
+    return v.item() if isinstance(v, np.generic) else v
+
+
+def load_policy(path: str | Path, seed: int = 0) -> Policy:
+    """Load a policy written by :meth:`Policy.save` (safetensors + JSON, no pickle)."""
+    from recforge.registry import resolve
+
+    path = Path(path)
+    meta_file, arrays_file = path / "policy.json", path / "policy.safetensors"
+    if not meta_file.is_file() or not arrays_file.is_file():
+        raise DataError(f"not a saved policy (need policy.json and policy.safetensors): {path}")
+    try:
+        meta = json.loads(meta_file.read_text(encoding="utf-8"))
+        arrays = load_file(str(arrays_file))
+        cls = resolve("policy", meta["policy"])
+        config = from_dict(cls.config_class, meta["config"])
+        scalars = meta["scalars"]
+        policy = cls(meta["n_actions"], dim=meta["dim"], len_list=meta["len_list"], config=config, seed=seed,
+                     **cls._load_kwargs(scalars, arrays))
+    except (KeyError, json.JSONDecodeError, OSError, ValueError) as exc:
+        raise DataError(f"corrupt policy artifact in {path}: {exc}") from None
+    missing = sorted(set(cls.state_arrays) - set(arrays))
+    if missing:
+        raise DataError(f"corrupt policy artifact in {path}: missing arrays {missing}")
+    for k in cls.state_arrays:
+        setattr(policy, k, arrays[k])
+    for k in cls.state_scalars:
+        setattr(policy, k, scalars[k])
+    policy._after_load()
+    return policy
 
 
 class UniformRandom(Policy):

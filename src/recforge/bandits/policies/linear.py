@@ -29,6 +29,7 @@ class LinearConfig:
 class _Ridge(Policy):
     needs_context = True
     config_class = LinearConfig
+    state_arrays = ("A", "b")
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -40,6 +41,9 @@ class _Ridge(Policy):
     def _refresh(self) -> None:
         self.A_inv = np.linalg.inv(self.A)  # (K, d, d)
         self.theta = np.einsum("kij,kj->ki", self.A_inv, self.b)  # (K, d)
+
+    def _after_load(self) -> None:
+        self._refresh()
 
     def update(self, context: np.ndarray | None, actions: np.ndarray, rewards: np.ndarray) -> None:
         n = len(actions)
@@ -113,6 +117,7 @@ class LogisticTS(Policy):
     name = "logistic-ts"
     needs_context = True
     config_class = LogisticTSConfig
+    state_arrays = ("m", "P", "cov")
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

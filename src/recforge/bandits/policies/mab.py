@@ -15,6 +15,8 @@ from recforge.errors import ConfigError
 
 
 class _Counting(Policy):
+    state_arrays = ("counts", "sums", "sq_sums")
+
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.counts = np.zeros(self.n_actions)
@@ -104,6 +106,7 @@ class BernoulliTS(_Counting):
 
     name = "bernoulli-ts"
     config_class = BetaPriorConfig
+    state_arrays = _Counting.state_arrays + ("prior_alpha", "prior_beta")
 
     def __init__(self, *args, prior_alpha: np.ndarray | None = None, prior_beta: np.ndarray | None = None, **kwargs):
         super().__init__(*args, **kwargs)
