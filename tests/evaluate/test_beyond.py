@@ -100,7 +100,7 @@ def test_serendipity_against_popularity_lists():
 def test_intra_list_diversity(as_sparse):
     feats = np.array([[0, 0], [1, 0], [0, 1], [1, 1], [0, 0], [1, 0]], dtype=np.float32)
     f = sp.csr_array(feats) if as_sparse else feats
-    ild = b.intra_list_diversity(TOP, f, chunk=1)
+    ild = b.intra_list_diversity(TOP, f)
     # u0 [1,2,5]: d(1,2)=1, d(1,5)=0, d(2,5)=1 -> 2/3;  u1 [3,1]: 1 - 1/sqrt(2)
     assert ild.tolist() == pytest.approx([2 / 3, 1 - 1 / math.sqrt(2)], abs=1e-6)
     with pytest.raises(ConfigError, match="features"):
@@ -138,3 +138,35 @@ def test_beyond_accuracy_matches_the_parts():
     assert glob["catalog_coverage@3"] == pytest.approx(4 / 5)
     with pytest.raises(ConfigError, match="top_items"):
         b.beyond_accuracy(top, uids, train, test, k=5)
+
+
+def test_fast_paths_equal_plain_references():
+    """ILD via ||sum of unit vectors||^2 and the searchsorted popularity lists equal naive per-user loops."""
+    rng = np.random.default_rng(0)
+    n_items, n_users, k = 30, 25, 6
+    feats = (rng.random((n_items + 1, 7)) < 0.3).astype(np.float64)
+    feats[5] = 0.0  # an item without attributes
+    top = np.stack([rng.choice(np.arange(1, n_items + 1), k, replace=False) for _ in range(n_users)])
+    top[0, 4:] = 0  # a short list
+    ild = b.intra_list_diversity(top, sp.csr_array(feats))
+    for u in range(n_users):
+        items = [i for i in top[u] if i > 0]
+        d = []
+        for x in range(len(items)):
+            for y in range(x + 1, len(items)):
+                fa, fb = feats[items[x]], feats[items[y]]
+                na, nb = np.linalg.norm(fa), np.linalg.norm(fb)
+                d.append(1 - (fa @ fb / (na * nb) if na > 0 and nb > 0 else 0.0))
+        assert ild[u] == pytest.approx(np.mean(d)), u
+    pop = rng.integers(0, 5, n_items + 1)
+    pop[0] = 0
+    dense_seen = (rng.random((n_users, n_items + 1)) < 0.4).astype(np.float32)
+    dense_seen[:, 0] = 0
+    dense_seen[1, 1:] = 1  # a user who has seen everything gets an all-padding list
+    seen = sp.csr_array(dense_seen)
+    got = b.popularity_top_k(pop, seen, k)
+    order = sorted(range(1, n_items + 1), key=lambda i: (-pop[i], i))
+    for u in range(n_users):
+        seen_u = set(seen[[u]].indices.tolist())
+        want = [i for i in order if i not in seen_u][:k]
+        assert got[u].tolist() == want + [0] * (k - len(want)), u

@@ -21,7 +21,10 @@ def test_bootstrap_counts_equal_plain_gather():
     fast = st.bootstrap_means(v, n_boot=30, seed=7, chunk=8)
     rng = np.random.default_rng(7)
     plain = np.concatenate([v[rng.integers(0, 50, size=(m, 50))].mean(axis=1) for m in (8, 8, 8, 6)])
-    assert fast == pytest.approx(plain)
+    assert fast == pytest.approx(plain, rel=1e-6)
+    again = st.bootstrap_means(v, n_boot=30, seed=7, chunk=8)  # served from the cache: the same resamples
+    assert np.array_equal(fast, again)
+    assert not np.array_equal(fast, st.bootstrap_means(v, n_boot=30, seed=8, chunk=8))
 
 
 def test_bootstrap_cis_share_resamples_and_match_single():
@@ -29,7 +32,7 @@ def test_bootstrap_cis_share_resamples_and_match_single():
     v = rng.random((400, 3))
     cis = st.bootstrap_cis(v, n_boot=500, seed=3)
     for j in range(3):
-        assert cis[j] == pytest.approx(st.bootstrap_ci(v[:, j], n_boot=500, seed=3))
+        assert cis[j] == pytest.approx(st.bootstrap_ci(v[:, j], n_boot=500, seed=3), rel=1e-6)
         assert cis[j][0] < v[:, j].mean() < cis[j][1]
     # normal theory: the 95% CI width is about 2 * 1.96 * sd / sqrt(n)
     width = cis[0][1] - cis[0][0]

@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-import torch
 
 from recforge.data.interactions import Interactions
 from recforge.errors import ConfigError
@@ -233,61 +232,71 @@ def pop_rsp(top_items: np.ndarray, is_head: np.ndarray, seen: sp.csr_array) -> f
 
 
 # ---------------------------------------------------------------------------------------------- diversity / serendipity
-def intra_list_diversity(top_items: np.ndarray, features: np.ndarray | sp.spmatrix | sp.sparray,
-                         chunk: int = 1024) -> np.ndarray:
+def intra_list_diversity(top_items: np.ndarray, features: np.ndarray | sp.spmatrix | sp.sparray) -> np.ndarray:
     """Intra-list diversity (Ziegler et al., WWW 2005; Smyth & McClave 2001), per user:
     ILD_u = 2 / (n (n-1)) * sum_{a<b} (1 - cos(f_a, f_b)) over the n valid items of L_u, with ``features``
     (n_items+1, F) item attributes (multi-hot, dense or sparse) or embeddings. An item with an all-zero feature row
-    has cosine 0 to everything (distance 1). Lists with fewer than 2 items get 0. Memory: chunk x K x F floats."""
+    has cosine 0 to everything (distance 1). Lists with fewer than 2 items get 0.
+
+    Computed without forming pairs: with unit rows x_i and s_u = sum_{i in L_u} x_i,
+    sum_{a != b} cos(a, b) = ||s_u||^2 - sum_i ||x_i||^2, so the cost is one sparse (U, n_items+1) x (n_items+1, F)
+    product, O(U K F) at most (lists hold distinct items, as top-k lists do).
+    """
     top = np.asarray(top_items, dtype=np.int64)
     if features.shape[0] < int(top.max(initial=0)) + 1:
         raise ConfigError(f"features has {features.shape[0]} rows, need one per dense item id (>= {top.max() + 1})")
-    is_sparse = sp.issparse(features)
-    if is_sparse:
-        f = sp.csr_array(features, dtype=np.float32)
+    valid = _valid(top)
+    if sp.issparse(features):
+        f = sp.csr_array(features, dtype=np.float64)
         norms = np.sqrt(np.asarray(f.multiply(f).sum(axis=1)).ravel())
     else:
-        f = np.asarray(features, dtype=np.float32)
+        f = np.asarray(features, dtype=np.float64)
         norms = np.linalg.norm(f, axis=1)
-    inv = np.divide(1.0, norms, out=np.zeros_like(norms, dtype=np.float32), where=norms > 0).astype(np.float32)
-    out = np.zeros(len(top))
-    k = top.shape[1]
-    for s in range(0, len(top), chunk):
-        t = top[s : s + chunk]
-        rows = f[t.ravel()]
-        e = (rows.toarray() if is_sparse else rows) * inv[t.ravel()][:, None]
-        e = torch.from_numpy(np.ascontiguousarray(e, dtype=np.float32)).view(len(t), k, -1)
-        valid = torch.from_numpy(_valid(t))
-        e = e * valid[:, :, None]
-        sim = torch.bmm(e, e.transpose(1, 2))  # (C, K, K) cosine similarities
-        pair = valid[:, :, None] & valid[:, None, :] & ~torch.eye(k, dtype=torch.bool)[None]
-        n = valid.sum(1).double()
-        n_pairs = n * (n - 1)
-        dist_sum = ((1.0 - sim.double()) * pair).sum((1, 2))
-        out[s : s + len(t)] = torch.where(n_pairs > 0, dist_sum / n_pairs.clamp(min=1), torch.zeros_like(n)).numpy()
-    return out
+    inv = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
+    u, r = np.nonzero(valid)
+    membership = sp.csr_array((np.ones(len(u)), (u, top[u, r])), shape=(len(top), f.shape[0]))
+    unit = sp.diags_array(inv) @ f if sp.issparse(f) else f * inv[:, None]
+    sums = membership @ unit  # (U, F): s_u
+    sq = np.asarray(sums.multiply(sums).sum(axis=1)).ravel() if sp.issparse(sums) else (sums * sums).sum(axis=1)
+    self_sim = ((norms[top] > 0) & valid).sum(axis=1)  # sum_i ||x_i||^2: 1 per item with a non-zero row
+    n = valid.sum(axis=1).astype(np.float64)
+    n_pairs = n * (n - 1)
+    return np.divide(n_pairs - (sq - self_sim), n_pairs, out=np.zeros(len(top)), where=n_pairs > 0)
 
 
-def popularity_top_k(popularity: np.ndarray, seen: sp.csr_array | None, k: int, chunk: int = 2048) -> np.ndarray:
+def popularity_top_k(popularity: np.ndarray, seen: sp.csr_array | None, k: int) -> np.ndarray:
     """The popularity baseline's lists: the k most popular items each user has not seen, (U, k) dense ids
-    (``seen`` (U, n_items+1) rows of the evaluated users; ties broken towards the smaller id)."""
-    pop = torch.from_numpy(np.asarray(popularity, dtype=np.float64))
-    n_cols = len(pop)
-    # tie-break towards the smaller id without changing the order of different counts
-    base = pop - torch.arange(n_cols, dtype=torch.float64) / (n_cols + 1)
-    base[0] = -torch.inf
-    kk = min(k, n_cols - 1)
+    (``seen`` (U, n_items+1) rows of the evaluated users; ties broken towards the smaller id; 0 pads when a user
+    has seen all but fewer than k items).
+
+    No per-user ranking: with the seen items' popularity ranks sorted per user, s_0 < s_1 < ..., and t_i = s_i - i
+    (unseen items ranked before s_i), the j-th unseen item has rank j + #{i : t_i <= j}; one searchsorted for all users.
+    """
+    pop = np.asarray(popularity, dtype=np.float64)
+    n = len(pop) - 1
+    order = np.lexsort((np.arange(1, n + 1), -pop[1:])) + 1  # items by popularity desc, id asc
+    kk = min(k, n)
     if seen is None:
-        return torch.topk(base, kk).indices.numpy()[None, :].astype(np.int64)
+        return order[None, :kk].astype(np.int64)
     s = sp.csr_array(seen)
-    parts = []
-    for start in range(0, s.shape[0], chunk):
-        rows = s[start : start + chunk]
-        scores = base.expand(rows.shape[0], -1).clone()
-        r, c = rows.nonzero()
-        scores[torch.from_numpy(r), torch.from_numpy(c)] = -torch.inf
-        parts.append(torch.topk(scores, kk, dim=1).indices.numpy())
-    return np.concatenate(parts).astype(np.int64) if parts else np.zeros((0, kk), np.int64)
+    s.sum_duplicates()
+    n_users = s.shape[0]
+    rank = np.empty(n + 1, np.int64)
+    rank[order] = np.arange(n)
+    rows = np.repeat(np.arange(n_users), np.diff(s.indptr))
+    cols = s.indices.astype(np.int64)
+    keep = cols > 0
+    rows, seen_rank = rows[keep], rank[cols[keep]]
+    srt = np.lexsort((seen_rank, rows))
+    rows, seen_rank = rows[srt], seen_rank[srt]
+    starts = np.searchsorted(rows, np.arange(n_users))
+    t = seen_rank - (np.arange(len(rows)) - starts[rows])
+    big = n + kk + 1
+    keys = rows * big + t
+    j = np.arange(kk)
+    query = np.arange(n_users)[:, None] * big + j[None, :]
+    ans = j[None, :] + (np.searchsorted(keys, query.ravel(), side="right").reshape(n_users, kk) - starts[:, None])
+    return np.where(ans < n, order[np.minimum(ans, n - 1)], 0).astype(np.int64)
 
 
 def serendipity(hits: np.ndarray, top_items: np.ndarray, baseline_top: np.ndarray, chunk: int = 4096) -> np.ndarray:
