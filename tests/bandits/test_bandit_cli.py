@@ -55,6 +55,15 @@ def test_ope_uniform_ips_equals_mean_click(tmp_path, obd_csv):
     assert json.loads(out.read_text())["estimates"][0]["value"] == pytest.approx(pl.read_csv(logs)["click"].mean())
 
 
+def test_replay_command(tmp_path, obd_csv, capsys):
+    logs = obd_csv(tmp_path / "r.csv", n=2000, n_items=4)
+    assert main(["bandit", "replay", "--logs", str(logs), "--policy", "ucb1", "--policy", "epsilon-greedy",
+                 "--set", "epsilon-greedy.epsilon=0.2"]) == 0
+    out = capsys.readouterr().out
+    assert "ucb1" in out and "epsilon-greedy" in out and "(logging policy)" in out
+    assert main(["bandit", "replay", "--logs", str(logs), "--policy", "ucb1", "--set", "linucb.alpha=1"]) == 2
+
+
 @pytest.mark.parametrize(
     "argv, code, message",
     [

@@ -49,13 +49,16 @@ class OPEInput:
         return self.pi_e / self.pscore
 
     def need_model(self, estimator: str) -> tuple[np.ndarray, np.ndarray]:
+        """(q_logged, q_pi), or a ConfigError naming the estimator that needs them."""
         if self.q_logged is None or self.q_pi is None:
             raise ConfigError(f"estimator {estimator!r} needs a reward model (q_logged and q_pi)")
         return self.q_logged, self.q_pi
 
 
 RewardFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
-"""A reward model: (context rows (m, d) or None-like empty, positions (m,)) -> predicted rewards (m, n_actions)."""
+"""A reward model: (row indices (m,), positions (m,)) -> predicted rewards (m, n_actions)."""
+Terms = tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]]
+"""Per-round columns (n, k) and the statistic mapping their means (B, k) to estimates (B,)."""
 
 
 def ope_input(
@@ -121,6 +124,7 @@ class Estimate:
     info: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
+        """Plain JSON-ready dict."""
         return {"estimator": self.estimator, "value": self.value, "ci_low": self.ci_low, "ci_high": self.ci_high,
                 "n_rounds": self.n_rounds, **({"info": self.info} if self.info else {})}
 
@@ -142,7 +146,7 @@ class Estimator:
 
     name = "base"
 
-    def terms(self, inp: OPEInput) -> tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]]:
+    def terms(self, inp: OPEInput) -> Terms:
         raise NotImplementedError
 
     def estimate(self, inp: OPEInput, n_boot: int = 1000, alpha: float = 0.05, seed: int = 0) -> Estimate:
@@ -151,6 +155,7 @@ class Estimator:
         return Estimate(self.name, value, lo, hi, len(inp.reward), self.info())
 
     def info(self) -> dict:
+        """Hyperparameters used (reported with the estimate)."""
         return {}
 
 
@@ -159,7 +164,7 @@ class DirectMethod(Estimator):
 
     name = "dm"
 
-    def terms(self, inp: OPEInput):
+    def terms(self, inp: OPEInput) -> Terms:
         _, q_pi = inp.need_model(self.name)
         return q_pi[:, None], _mean
 
@@ -170,7 +175,7 @@ class IPS(Estimator):
 
     name = "ips"
 
-    def terms(self, inp: OPEInput):
+    def terms(self, inp: OPEInput) -> Terms:
         return (inp.weight * inp.reward)[:, None], _mean
 
 
@@ -179,7 +184,7 @@ class SNIPS(Estimator):
 
     name = "snips"
 
-    def terms(self, inp: OPEInput):
+    def terms(self, inp: OPEInput) -> Terms:
         w = inp.weight
         return np.stack([w * inp.reward, w], axis=1), _ratio
 
@@ -194,7 +199,7 @@ class DoublyRobust(Estimator):
         """The weight used on the residual; identity for plain DR."""
         return w
 
-    def terms(self, inp: OPEInput):
+    def terms(self, inp: OPEInput) -> Terms:
         q, q_pi = inp.need_model(self.name)
         return (q_pi + self.shrink(inp.weight) * (inp.reward - q))[:, None], _mean
 
@@ -204,7 +209,7 @@ class SNDR(Estimator):
 
     name = "sndr"
 
-    def terms(self, inp: OPEInput):
+    def terms(self, inp: OPEInput) -> Terms:
         q, q_pi = inp.need_model(self.name)
         w = inp.weight
         return np.stack([q_pi, w * (inp.reward - q), w], axis=1), _mean_plus_ratio
@@ -227,7 +232,7 @@ class _Tuned(DoublyRobust):
     def shrink(self, w: np.ndarray) -> np.ndarray:
         return self._shrink_with(w, self.chosen)
 
-    def terms(self, inp: OPEInput):
+    def terms(self, inp: OPEInput) -> Terms:
         if self.candidates:
             q, q_pi = inp.need_model(self.name)
             w, resid, n = inp.weight, inp.reward - q, len(inp.reward)

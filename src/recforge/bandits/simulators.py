@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -100,11 +101,11 @@ class ContextualBanditEnv:
             r = qa + self.config.noise_std * self.rng.standard_normal(len(q))
         return r[:, None], qa, q.max(axis=1)
 
-    def softmax_policy(self, beta: float) -> callable:
+    def softmax_policy(self, beta: float) -> Callable[[np.ndarray], np.ndarray]:
         """Policy x -> softmax(beta * q(x, .)): (n, d) -> (n, K). beta = 0 is uniform, large beta is near-greedy."""
         return lambda x: _softmax(beta * self.expected_rewards(x))
 
-    def log(self, n: int, behaviour: callable) -> LoggedFeedback:
+    def log(self, n: int, behaviour: Callable[[np.ndarray], np.ndarray]) -> LoggedFeedback:
         """Log n rounds of the behaviour policy (a function contexts (n, d) -> action probabilities (n, K))."""
         x = self.contexts(n)
         p = behaviour(x)
@@ -113,7 +114,7 @@ class ContextualBanditEnv:
         r, _, _ = self.step(x, a[:, None])
         return LoggedFeedback(action=a, reward=r[:, 0], pscore=p[np.arange(n), a], n_actions=self.n_actions, context=x)
 
-    def policy_value(self, policy: callable, n: int = 200_000, seed: int = 12345) -> float:
+    def policy_value(self, policy: Callable[[np.ndarray], np.ndarray], n: int = 200_000, seed: int = 12345) -> float:
         """Ground-truth value E_x sum_a pi(a|x) q(x, a) by Monte Carlo over n fresh contexts (independent stream)."""
         rng = np.random.default_rng(seed)
         x = rng.standard_normal((n, self.dim))

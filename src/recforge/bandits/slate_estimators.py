@@ -69,6 +69,7 @@ class _SlateEstimator:
     name = "slate"
 
     def row_terms(self, inp: SlateOPEInput) -> np.ndarray:
+        """Per-row weighted rewards (n,); the estimate is the mean over slates of their per-slate sums."""
         raise NotImplementedError
 
     def estimate(self, inp: SlateOPEInput, n_boot: int = 1000, alpha: float = 0.05, seed: int = 0) -> Estimate:
