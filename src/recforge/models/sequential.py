@@ -163,18 +163,24 @@ class SequentialRecommender(Recommender):
         return next(self.net_.parameters()).device
 
     def _run(self, window: np.ndarray, times: np.ndarray | None) -> torch.Tensor:
-        """Left-padded windows (B, L) (+ times) -> scores (B, n_items+1) on CPU, in batches of SCORE_BATCH."""
+        """Left-padded windows (B, L) (+ times) -> scores (B, n_items+1) on CPU.
+
+        Rows are processed in length order, SCORE_BATCH at a time, each chunk cut to its longest history plus one
+        padding column: positions are counted from the right, so this is the same computation with less padding.
+        """
         self.net_.eval()
         dev = self._device()
-        out = []
+        out = torch.empty((len(window), self.n_items + 1))
+        lengths = (window > 0).sum(1)
+        order = np.argsort(lengths, kind="stable")
         with torch.inference_mode():
             for s in range(0, len(window), SCORE_BATCH):
-                w = torch.from_numpy(window[s : s + SCORE_BATCH]).to(dev)
-                t = torch.from_numpy(times[s : s + SCORE_BATCH]).to(dev) if times is not None else None
-                out.append(self.net_.score_last(w, t).float().cpu())
-        if not out:
-            return torch.zeros((0, self.n_items + 1))
-        return torch.cat(out)
+                rows = order[s : s + SCORE_BATCH]
+                width = min(window.shape[1], int(lengths[rows].max()) + 1)
+                w = torch.from_numpy(window[rows, -width:]).to(dev)
+                t = torch.from_numpy(times[rows, -width:]).to(dev) if times is not None else None
+                out[torch.from_numpy(rows)] = self.net_.score_last(w, t).float().cpu()
+        return out
 
     def _window(self, items: np.ndarray, offsets: np.ndarray) -> np.ndarray:
         return last_window(items, offsets, self.config.max_len)
