@@ -185,6 +185,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _cpu_s(pid: int) -> float:
+    """utime + stime of a process, in seconds (from /proc/<pid>/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -218,6 +224,7 @@ def drive(url: str, users_file: Path, tmp: Path, mode: str, duration: float, rat
     cmd = [sys.executable, str(HERE), "_load", "--url", url, "--users", str(users_file), "--mode", mode,
            "--duration", str(duration), "--rate", str(rate), "--concurrency", str(concurrency),
            "--max-requests", str(max_requests), "--result", str(result)]
+    cpu0, load0 = _cpu_s(pid), os.getloadavg()[0]
     gen = subprocess.Popen(cmd)
     rss = [_rss_mb(pid)]
     while gen.poll() is None:
@@ -225,7 +232,11 @@ def drive(url: str, users_file: Path, tmp: Path, mode: str, duration: float, rat
         rss.append(_rss_mb(pid))
     if gen.returncode != 0:
         raise RuntimeError(f"load generator failed with {gen.returncode}")
-    return json.loads(result.read_text()), rss
+    out = json.loads(result.read_text())
+    # Server CPU per request does not depend on how busy the (shared) machine is; wall latency does.
+    out["server_cpu_ms_per_req"] = round(1000 * (_cpu_s(pid) - cpu0) / max(1, out["requests"]), 3)
+    out["loadavg_1m"] = [round(load0, 1), round(os.getloadavg()[0], 1)]
+    return out, rss
 
 
 def bench_one(name: str, args: argparse.Namespace, tmp: Path) -> dict:

@@ -61,9 +61,19 @@ def test_recommend_exclude_list_and_unknown_exclude_ids(pop):
     assert out["ignored"] == ["no-such-item"]
 
 
-def test_unknown_user_popular_fallback(pop):
+def test_unknown_user_popular_fallback(pop, popular_run):
+    from recforge.models.base import load_model
+
+    model = load_model(popular_run / "model")
+    ranked = model.item_vocab.decode(np.argsort(-model.popularity_[1:], kind="stable") + 1)
     out = pop.post("/recommend", json={"user_id": "nobody", "k": 4}).json()
-    assert out["fallback"] is True and out["source"] == "popular" and len(out["items"]) == 4
+    assert out["fallback"] is True and out["source"] == "popular"
+    assert [r["item"] for r in out["items"]] == ranked[:4]
+    # Excluding the top item shifts the list (and must not damage the popularity vector for the next request).
+    out = pop.post("/recommend", json={"user_id": "nobody", "k": 3, "exclude": [ranked[0]]}).json()
+    assert [r["item"] for r in out["items"]] == ranked[1:4]
+    out = pop.post("/recommend", json={"user_id": "nobody", "k": 4}).json()
+    assert [r["item"] for r in out["items"]] == ranked[:4]
     assert 'recforge_fallback_total' in pop.get("/metrics").text
 
 

@@ -145,8 +145,10 @@ class ModelHandle:
         if dense_user == 0 and not (len(fb) and model.supports_histories):
             if self.settings.on_unknown == "404":
                 raise UnknownIdError(f"unknown user_id {user!r}")
-            rec = model.recommend([user], k=k, exclude_seen=False, on_unknown="popular", exclude=exclude)
-            return self._result(user, rec.items[0], rec.scores[0], "popular", True, ignored)
+            scores = torch.from_numpy(model.popularity_).float().clone()  # training counts (n_items+1,); a copy
+            scores[0] = -torch.inf
+            scores[torch.from_numpy(excl)] = -torch.inf
+            return self._top(user, scores, k, "popular", ignored, fallback=True)
         seen = model.seen_[[dense_user]].indices.astype(np.int64) if dense_user else np.zeros(0, np.int64)
         if len(fb) and model.supports_histories:
             # Live feedback: score the training history followed by the new events (order matters for sequences).
@@ -186,11 +188,13 @@ class ModelHandle:
         items = self.model.item_vocab.decode([i for i, _ in keep])
         return self._result(user, items, [s for _, s in keep], "model", False, ignored)
 
-    def _top(self, user: Any, scores: torch.Tensor, k: int, source: str, ignored: list) -> dict[str, Any]:
+    def _top(
+        self, user: Any, scores: torch.Tensor, k: int, source: str, ignored: list, fallback: bool = False
+    ) -> dict[str, Any]:
         top = torch.topk(scores, k)
         keep = torch.isfinite(top.values)
         items = self.model.item_vocab.decode(top.indices[keep].numpy())
-        return self._result(user, items, top.values[keep].tolist(), source, False, ignored)
+        return self._result(user, items, top.values[keep].tolist(), source, fallback, ignored)
 
     def _result(self, user: Any, items: list, scores: list, source: str, fallback: bool, ignored: list) -> dict[str, Any]:
         return {
