@@ -21,6 +21,18 @@ def test_simulate_writes_curves_and_summary(tmp_path):
     assert runs["periodic"]["mean_expected_reward"] > runs["ucb1"]["mean_expected_reward"]
 
 
+def test_simulate_repeats_report_a_ci(tmp_path):
+    out = tmp_path / "rep"
+    rc = main(["bandit", "simulate", "--env", "contextual", "--env-set", "dim=1", "--policy", "ucb1", "--policy", "uniform",
+               "--rounds", "800", "--repeats", "4", "--out", str(out)])
+    assert rc == 0
+    runs = {r["policy"]: r for r in json.loads((out / "summary.json").read_text())["runs"]}
+    ucb = runs["ucb1"]
+    assert ucb["repeats"] == 4 and len(set(ucb["regret_per_run"])) == 4  # independent runs differ
+    assert ucb["regret_ci"][0] <= ucb["cumulative_regret"] <= ucb["regret_ci"][1]
+    assert runs["uniform"]["regret_ci"][0] > ucb["regret_ci"][1]  # UCB1 clearly beats uniform
+
+
 def test_ope_on_csv_logs(tmp_path, obd_csv):
     logs = obd_csv(tmp_path / "rnd" / "rnd.csv", n=600, n_items=5, seed=1)
     truth = obd_csv(tmp_path / "on" / "on.csv", n=600, n_items=5, seed=2)
@@ -72,6 +84,7 @@ def test_replay_command(tmp_path, obd_csv, capsys):
         (["bandit", "simulate", "--env", "contextual", "--policy", "ucb1", "--env-set", "n_actions=1", "--out", "X"], 2,
          "n_actions"),
         (["bandit", "simulate", "--env", "nope", "--policy", "ucb1", "--out", "X"], 2, ""),
+        (["bandit", "simulate", "--env", "contextual", "--policy", "ucb1", "--repeats", "0", "--out", "X"], 2, "--repeats"),
         (["ope", "--logs", "LOGS", "--policy", "bernoulli-ts"], 2, "needs --prior"),
         (["ope", "--logs", "LOGS", "--policy", "bernoulli-ts", "--prior", "obd-kids"], 2, "--prior must be one of"),
         (["ope", "--logs", "LOGS", "--policy", "greedy"], 2, "--policy must be"),

@@ -11,7 +11,8 @@ from recforge.bandits.simulators import SimResult
 
 def plot_curves(results: list[SimResult], out_dir: str | Path, max_points: int = 2000) -> list[Path]:
     """Write ``regret.png`` (cumulative expected regret) and ``reward.png`` (cumulative observed reward) for the runs in
-    ``results`` into ``out_dir``; returns the paths. Curves are thinned to ``max_points`` points."""
+    ``results`` into ``out_dir``; returns the paths. Runs of the same policy (repetitions) are drawn as their mean curve
+    with a min-max band. Curves are thinned to ``max_points`` points."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -23,10 +24,16 @@ def plot_curves(results: list[SimResult], out_dir: str | Path, max_points: int =
     for attr, label, fname in (("cumulative_regret", "cumulative regret", "regret.png"),
                                ("cumulative_reward", "cumulative reward", "reward.png")):
         fig, ax = plt.subplots(figsize=(6.4, 4.0))
+        by_policy: dict[str, list[SimResult]] = {}
         for res in results:
-            y = getattr(res, attr)
-            idx = np.unique(np.linspace(0, len(y) - 1, min(max_points, len(y))).astype(int))
-            ax.plot(idx + 1, y[idx], label=res.policy)
+            by_policy.setdefault(res.policy, []).append(res)
+        for policy, runs in by_policy.items():
+            ys = np.stack([getattr(r, attr) for r in runs])  # (repeats, T)
+            idx = np.unique(np.linspace(0, ys.shape[1] - 1, min(max_points, ys.shape[1])).astype(int))
+            label_n = f"{policy} (n={len(runs)})" if len(runs) > 1 else policy
+            (line,) = ax.plot(idx + 1, ys[:, idx].mean(axis=0), label=label_n)
+            if len(runs) > 1:
+                ax.fill_between(idx + 1, ys[:, idx].min(axis=0), ys[:, idx].max(axis=0), color=line.get_color(), alpha=0.2)
         ax.set_xlabel("round")
         ax.set_ylabel(label)
         ax.set_title(f"{label} on {results[0].env}")

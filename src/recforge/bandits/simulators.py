@@ -29,6 +29,7 @@ class Environment(Protocol):
     dim: int
     len_list: int
     sequential: bool  # True when the state changes every round (then simulate() forces batch_size=1)
+    rng: np.random.Generator  # draws contexts and reward noise (the world itself is fixed by the config seed)
 
     def contexts(self, n: int) -> np.ndarray | None: ...
 
@@ -288,10 +289,13 @@ class SimResult:
                 "mean_expected_reward": float(self.expected.mean()), "cumulative_regret": float(self.cumulative_regret[-1])}
 
 
-def simulate(env: Environment, policy: Policy, n_rounds: int, batch_size: int = 1, env_name: str = "env") -> SimResult:
+def simulate(
+    env: Environment, policy: Policy, n_rounds: int, batch_size: int = 1, env_name: str = "env", noise_seed: int | None = None
+) -> SimResult:
     """Run ``policy`` on ``env`` for n_rounds, selecting and updating once per batch (batch_size=1 is fully online).
 
-    State-dependent environments (``env.sequential``) always run round by round."""
+    State-dependent environments (``env.sequential``) always run round by round. ``noise_seed`` reseeds the
+    environment's context/noise stream (independent repetitions in the same world)."""
     if n_rounds < 1:
         raise ConfigError(f"n_rounds must be >= 1, got {n_rounds}")
     if batch_size < 1:
@@ -303,6 +307,8 @@ def simulate(env: Environment, policy: Policy, n_rounds: int, batch_size: int = 
         )
     if env.sequential:
         batch_size = 1
+    if noise_seed is not None:
+        env.rng = np.random.default_rng(noise_seed)
     reward, expected, best = np.empty(n_rounds), np.empty(n_rounds), np.empty(n_rounds)
     # one BLAS thread: the per-batch matmuls are small (batch x arms x d), thread hand-offs cost more than they gain
     with threadpool_limits(1, user_api="blas"):

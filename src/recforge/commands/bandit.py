@@ -27,6 +27,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     sim.add_argument("--rounds", type=int, default=10_000, help="rounds per policy")
     sim.add_argument("--batch-size", type=int, default=1, help="rounds per select/update batch (1 = fully online)")
     sim.add_argument("--seed", type=int, default=0, help="seed of the policies (the environment has its own: --env-set seed=N)")
+    sim.add_argument("--repeats", type=int, default=1,
+                     help="independent runs per policy (new policy seed and context/noise stream; same world); "
+                          "the table then shows the mean regret with a bootstrap CI over runs")
     sim.add_argument("--env-set", action="append", default=[], metavar="KEY=VALUE", help="environment config override")
     sim.add_argument("--set", dest="policy_set", action="append", default=[], metavar="POLICY.KEY=VALUE",
                      help="policy config override, e.g. linucb.alpha=0.5")
@@ -72,6 +75,7 @@ def _overrides(items: list[str]) -> dict:
 def run_simulate(args: argparse.Namespace) -> int:
     from rich.table import Table
 
+    from recforge.bandits.bootstrap import bootstrap_stat
     from recforge.bandits.build import make_env, make_policy
     from recforge.bandits.plots import plot_curves
     from recforge.bandits.simulators import simulate
@@ -82,22 +86,35 @@ def run_simulate(args: argparse.Namespace) -> int:
     unknown = sorted(set(policy_params) - set(args.policy))
     if unknown:
         raise ConfigError(f"--set names policies not being run: {unknown} (running {args.policy})")
-    results, timings = [], []
+    if args.repeats < 1:
+        raise ConfigError(f"--repeats must be >= 1, got {args.repeats}")
+    results, summary = [], []
     for name in args.policy:
-        env = make_env(args.env, env_params)  # a fresh environment per policy: same seed, same world
-        policy = make_policy(name, env, policy_params.get(name), seed=args.seed)
-        start = time.perf_counter()
-        results.append(simulate(env, policy, args.rounds, batch_size=args.batch_size, env_name=args.env))
-        timings.append(time.perf_counter() - start)
+        runs, seconds = [], 0.0
+        for rep in range(args.repeats):
+            env = make_env(args.env, env_params)  # a fresh environment per run: same config seed, same world
+            policy = make_policy(name, env, policy_params.get(name), seed=args.seed + rep)
+            start = time.perf_counter()
+            noise_seed = None if args.repeats == 1 else 7919 * (rep + 1) + args.seed
+            runs.append(simulate(env, policy, args.rounds, batch_size=args.batch_size, env_name=args.env, noise_seed=noise_seed))
+            seconds += time.perf_counter() - start
+        final = np.array([r.cumulative_regret[-1] for r in runs])
+        _, lo, hi = bootstrap_stat(final[:, None], lambda m: m[:, 0], n_boot=1000, seed=args.seed)
+        summary.append({"policy": name, "rounds": args.rounds, "repeats": args.repeats,
+                        "mean_reward": float(np.mean([r.reward.mean() for r in runs])),
+                        "mean_expected_reward": float(np.mean([r.expected.mean() for r in runs])),
+                        "cumulative_regret": float(final.mean()), "regret_ci": [lo, hi],
+                        "regret_per_run": final.tolist(), "seconds": seconds})
+        results.extend(runs)
     out = Path(args.out)
     paths = plot_curves(results, out)
-    summary = [dict(r.summary(), seconds=t) for r, t in zip(results, timings)]
     (out / "summary.json").write_text(json.dumps({"env": args.env, "env_params": env_params, "runs": summary}, indent=2))
-    table = Table(title=f"{args.env}: {args.rounds} rounds")
-    for col in ("policy", "mean reward", "cumulative regret", "seconds"):
+    table = Table(title=f"{args.env}: {args.rounds} rounds" + (f", {args.repeats} runs each" if args.repeats > 1 else ""))
+    for col in ("policy", "mean reward", "cumulative regret", "95% CI", "seconds"):
         table.add_column(col, justify="left" if col == "policy" else "right")
     for s in summary:
-        table.add_row(s["policy"], f"{s['mean_reward']:.4f}", f"{s['cumulative_regret']:.1f}", f"{s['seconds']:.2f}")
+        ci = f"[{s['regret_ci'][0]:.1f}, {s['regret_ci'][1]:.1f}]" if args.repeats > 1 else "(1 run)"
+        table.add_row(s["policy"], f"{s['mean_reward']:.4f}", f"{s['cumulative_regret']:.1f}", ci, f"{s['seconds']:.2f}")
     console.print(table)
     console.print(f"wrote {', '.join(str(p) for p in paths)} and {out / 'summary.json'}")
     return 0
