@@ -48,9 +48,14 @@ class FeedbackStore:
             self._conn.execute(f"PRAGMA synchronous={'FULL' if sync == 'full' else 'NORMAL'}")
             self._conn.execute("PRAGMA busy_timeout=5000")
             self._conn.executescript(_SCHEMA)
+            # A second connection for reads: under WAL it never waits for a writer's fsync, so /recommend
+            # (which reads a user's feedback) is not stalled by concurrent /feedback commits.
+            self._reader = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
+            self._reader.execute("PRAGMA query_only=1")
         except sqlite3.Error as exc:
             raise DataError(f"cannot open feedback store: {exc}", path=str(path)) from None
         self._lock = threading.Lock()
+        self._read_lock = threading.Lock()
 
     def add(
         self,
@@ -74,21 +79,21 @@ class FeedbackStore:
         """The user's most recent ``limit`` item ids (oldest first), leaving out ``exclude_events``."""
         marks = ",".join("?" * len(exclude_events))
         where = f"AND event NOT IN ({marks})" if exclude_events else ""
-        with self._lock:
-            rows = self._conn.execute(
+        with self._read_lock:
+            rows = self._reader.execute(
                 f"SELECT item FROM feedback WHERE user = ? {where} ORDER BY id DESC LIMIT ?",
                 (user, *exclude_events, limit),
             ).fetchall()
         return [r[0] for r in reversed(rows)]
 
     def count(self) -> int:
-        with self._lock:
-            return int(self._conn.execute("SELECT COUNT(*) FROM feedback").fetchone()[0])
+        with self._read_lock:
+            return int(self._reader.execute("SELECT COUNT(*) FROM feedback").fetchone()[0])
 
     def rows(self) -> list[tuple]:
         """All events as (id, user, item, event, ts, value, received, model_version), in insertion order."""
-        with self._lock:
-            return self._conn.execute(
+        with self._read_lock:
+            return self._reader.execute(
                 "SELECT id, user, item, event, ts, value, received, model_version FROM feedback ORDER BY id"
             ).fetchall()
 
@@ -120,7 +125,8 @@ class FeedbackStore:
         return len(frame)
 
     def close(self) -> None:
-        with self._lock:
+        with self._lock, self._read_lock:
+            self._reader.close()
             self._conn.close()
 
 
