@@ -105,7 +105,7 @@ class BPR(Recommender):
     name = "bpr"
     config_class = BPRConfig
     #: small, fast settings for the contract test suite
-    test_config = BPRConfig(factors=16, train=TrainConfig(epochs=15, batch_size=256, lr=0.02, clip=0.0, patience=0))
+    test_config = BPRConfig(factors=16, train=TrainConfig(epochs=10, batch_size=512, lr=0.03, clip=0.0, patience=0))
 
     def _fit(self, train: Interactions, valid: Interactions | None) -> None:
         cfg = self.config
