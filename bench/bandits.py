@@ -100,6 +100,44 @@ def speed_estimators(n: int = 1_000_000, n_actions: int = 100, repeats: int = 3)
     return {"rounds": n, "estimators": list(ESTIMATORS), "n_boot": 1000, "seconds_best_of_3": best}
 
 
+def obp_speed_inputs(n: int = 1_000_000, k: int = 10, seed: int = 0) -> dict:
+    """The synthetic 1M-round log also timed for obp in bench/bandits_obp.py:synthetic (keep the two in sync)."""
+    rng = np.random.default_rng(seed)
+    dist = rng.dirichlet(np.ones(k), size=n)
+    action = rng.integers(0, k, n)
+    return {"action": action, "reward": (rng.random(n) < 0.1).astype(float), "pscore": np.full(n, 1.0 / k),
+            "dist": dist, "q": rng.random((n, k)) * 0.2}
+
+
+def speed_side_by_side(repeats: int = 3) -> dict:
+    """recforge on the obp comparison log: ope_input from full (n, K) arrays + all 7 estimators with 1000-resample CIs."""
+    from recforge.bandits.logged import LoggedFeedback
+
+    d = obp_speed_inputs()
+    fb = LoggedFeedback(action=d["action"], reward=d["reward"], pscore=d["pscore"], n_actions=d["dist"].shape[1])
+    best = np.inf
+    for _ in range(repeats):
+        start = time.perf_counter()
+        inp = ope_input(fb, d["dist"], lambda rows, pos: d["q"][rows])
+        estimate_all(inp, ESTIMATORS, n_boot=1000)
+        best = min(best, time.perf_counter() - start)
+    return {"rounds": len(d["action"]), "n_actions": d["dist"].shape[1], "n_boot": 1000, "seconds_best_of_3": best}
+
+
+def dump_obp_inputs(data_dir: Path, path: str, n_sim: int, l2: float) -> None:
+    """OBD "all" inputs exactly as recforge used them (fixed-prior BTS, logistic reward model) for bench/bandits_obp.py."""
+    logs = read_open_bandit("random", "all", data_dir)
+    prior = OBD_BTS_PRIOR["all"]
+    dist = BernoulliTS(logs.n_actions, len_list=logs.len_list, seed=0, prior_alpha=np.asarray(prior["alpha"], float),
+                       prior_beta=np.asarray(prior["beta"], float)).action_dist(n_sim)
+    model = LogisticRewardModel(l2=l2).fit(logs)
+    q = np.stack([model.predict(logs.context, np.full(logs.n_rounds, k)) for k in range(logs.len_list)], axis=2)
+    ests = estimate_all(ope_input(logs, dist, model.for_feedback(logs)), ESTIMATORS, n_boot=0)
+    np.savez(path, action=logs.action, reward=logs.reward, pscore=logs.pscore, position=logs.pos(), dist=dist, q=q,
+             n_actions=logs.n_actions, len_list=logs.len_list, names=np.array([e.estimator for e in ests]),
+             values=np.array([e.value for e in ests]), tau=100.0, lam=100.0)
+
+
 def speed_simulator(policy: str, n: int = 1_000_000) -> dict:
     env = make_env("contextual", {"n_actions": 100, "dim": 10, "reward": "linear", "seed": 0})
     pol = make_policy(policy, env, seed=0)
@@ -117,7 +155,14 @@ def main() -> None:
     parser.add_argument("--l2", type=float, default=1.0)
     parser.add_argument("--refit-boot", type=int, default=200, help="replicates of the refit bootstrap (0 = skip)")
     parser.add_argument("--out", default="bench/results/bandits.json")
+    parser.add_argument("--dump-obp-inputs", metavar="NPZ", help="only write the OBD inputs for bench/bandits_obp.py")
     args = parser.parse_args()
+    if args.dump_obp_inputs:
+        root = os.environ.get("RECFORGE_DATA_DIR")
+        if not root:
+            raise SystemExit("set RECFORGE_DATA_DIR (e.g. ../shared/data)")
+        dump_obp_inputs(Path(root) / "open-bandit-dataset-small", args.dump_obp_inputs, args.n_sim, args.l2)
+        return
     result: dict = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores (shared)"}
     if not args.skip_obd:
         root = os.environ.get("RECFORGE_DATA_DIR")
@@ -143,6 +188,9 @@ def main() -> None:
         result["speed_estimators"] = speed_estimators()
         print(f"all {len(ESTIMATORS)} estimators, 1M rounds, 1000 bootstrap resamples: "
               f"{result['speed_estimators']['seconds_best_of_3']:.2f} s")
+        result["speed_side_by_side"] = speed_side_by_side()
+        print(f"recforge on the obp comparison log (1M rounds, 10 actions, ope_input + 7 estimators with CIs): "
+              f"{result['speed_side_by_side']['seconds_best_of_3']:.2f} s")
         result["speed_simulator"] = [speed_simulator(p) for p in ("linucb", "linear-ts")]
         for s in result["speed_simulator"]:
             print(f"simulator 1M rounds {s['policy']} (100 arms, d=10, batch 1000): {s['seconds']:.1f} s, "

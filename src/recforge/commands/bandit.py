@@ -18,7 +18,7 @@ DEFAULT_ESTIMATORS = "dm,ips,snips,dr,sndr,switch-dr,dr-os"
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     """Register ``bandit simulate`` and ``ope``."""
-    bandit = sub.add_parser("bandit", help="online learning: simulate bandit policies")
+    bandit = sub.add_parser("bandit", help="online learning: simulate or replay bandit policies")
     bsub = bandit.add_subparsers(dest="bandit_command", metavar="SUBCOMMAND")
     sim = bsub.add_parser("simulate", help="run policies on a simulator and plot cumulative regret / reward")
     sim.add_argument("--env", required=True, choices=sorted(ENVIRONMENTS), help="simulator")
