@@ -64,11 +64,13 @@ def test_known_user_scores_equal_their_history_scores(name, split):
     torch.testing.assert_close(model.score(users), model.score_histories(hists))
 
 
-def test_hstu_uses_timestamps_for_known_users_only(split):
+def test_hstu_uses_timestamps_when_given(split):
     model = fitted("hstu", split)
     items, offsets = split.train.sequences()
-    hist = [items[offsets[1] : offsets[2]]]
-    # Known users are scored with their time gaps, ad-hoc histories without: the learned time bias makes them differ.
+    hist, times = [items[offsets[1] : offsets[2]]], split.train.time[offsets[1] : offsets[2]]
+    # Known users are scored with their time gaps; so are histories that come with times (as in evaluation).
+    torch.testing.assert_close(model.score([1]), model.score_histories(hist, times=times))
+    # Without times only the position bias applies: the learned time bias makes the scores differ.
     assert not torch.allclose(model.score([1]), model.score_histories(hist))
     no_time = HSTU(HSTUConfig(dim=16, n_layers=1, n_heads=1, max_len=10, time_bias=False,
                               train=TrainConfig(epochs=1, threads=1))).fit(split.train)

@@ -116,7 +116,10 @@ def evaluate(
     hits_parts, top_parts = [], []
     batches = [users[i : i + batch_size] for i in range(0, len(users), batch_size)]
     for batch in track(batches, f"evaluating {on}", total=len(batches), show=progress):
-        if use_hist:
+        if use_hist and getattr(model, "uses_time", False):  # e.g. HSTU's time-gap bias needs the timestamps
+            scores = model.score_histories(gather_jagged(h_items, h_offsets, batch),
+                                           times=gather_jagged(hist.time, h_offsets, batch)[0])
+        elif use_hist:
             scores = model.score_histories(gather_jagged(h_items, h_offsets, batch))
         else:
             scores = model.score(batch)

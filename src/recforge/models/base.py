@@ -64,6 +64,8 @@ class Recommender:
     config_class: ClassVar[type] = object
     #: True when ``_score_histories`` is implemented (ad-hoc histories, cold-start users, serving sessions).
     supports_histories: ClassVar[bool] = False
+    #: True when ``_score_histories`` also takes ``times`` (N,) aligned with the items (e.g. HSTU's time-gap bias).
+    uses_time: ClassVar[bool] = False
 
     def __init__(self, config: Any = None, **overrides: Any):
         if config is None:
@@ -122,10 +124,13 @@ class Recommender:
         raise NotImplementedError
 
     @torch.inference_mode()
-    def score_histories(self, histories: list[np.ndarray] | tuple[np.ndarray, np.ndarray]) -> torch.Tensor:
+    def score_histories(
+        self, histories: list[np.ndarray] | tuple[np.ndarray, np.ndarray], times: np.ndarray | None = None
+    ) -> torch.Tensor:
         """Scores for ad-hoc histories -> (B, n_items+1).
 
         ``histories`` is a list of time-ordered dense item-id arrays, or the jagged pair (items (N,), offsets (B+1,)).
+        ``times`` (N,), aligned with the jagged items, is passed on to models that use timestamps (``uses_time``).
         """
         self._check_fitted()
         if not self.supports_histories:
@@ -133,7 +138,10 @@ class Recommender:
         items, offsets = as_jagged(histories)
         if items.size and (items.min() < 1 or items.max() > self.n_items):
             raise UnknownIdError(f"dense item ids must be in 1..{self.n_items}")
-        out = self._score_histories(items, offsets).float()
+        if times is not None and self.uses_time:
+            out = self._score_histories(items, offsets, times=np.asarray(times, dtype=np.int64)).float()
+        else:
+            out = self._score_histories(items, offsets).float()
         out[:, 0] = -torch.inf
         return out
 

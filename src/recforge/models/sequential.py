@@ -185,8 +185,9 @@ class SequentialRecommender(Recommender):
     def _window(self, items: np.ndarray, offsets: np.ndarray) -> np.ndarray:
         return last_window(items, offsets, self.config.max_len)
 
-    def _score_histories(self, items: np.ndarray, offsets: np.ndarray) -> torch.Tensor:
-        return self._run(self._window(items, offsets), None)
+    def _score_histories(self, items: np.ndarray, offsets: np.ndarray, times: np.ndarray | None = None
+                         ) -> torch.Tensor:
+        return self._run(self._window(items, offsets), self._window(times, offsets) if times is not None else None)
 
     def _score(self, users: np.ndarray) -> torch.Tensor:
         from recforge.evaluate.evaluator import gather_jagged
