@@ -144,3 +144,21 @@ def test_sequential_model_learns_the_planted_rule(split):
     pop = evaluate(MostPopular().fit(split.train), split, metrics=("ndcg@10",), progress=False).metrics["ndcg@10"]
     assert ours["ci_low"] > pop["ci_high"] and ours["mean"] > 0.5, (ours, pop)
     assert np.isfinite(model.train_result_.best_metric)
+
+
+def test_thread_count_is_honoured(split):
+    before = torch.get_num_threads()
+    try:
+        _sasrec(epochs=1, threads=1).fit(split.train)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_with_bf16_autocast_learns_and_scores_on_cpu(split):
+    model = _sasrec(epochs=10, device="cuda", amp=True).fit(split.train, split.valid)
+    assert next(model.net_.parameters()).device.type == "cpu"  # handed back on CPU for scoring and saving
+    ours = evaluate(model, split, metrics=("ndcg@10",), progress=False).mean("ndcg@10")
+    assert ours > 0.5
