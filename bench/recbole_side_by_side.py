@@ -1,0 +1,377 @@
+"""recforge vs RecBole 1.2.1 on the identical ML-100K split (issue 7): SASRec, BERT4Rec, GRU4Rec (+ our HSTU).
+
+Every run is its own subprocess so that peak RSS (ru_maxrss) belongs to one library and one model. RecBole runs
+through bench/.recbole-venv/bin/python (see /work/shared/peers/README.md; never a project dependency) via
+bench/recbole_driver.py; ours runs this file's ``ours`` / ``ours-beauty`` sub-tasks. Peer and ours alternate.
+
+The split is /work/shared/peers/recbole-ml-100k-split.json — what RecBole's own dataloaders produce (float32-rescaled
+timestamp order), so both libraries hold out the same valid/test item for every user. RecBole's sequential models do
+not mask already-seen items: ours is reported that way (``test``) and with masking (``test_masked``).
+
+    # everything (RecBole capped at 1 epoch per model, ~30 min on a shared 2-core machine)
+    RECFORGE_DATA_DIR=../shared/data .venv/bin/python bench/recbole_side_by_side.py \
+        --recbole-epochs 1 --out bench/results/recbole-side-by-side.json
+    # ours only (uses the RecBole figures of the issue as the peer)
+    .venv/bin/python bench/recbole_side_by_side.py --recbole-epochs 0 --skip-beauty
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger("bench.recbole_side_by_side")
+
+ROOT = Path(__file__).resolve().parents[1]
+SPLIT_JSON = Path("/work/shared/peers/recbole-ml-100k-split.json")
+RECBOLE_PY = ROOT / "bench" / ".recbole-venv" / "bin" / "python"
+OUT_DIR = ROOT / "bench" / "out"
+
+#: RecBole 1.2.1 figures of issue 7 (2 cores, ML-100K, defaults): test NDCG@10, Recall@10, s/epoch, epochs, budget s,
+#: peak RSS MB. Targets for ours: reach the NDCG in <= 1/10 of the time with <= 1/4 of the memory.
+RECBOLE_REF = {
+    "sasrec": {"ndcg": 0.0408, "recall": 0.0859, "s_epoch": 185.7, "epochs": 4, "budget_s": 14 * 60, "rss_mb": 4400},
+    "bert4rec": {"ndcg": 0.0187, "recall": 0.0392, "s_epoch": 253.3, "epochs": 2, "budget_s": 14 * 60, "rss_mb": 4200},
+    "gru4rec": {"ndcg": 0.0328, "recall": 0.0774, "s_epoch": 79.3, "epochs": 7, "budget_s": 10 * 60, "rss_mb": 1500},
+}
+RECBOLE_NAME = {"sasrec": "SASRec", "bert4rec": "BERT4Rec", "gru4rec": "GRU4Rec"}
+ITEMKNN_NDCG = 0.0629  # RecBole ItemKNN on this split (BPR: 0.0631)
+
+#: RecBole's defaults (issue 7): max len 50, hidden 64, 2 layers (GRU: 1 layer, state 128), CE loss, seed 2020.
+OUR_CONFIG: dict[str, dict[str, Any]] = {
+    "sasrec": {"dim": 64, "n_layers": 2, "n_heads": 2, "max_len": 50, "loss": "ce"},
+    "bert4rec": {"dim": 64, "n_layers": 2, "n_heads": 2, "max_len": 50, "loss": "ce"},
+    "gru4rec": {"dim": 64, "hidden": 128, "n_layers": 1, "max_len": 50, "loss": "ce"},
+    "hstu": {"dim": 64, "n_layers": 2, "n_heads": 2, "max_len": 50, "loss": "ce"},
+}
+
+
+# ---------------------------------------------------------------------------------------------- data
+def load_split(path: Path = SPLIT_JSON) -> Any:
+    """The RecBole split as a recforge Split (raw ids; train items in order, then valid, then test per user).
+
+    Times keep RecBole's order exactly: with ML-100K's ratings under RECFORGE_DATA_DIR they are the real timestamps
+    made non-decreasing along that order (HSTU's time-gap bias sees real gaps); otherwise positions 0, 1, 2, ...
+    Interactions sorts stably by (user, time), so ties keep the JSON order.
+    """
+    from recforge.data.interactions import Interactions
+    from recforge.data.split import Split
+
+    raw = json.loads(path.read_text(encoding="utf-8"))["users"]
+    stamps = _ml100k_stamps()
+    users, items, times, part = [], [], [], []
+    for u, rec in raw.items():
+        seq = list(rec["train"]) + list(rec["valid"]) + list(rec["test"])
+        t = np.arange(len(seq), dtype=np.int64)
+        if stamps is not None:
+            t = np.maximum.accumulate(np.array([stamps[(u, i)] for i in seq], dtype=np.int64))
+        users += [u] * len(seq)
+        items += seq
+        times.append(t)
+        part += [0] * len(rec["train"]) + [1] * len(rec["valid"]) + [2] * len(rec["test"])
+    data = Interactions.from_arrays(np.array(users), np.array(items), time=np.concatenate(times))
+    # from_arrays keeps row order when rows are already grouped by user in time order; check rather than assume.
+    order = np.lexsort((np.arange(len(users)), np.concatenate(times), data.user_vocab.encode(np.array(users))))
+    part_arr = np.array(part)[order]
+    split = Split(train=data.with_rows(part_arr == 0), valid=data.with_rows(part_arr == 1),
+                  test=data.with_rows(part_arr == 2), name="recbole-ml-100k",
+                  params={"source": str(path), "real_timestamps": stamps is not None})
+    return split
+
+
+def _ml100k_stamps() -> dict[tuple[str, str], int] | None:
+    base = os.environ.get("RECFORGE_DATA_DIR")
+    f = Path(base) / "ml-100k" / "u.data" if base else None
+    if f is None or not f.is_file():
+        return None
+    arr = np.loadtxt(f, dtype=np.int64)
+    return {(str(u), str(i)): int(t) for u, i, _, t in arr}
+
+
+def write_beauty_atomic(dest: Path) -> Path:
+    """Amazon Beauty (S3-Rec format: ``user item item ...`` in time order) as RecBole's atomic ``beauty.inter``."""
+    base = os.environ.get("RECFORGE_DATA_DIR")
+    if not base:
+        raise SystemExit("RECFORGE_DATA_DIR is not set: the Beauty evaluation timing needs amazon-s3rec/Beauty.txt")
+    src = Path(base) / "amazon-s3rec" / "Beauty.txt"
+    out = dest / "beauty" / "beauty.inter"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with src.open(encoding="utf-8") as f, out.open("w", encoding="utf-8") as g:
+        g.write("user_id:token\titem_id:token\ttimestamp:float\n")
+        for line in f:
+            user, *seq = line.split()
+            g.writelines(f"{user}\t{item}\t{pos}\n" for pos, item in enumerate(seq))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- ours (subprocess)
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _test_metrics(model: Any, split: Any) -> dict[str, float]:
+    from recforge.evaluate.evaluator import evaluate
+
+    out = {}
+    for tag, mask in (("", False), ("masked_", True)):
+        rep = evaluate(model, split, metrics=("ndcg@10", "recall@10"), on="test", exclude_seen=mask, n_boot=0,
+                       progress=False)
+        out[f"{tag}ndcg@10"] = rep.mean("ndcg@10")
+        out[f"{tag}recall@10"] = rep.mean("recall@10")
+    return out
+
+
+def run_ours(args: argparse.Namespace) -> dict[str, Any]:
+    """Train one of our models on the RecBole split; test metrics after every epoch (their cost is not timed)."""
+    import torch
+
+    from recforge.config import apply_overrides, from_dict
+    from recforge.registry import get_model
+
+    torch.set_num_threads(args.threads)
+    split = load_split()
+    cls = get_model(args.model)
+    raw = dict(OUR_CONFIG[args.model])
+    raw["train"] = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "patience": args.patience,
+                    "threads": args.threads, "seed": 2020}
+    cfg = from_dict(cls.config_class, apply_overrides(raw, args.set))
+    model = cls(cfg)
+    curve: list[dict[str, float]] = []
+    side = {"s": 0.0}
+    t_start = time.perf_counter()
+
+    def on_epoch(epoch: int, row: dict[str, float]) -> None:
+        t0 = time.perf_counter()
+        m = _test_metrics(model, split)
+        curve.append({"epoch": epoch, "elapsed_s": t0 - t_start - side["s"], "train_s": row["train_s"],
+                      "valid_ndcg@10": row.get("valid_ndcg@10"), **m})
+        side["s"] += time.perf_counter() - t0
+
+    model.callbacks.append(on_epoch)
+    model.fit(split.train, split.valid)
+    fit_s = time.perf_counter() - t_start - side["s"]
+    final = _test_metrics(model, split)
+    target = RECBOLE_REF.get(args.model, {}).get("ndcg", ITEMKNN_NDCG)
+    hit = next((c for c in curve if c["ndcg@10"] >= target), None)
+    budget = args.budget_s if args.budget_s else RECBOLE_REF.get(args.model, {}).get("budget_s", fit_s)
+    in_budget = [c for c in curve if c["elapsed_s"] <= budget]
+    best_in_budget = max(in_budget, key=lambda c: c["valid_ndcg@10"] or 0.0) if in_budget else None
+    train_s = sorted(c["train_s"] for c in curve)
+    return {
+        "library": "recforge",
+        "model": args.model,
+        "config": {k: v for k, v in raw.items()},
+        "target_ndcg@10": target,
+        "time_to_target_s": hit["elapsed_s"] if hit else None,
+        "epoch_at_target": hit["epoch"] if hit else None,
+        "budget_s": budget,
+        "in_budget": best_in_budget,
+        "converged": final,
+        "best_epoch": model.train_result_.best_epoch,
+        "epochs_run": len(curve),
+        "fit_s": fit_s,
+        "train_s_per_epoch_median": train_s[len(train_s) // 2] if train_s else None,
+        "curve": curve,
+        "peak_rss_mb": _peak_rss_mb(),
+        "threads": torch.get_num_threads(),
+        "load_avg_1m": os.getloadavg()[0],
+    }
+
+
+def run_ours_beauty(args: argparse.Namespace) -> dict[str, Any]:
+    """Time full-ranking evaluation of every Beauty user by our SASRec (1 training epoch; the timing ignores weights)."""
+    import torch
+
+    from recforge.config import from_dict
+    from recforge.data.datasets import load_dataset
+    from recforge.data.split import leave_last_out
+    from recforge.evaluate.evaluator import evaluate
+    from recforge.registry import get_model
+
+    torch.set_num_threads(args.threads)
+    data = load_dataset("amazon-beauty").interactions
+    split = leave_last_out(data)
+    cls = get_model("sasrec")
+    cfg = from_dict(cls.config_class, {**OUR_CONFIG["sasrec"], "train": {"epochs": 1, "batch_size": 2048,
+                                                                        "threads": args.threads, "seed": 2020}})
+    model = cls(cfg).fit(split.train)
+    out: dict[str, Any] = {"library": "recforge", "task": "eval-beauty", "n_users": data.n_users,
+                           "n_items": data.n_items, "n_test_users": len(split.test)}
+    # RecBole's convention (no masking, no CIs) first, then our default report (seen items masked, bootstrap CIs).
+    for tag, kw in (("eval_s", {"exclude_seen": False, "n_boot": 0}), ("eval_default_s", {})):
+        t0 = time.perf_counter()
+        evaluate(model, split, metrics=("ndcg@10", "recall@10"), on="test", progress=False, **kw)
+        out[tag] = time.perf_counter() - t0
+    out["peak_rss_mb"] = _peak_rss_mb()
+    out["threads"] = torch.get_num_threads()
+    out["load_avg_1m"] = os.getloadavg()[0]
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- orchestration
+def _subprocess(cmd: list[str], timeout: float) -> dict[str, Any]:
+    """Run one measurement in its own process; its last stdout line is a JSON object."""
+    env = dict(os.environ, TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD="1", RECFORGE_NO_PROGRESS="1")
+    log.info("$ %s", " ".join(cmd))
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        log.error("failed (exit %d): %s", proc.returncode, proc.stderr[-3000:])
+        return {"error": proc.stderr[-3000:], "cmd": cmd}
+    res = json.loads(proc.stdout.strip().splitlines()[-1])
+    res["wall_s"] = time.perf_counter() - t0
+    return res
+
+
+def _ours_cmd(task: str, model: str, args: argparse.Namespace) -> list[str]:
+    cmd = [sys.executable, __file__, task, "--model", model, "--threads", str(args.threads),
+           "--batch-size", str(args.batch_size), "--lr", str(args.lr), "--epochs", str(args.epochs),
+           "--patience", str(args.patience)]
+    if args.set:
+        cmd += ["--set", *args.set]
+    return cmd
+
+
+def _recbole_summary(rb: dict[str, Any] | None, ref: dict[str, Any]) -> dict[str, Any]:
+    """RecBole's time to its issue-7 quality: its reference epochs at the s/epoch (train + valid) measured now."""
+    if not rb or "error" in rb or not rb.get("epochs"):
+        return {"s_epoch": ref["s_epoch"], "time_to_quality_s": ref["budget_s"], "rss_mb": ref["rss_mb"],
+                "ndcg": None, "recall": None, "epochs": None, "measured": False}
+    per_epoch = sorted(e["train_s"] + e.get("valid_s", 0.0) for e in rb["epochs"])
+    med = per_epoch[len(per_epoch) // 2]
+    return {"s_epoch": rb["train_s_per_epoch_median"], "time_to_quality_s": med * ref["epochs"],
+            "rss_mb": rb["peak_rss_mb"], "ndcg": rb["test_ndcg@10"], "recall": rb["test_recall@10"],
+            "epochs": len(rb["epochs"]), "measured": True}
+
+
+def _fmt(x: float | None, spec: str) -> str:
+    return "—" if x is None else format(x, spec)
+
+
+def table(results: dict[str, Any]) -> str:
+    """The markdown table of docs/benchmarks.md."""
+    lines = [
+        "| model | RecBole s/epoch (epochs run) | RecBole NDCG@10 / Recall@10 after them | RecBole time to its issue-7 "
+        "NDCG@10 | ours: time to that NDCG@10 (ratio) | ours NDCG@10 / Recall@10 within RecBole's budget | ours "
+        "converged NDCG@10 / Recall@10 (masked) | ours s/epoch (epochs) | peak RSS RecBole / ours (ratio) | load 1m |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, r in results["models"].items():
+        ours = r["ours"]
+        if "error" in ours:
+            lines.append(f"| {name} | failed: see JSON | | | | | | | | |")
+            continue
+        rb = r.get("recbole_summary")
+        conv, ib = ours["converged"], ours["in_budget"]
+        if rb:
+            ttt = ours["time_to_target_s"]
+            ratio = f" (1/{rb['time_to_quality_s'] / ttt:.0f})" if ttt else " (not reached)"
+            rb_cells = (f"{rb['s_epoch']:.0f}{'' if rb['measured'] else ' (issue)'} ({rb['epochs'] or '—'}) | "
+                        f"{_fmt(rb['ndcg'], '.4f')} / {_fmt(rb['recall'], '.4f')} | "
+                        f"{rb['time_to_quality_s']:.0f} s ({RECBOLE_REF[name]['ndcg']}) | "
+                        f"{_fmt(ttt, '.1f')} s{ratio}")
+            mem = f"{rb['rss_mb']:.0f} / {ours['peak_rss_mb']:.0f} MB (1/{rb['rss_mb'] / ours['peak_rss_mb']:.1f})"
+        else:
+            ttt = ours["time_to_target_s"]
+            rb_cells = f"— | — | ItemKNN {ITEMKNN_NDCG} | {_fmt(ttt, '.1f')} s"
+            mem = f"— / {ours['peak_rss_mb']:.0f} MB"
+        ib_cell = f"{ib['ndcg@10']:.4f} / {ib['recall@10']:.4f}" if ib else "—"
+        lines.append(
+            f"| {name} | {rb_cells} | {ib_cell} | {conv['ndcg@10']:.4f} / {conv['recall@10']:.4f} "
+            f"({conv['masked_ndcg@10']:.4f} / {conv['masked_recall@10']:.4f}) | "
+            f"{_fmt(ours['train_s_per_epoch_median'], '.2f')} ({ours['best_epoch']}/{ours['epochs_run']}) | {mem} | "
+            f"{ours['load_avg_1m']:.1f} |")
+    b = results.get("beauty")
+    if b:
+        rbb, ob = b.get("recbole", {}), b.get("ours", {})
+        if "eval_s" in rbb and "eval_s" in ob:
+            lines += ["", "| Beauty full-ranking eval, all test users | RecBole 1.2.1 | ours (unmasked, no CIs) | "
+                      "speed-up | ours default (masked + bootstrap CIs) | peak RSS RecBole / ours |",
+                      "|---|---|---|---|---|---|",
+                      f"| SASRec, {ob['n_test_users']:,} users x {ob['n_items']:,} items | {rbb['eval_s']:.1f} s | "
+                      f"{ob['eval_s']:.2f} s | {rbb['eval_s'] / ob['eval_s']:.1f}x | {ob['eval_default_s']:.2f} s | "
+                      f"{rbb['peak_rss_mb']:.0f} / {ob['peak_rss_mb']:.0f} MB |"]
+    return "\n".join(lines)
+
+
+def orchestrate(args: argparse.Namespace) -> None:
+    results: dict[str, Any] = {"started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+                               "argv": sys.argv[1:], "cpu_count": os.cpu_count(), "models": {}}
+    run_recbole = args.recbole_epochs > 0
+    if run_recbole and not RECBOLE_PY.is_file():
+        raise SystemExit(f"{RECBOLE_PY} missing: set up RecBole as /work/shared/peers/README.md says")
+    for name in args.models:
+        row: dict[str, Any] = {}
+        if name in RECBOLE_REF:
+            rb = None
+            if run_recbole:  # peer first, then ours: alternating libraries spreads the machine's load drift
+                rb = _subprocess([str(RECBOLE_PY), str(ROOT / "bench" / "recbole_driver.py"), "train", "--model",
+                                  RECBOLE_NAME[name], "--epochs", str(args.recbole_epochs), "--threads",
+                                  str(args.threads), "--workdir", str(OUT_DIR / "recbole-saved")], args.timeout)
+                row["recbole"] = rb
+            row["recbole_summary"] = _recbole_summary(rb, RECBOLE_REF[name])
+        row["ours"] = _subprocess(_ours_cmd("ours", name, args), args.timeout)
+        results["models"][name] = row
+        log.info("%s done: %s", name, json.dumps({k: v for k, v in row.get("ours", {}).items() if k != "curve"}))
+        _save(results, args.out)
+    if not args.skip_beauty:
+        beauty: dict[str, Any] = {}
+        if run_recbole:
+            write_beauty_atomic(OUT_DIR / "recbole-data")
+            beauty["recbole"] = _subprocess([str(RECBOLE_PY), str(ROOT / "bench" / "recbole_driver.py"),
+                                             "evalbeauty", "--threads", str(args.threads), "--data-path",
+                                             str(OUT_DIR / "recbole-data"), "--workdir",
+                                             str(OUT_DIR / "recbole-saved")], args.timeout)
+        beauty["ours"] = _subprocess(_ours_cmd("ours-beauty", "sasrec", args), args.timeout)
+        results["beauty"] = beauty
+    results["table"] = table(results)
+    _save(results, args.out)
+    log.info("\n%s", results["table"])
+
+
+def _save(results: dict[str, Any], out: Path | None) -> None:
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(results, indent=1), encoding="utf-8")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("task", nargs="?", default="all", choices=["all", "ours", "ours-beauty", "table"])
+    p.add_argument("--model", default="sasrec", help="ours / ours-beauty: the model to train")
+    p.add_argument("--models", nargs="+", default=["sasrec", "bert4rec", "gru4rec", "hstu"])
+    p.add_argument("--recbole-epochs", type=int, default=1, help="cap on RecBole's epochs; 0 = use the issue figures")
+    p.add_argument("--skip-beauty", action="store_true")
+    p.add_argument("--epochs", type=int, default=200, help="our epoch cap (early stopping on valid NDCG@10)")
+    p.add_argument("--patience", type=int, default=10)
+    p.add_argument("--batch-size", type=int, default=2048)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--budget-s", type=float, default=0.0, help="RecBole's time budget (default: the issue's)")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--set", nargs="*", default=[], help="overrides for our models, e.g. dropout=0.3 sliding=true")
+    p.add_argument("--timeout", type=float, default=1800)
+    p.add_argument("--out", type=Path, default=None, help="results JSON (task all), or the JSON to render (table)")
+    args = p.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    if args.task == "ours":
+        sys.stdout.write("\n" + json.dumps(run_ours(args)) + "\n")
+    elif args.task == "ours-beauty":
+        sys.stdout.write("\n" + json.dumps(run_ours_beauty(args)) + "\n")
+    elif args.task == "table":
+        sys.stdout.write(table(json.loads(args.out.read_text(encoding="utf-8"))) + "\n")
+    else:
+        orchestrate(args)
+
+
+if __name__ == "__main__":
+    main()
