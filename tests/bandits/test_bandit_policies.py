@@ -62,6 +62,16 @@ def test_bts_action_dist_sums_to_one_per_slot():
     assert dist[5, 0] > 0.9  # the arm with by far the highest mean takes the first slot
 
 
+def test_epsilon_greedy_action_dist_matches_its_choices():
+    env = make_env("contextual", MAB)
+    pol = make_policy("epsilon-greedy", env, {"epsilon": 0.3}, seed=0)
+    simulate(env, pol, 500)
+    dist = pol.action_dist()
+    freq = np.bincount(pol.select(None, 20_000)[:, 0], minlength=5) / 20_000
+    np.testing.assert_allclose(dist.sum(), 1.0)
+    np.testing.assert_allclose(freq, dist, atol=0.015)
+
+
 def test_top_k_matches_full_sort():
     scores = np.random.default_rng(0).random((50, 20))
     np.testing.assert_array_equal(top_k(scores, 4), np.argsort(-scores, axis=1)[:, :4])

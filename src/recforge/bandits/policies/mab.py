@@ -15,19 +15,17 @@ from recforge.errors import ConfigError
 
 
 class _Counting(Policy):
-    state_arrays = ("counts", "sums", "sq_sums")
+    state_arrays = ("counts", "sums")
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.counts = np.zeros(self.n_actions)
         self.sums = np.zeros(self.n_actions)
-        self.sq_sums = np.zeros(self.n_actions)
 
     def update(self, context: np.ndarray | None, actions: np.ndarray, rewards: np.ndarray) -> None:
         a, r = np.asarray(actions).ravel(), np.asarray(rewards, dtype=np.float64).ravel()
         self.counts += np.bincount(a, minlength=self.n_actions)
         self.sums += np.bincount(a, weights=r, minlength=self.n_actions)
-        self.sq_sums += np.bincount(a, weights=r * r, minlength=self.n_actions)
         self.t += len(actions)
 
     def means(self) -> np.ndarray:
