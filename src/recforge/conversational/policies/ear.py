@@ -41,11 +41,14 @@ class EARConfig:
 
     n_attrs: int = 10  # M: attributes the policy chooses among (the FM's top-M unasked ones)
     hidden: int = 64  # policy-network width
-    lr: float = 1e-3  # Adam learning rate
+    lr: float = 1e-3  # Adam learning rate of the imitation pre-training
+    rl_lr: float = 1e-4  # Adam learning rate of REINFORCE (small: stay near the pre-trained policy, improve slowly)
     gamma: float = 0.99  # return discount
-    pretrain_fraction: float = 0.3  # share of training episodes spent imitating the max-entropy rule
+    pretrain_fraction: float = 0.5  # share of training episodes spent imitating the max-entropy rule
+    entropy_bonus: float = 0.01  # keeps the policy from collapsing onto one action early in REINFORCE
     reflection_lr: float = 0.05  # step size of the reflection update of the session user vector
-    recommend_below: int = 10  # the imitated rule recommends when at most this many candidates are left
+    recommend_below: int = 10  # the imitated rule recommends when at most this many candidates are left ...
+    recommend_every: int = 2  # ... and every n-th turn (0 = never by this clause)
 
     def __post_init__(self) -> None:
         for name in ("n_attrs", "hidden", "recommend_below"):
@@ -68,10 +71,14 @@ class EARPolicy(Policy):
         super().__init__(config, dataset, setting, scorer)
         m = self.config.n_attrs
         self.n_in = 2 * m + 3 * setting.max_turns + 16
-        self.net = nn.Sequential(nn.Linear(self.n_in, self.config.hidden), nn.ReLU(), nn.Linear(self.config.hidden, m + 1))
+        self.net = self._network()  # re-initialised (seeded) by fit
         self.mode = "policy"  # "imitate" during pre-training
         self.user_vec: np.ndarray | None = None
         self._trace: list[tuple[np.ndarray, int, float, int]] = []  # (features, action, reward, imitation target)
+
+    def _network(self) -> nn.Module:
+        m, hidden = self.config.n_attrs, self.config.hidden
+        return nn.Sequential(nn.Linear(self.n_in, hidden), nn.ReLU(), nn.Linear(hidden, m + 1))
 
     def begin(self, state: DialogueState, rng: np.random.Generator) -> None:
         super().begin(state, rng)
@@ -82,14 +89,18 @@ class EARPolicy(Policy):
         m = self.config.n_attrs
         query = self.scorer.query(state.user, state.accepted, self.user_vec)
         pref = self.scorer.attr_scores(query, np.arange(self.dataset.n_attrs))
+        mass, total = self.attr_mass(state)
+        # attributes no candidate has are certain "no"s: never offered (with thousands of attributes they would
+        # crowd out every useful question); the rest compete on FM preference, not on graph position
+        pref[mass <= 0] = -np.inf
         asked = state.accepted + state.rejected
         if asked:
             pref[asked] = -np.inf
         top = np.argpartition(-pref, m - 1)[:m]
         top = top[np.argsort(-pref[top], kind="stable")]
-        mass, total = self.attr_mass(state)
-        ent = binary_entropy(mass[top] / total) * (mass[top] < total)
-        p = np.exp(pref[top] - pref[top].max())
+        ent = binary_entropy(mass[top] / total) * (mass[top] < total) * np.isfinite(pref[top])
+        finite = np.where(np.isfinite(pref[top]), pref[top], -1e9)
+        p = np.exp(finite - finite.max())
         return top, ent.astype(np.float32), (p / p.sum()).astype(np.float32)
 
     def act(self, state: DialogueState) -> Action:
@@ -98,19 +109,23 @@ class EARPolicy(Policy):
         feats = np.concatenate([ent, pref, dialogue_features(state, self.setting)]).astype(np.float32)
         m = self.config.n_attrs
         # the max-entropy rule: imitation target during pre-training
-        rule = m if (len(cands) <= self.config.recommend_below or ent.max() <= 0) else int(np.argmax(ent))
+        every = self.config.recommend_every
+        rec = len(cands) <= self.config.recommend_below or ent.max() <= 0 or (every and state.turn % every == 0)
+        rule = m if rec else int(np.argmax(ent))
         with torch.no_grad():
             logits = self.net(torch.from_numpy(feats))
         if self.training and self.mode == "imitate":
             choice = rule
-        elif self.training:
-            choice = int(torch.distributions.Categorical(logits=logits).sample())
         else:
-            choice = int(torch.argmax(logits))
-        if state.turn >= self.setting.max_turns:
+            # act with the learned stochastic policy (episode generator: reproducible). Its argmax is a poor summary:
+            # asking is spread over M actions, so argmax picked "recommend" at every turn on the menu setting
+            probs = torch.softmax(logits.double(), -1).numpy()
+            choice = int(self.rng.choice(m + 1, p=probs / probs.sum()))
+        forced = state.turn >= self.setting.max_turns
+        if forced:
             choice = m  # the last turn can only succeed by recommending
-        if self.training:
-            self._trace.append((feats, choice, 0.0, rule))
+        if self.training:  # a forced step earns rewards but is not the network's choice: imitation target -1 = skip
+            self._trace.append((feats, choice, 0.0, -1 if forced else rule))
         if choice == m:
             return self.top_items(cands, scores)
         if self.setting.question_size == 1:
@@ -150,15 +165,18 @@ class EARPolicy(Policy):
         users, targets = sample_pairs(dataset, "valid", episodes, seed)
         order = np.random.default_rng(seed).permutation(len(users))
         torch.manual_seed(seed)
+        self.net = self._network()
         opt = torch.optim.Adam(self.net.parameters(), lr=self.config.lr)
         csc = dataset.item_attrs.tocsc()
         n_pre = int(self.config.pretrain_fraction * len(order))
-        baseline, successes = 0.0, 0
+        baseline, scale, successes = 0.0, 1.0, 0
         self.training = True
         try:
             with single_thread():
                 for n, e in enumerate(order):
                     self.mode = "imitate" if n < n_pre else "policy"
+                    if n == n_pre:
+                        opt = torch.optim.Adam(self.net.parameters(), lr=self.config.rl_lr)
                     self._trace = []
                     out = run_episode(self, dataset, self.setting, int(users[e]), int(targets[e]),
                                       np.random.default_rng([seed, 2, int(e)]), csc)
@@ -166,8 +184,12 @@ class EARPolicy(Policy):
                     feats = torch.from_numpy(np.stack([t[0] for t in self._trace]))
                     acts = torch.tensor([t[1] for t in self._trace])
                     logp = torch.log_softmax(self.net(feats), -1)
+                    targets_il = torch.tensor([t[3] for t in self._trace])
+                    chosen = (targets_il >= 0).float()
+                    if not chosen.any():
+                        continue
                     if self.mode == "imitate":
-                        loss = nn.functional.nll_loss(logp, torch.tensor([t[3] for t in self._trace]))
+                        loss = nn.functional.nll_loss(logp, targets_il, ignore_index=-1)
                     else:
                         rewards = [t[2] for t in self._trace]
                         returns = np.zeros(len(rewards), dtype=np.float32)
@@ -175,9 +197,13 @@ class EARPolicy(Policy):
                         for t in range(len(rewards) - 1, -1, -1):
                             acc = rewards[t] + self.config.gamma * acc
                             returns[t] = acc
-                        adv = torch.from_numpy(returns - baseline)
-                        baseline = 0.95 * baseline + 0.05 * float(returns[0])
-                        loss = -(logp.gather(1, acts.view(-1, 1)).squeeze(1) * adv).sum()
+                        # advantage against a running mean/scale of all step returns (variance reduction)
+                        adv = torch.from_numpy((returns - baseline) / scale)
+                        baseline = 0.95 * baseline + 0.05 * float(returns.mean())
+                        scale = 0.95 * scale + 0.05 * max(float(returns.std()), 0.05)
+                        entropy = -(logp.exp() * logp).sum(-1).mean()
+                        pg = logp.gather(1, acts.view(-1, 1)).squeeze(1) * adv * chosen
+                        loss = -pg.sum() / chosen.sum() - self.config.entropy_bonus * entropy
                     opt.zero_grad()
                     loss.backward()
                     opt.step()

@@ -15,7 +15,7 @@ class MaxEntropyConfig:
 
     recommend_below: int = 10  # recommend once the candidate set has at most this many items
     recommend_every: int = 0  # also recommend every n-th turn (0 = never by this rule)
-    recommend_prob: float = 0.0  # also recommend with this probability each turn (EAR's "certain probability" rule)
+    recommend_prob: float = 0.3  # also recommend with this probability each turn (EAR's "certain probability" rule)
 
     def __post_init__(self) -> None:
         if self.recommend_below < 1:
