@@ -114,6 +114,10 @@ def evaluate(
     gen = torch.Generator().manual_seed(seed)
 
     hits_parts, top_parts = [], []
+    # Sorted (user, item) keys of the targets: with full ranking, hits are looked up for the top-k only, so no dense
+    # (batch x n_items) target matrix is built.
+    target_keys = np.sort(target.user.astype(np.int64) * (n_items + 1) + target.item)
+    buffer = torch.empty(0)  # reused score buffer: fresh 50 MB allocations per batch cost page faults, not just copies
     batches = [users[i : i + batch_size] for i in range(0, len(users), batch_size)]
     for batch in track(batches, f"evaluating {on}", total=len(batches), show=progress):
         if use_hist and getattr(model, "uses_time", False):  # e.g. HSTU's time-gap bias needs the timestamps
@@ -123,17 +127,22 @@ def evaluate(
             scores = model.score_histories(gather_jagged(h_items, h_offsets, batch))
         else:
             scores = model.score(batch)
-        scores = scores.float().clone()
+        if buffer.shape[0] < len(batch) or buffer.shape[1] != scores.shape[1]:
+            buffer = torch.empty(len(batch), scores.shape[1])
+        scores = buffer[: len(batch)].copy_(scores)  # never write into a tensor the model may still own
         scores[:, 0] = -torch.inf
-        tgt = torch.from_numpy(target_csr[batch].toarray() > 0)
         if exclude_seen:
             seen = seen_csr[batch]
             r, c = seen.nonzero()
             scores[torch.from_numpy(r), torch.from_numpy(c)] = -torch.inf
         if protocol != "full":
+            tgt = torch.from_numpy(target_csr[batch].toarray() > 0)
             scores = _restrict_to_sample(scores, tgt, protocol, n_negatives, popularity, gen)
         top = torch.topk(scores, k_eff, dim=1).indices
-        hit = tgt.gather(1, top) & torch.isfinite(scores.gather(1, top))
+        keys = (torch.from_numpy(batch.astype(np.int64))[:, None] * (n_items + 1) + top).numpy()
+        pos = np.minimum(np.searchsorted(target_keys, keys), max(len(target_keys) - 1, 0))
+        in_target = torch.from_numpy(target_keys[pos] == keys) if len(target_keys) else torch.zeros_like(top, dtype=torch.bool)
+        hit = in_target & torch.isfinite(scores.gather(1, top))
         hits_parts.append(hit.numpy())
         top_parts.append(top.numpy().astype(np.int32))
     hits = np.concatenate(hits_parts) if hits_parts else np.zeros((0, k_eff), bool)
