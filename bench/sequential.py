@@ -5,6 +5,9 @@ Results (one JSON line per model) go to --out; a markdown row per model is logge
 
     RECFORGE_DATA_DIR=../shared/data .venv/bin/python bench/sequential.py --data amazon-beauty \
         --models sasrec hstu bert4rec gru4rec --epochs 40 --threads 2 --out bench/results/sequential-beauty.jsonl
+
+Under ``torchrun --standalone --nproc_per_node N bench/sequential.py ...`` training is data-parallel and rank 0
+evaluates and writes the results.
 """
 
 from __future__ import annotations
@@ -29,11 +32,13 @@ log = logging.getLogger("bench.sequential")
 def run_one(name: str, split, args: argparse.Namespace) -> dict:
     cls = get_model(name)
     base = {"train": {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "patience": args.patience,
-                      "threads": args.threads, "seed": args.seed}}
+                      "threads": args.threads, "seed": args.seed, "eval_users": args.eval_users}}
     cfg = from_dict(cls.config_class, apply_overrides(base, args.set))
     t0 = time.perf_counter()
     model = cls(cfg).fit(split.train, split.valid)
     fit_s = time.perf_counter() - t0
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 evaluates and reports
+        return {}
     t1 = time.perf_counter()
     report = evaluate(model, split, metrics=("ndcg@10", "recall@10", "ndcg@20", "recall@20"), on="test")
     eval_s = time.perf_counter() - t1
@@ -52,6 +57,7 @@ def run_one(name: str, split, args: argparse.Namespace) -> dict:
         "test_eval_s": round(eval_s, 2),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "threads": args.threads,
+        "processes": int(os.environ.get("WORLD_SIZE", "1")),
         "load_avg_1m": os.getloadavg()[0],
     }
 
@@ -64,6 +70,7 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--patience", type=int, default=3)
+    p.add_argument("--eval-users", type=int, default=0, help="early-stop on a sample of validation users (0 = all)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--set", nargs="*", default=[], help="config overrides applied to every model, e.g. dropout=0.3")
@@ -75,6 +82,8 @@ def main() -> None:
     log.info("%s: %s; split %s", args.data, data, split.summary())
     for name in args.models:
         row = run_one(name, split, args)
+        if not row:
+            continue
         t = row["test"]
         log.info("| %s | %s | %.4f | %.4f | %s/%s | %.1f | %.0f | %.0f |", name, args.data, t["ndcg@10"]["mean"],
                  t["recall@10"]["mean"], row["best_epoch"], row["epochs_run"], row["train_s_per_epoch_median"],

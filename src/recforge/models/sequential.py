@@ -140,6 +140,11 @@ class SequentialRecommender(Recommender):
         if valid is not None and len(valid):
             from recforge.evaluate.evaluator import evaluate
 
+            users = valid.active_users()
+            if cfg.train.eval_users and len(users) > cfg.train.eval_users:
+                # A fixed, seeded sample: the same users every epoch, so epochs stay comparable.
+                chosen = np.random.default_rng(cfg.train.seed).choice(users, cfg.train.eval_users, replace=False)
+                valid = valid.with_rows(np.isin(valid.user, chosen))
             split = Split(train=train, test=valid, valid=valid, name="train/valid")
 
             def evaluate_fn() -> float:

@@ -53,6 +53,7 @@ class TrainConfig:
     patience: int = 5  # stop after this many evaluations without improvement; 0 = never stop early
     eval_metric: str = "ndcg@10"  # validation metric for early stopping (higher is better)
     eval_every: int = 1  # evaluate on validation every this many epochs
+    eval_users: int = 0  # early-stop on a seeded sample of this many validation users (0 = all of them)
     seed: int = 0  # seeds initialisation, data order, negatives, masks and dropout
     threads: int = 0  # torch CPU threads; 0 keeps torch's default
     device: Literal["auto", "cpu", "cuda"] = "auto"  # auto = CUDA when available
@@ -62,7 +63,7 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "eval_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"train.{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("weight_decay", "clip", "warmup", "patience", "threads"):
+        for name in ("weight_decay", "clip", "warmup", "patience", "threads", "eval_users"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"train.{name} must be >= 0, got {getattr(self, name)}")
         if not self.lr > 0:
