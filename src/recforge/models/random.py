@@ -11,8 +11,6 @@ from recforge.data.interactions import Interactions
 from recforge.errors import ConfigError
 from recforge.models.base import Recommender
 
-_MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
-
 
 @dataclass(frozen=True)
 class RandomConfig:
@@ -25,13 +23,14 @@ class RandomConfig:
             raise ConfigError(f"seed must be >= 0, got {self.seed}")
 
 
-def _splitmix64(x: np.ndarray) -> np.ndarray:
-    """A fast, well-mixed integer hash (SplitMix64 finaliser), elementwise on uint64."""
-    with np.errstate(over="ignore"):
-        x = (x + np.uint64(0x9E3779B97F4A7C15)) & _MASK64
-        x = ((x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)) & _MASK64
-        x = ((x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)) & _MASK64
-        return x ^ (x >> np.uint64(31))
+def _fmix32(h: np.ndarray) -> np.ndarray:
+    """MurmurHash3's 32-bit finaliser, in place on a uint32 array (a fast, well-mixed integer hash)."""
+    h ^= h >> np.uint32(16)
+    h *= np.uint32(0x85EBCA6B)
+    h ^= h >> np.uint32(13)
+    h *= np.uint32(0xC2B2AE35)
+    h ^= h >> np.uint32(16)
+    return h
 
 
 class RandomRecommender(Recommender):
@@ -46,11 +45,15 @@ class RandomRecommender(Recommender):
     def _score(self, users: np.ndarray) -> torch.Tensor:
         """(U,) dense user ids -> (U, n_items+1) uniform scores in [0, 1)."""
         n_cols = self.n_items + 1
-        with np.errstate(over="ignore"):
-            key = (users.astype(np.uint64)[:, None] * np.uint64(n_cols) + np.arange(n_cols, dtype=np.uint64)[None, :])
-            key = key + np.uint64(self.config.seed) * np.uint64(0xD1B54A32D192ED03)
-        bits = _splitmix64(key) >> np.uint64(40)  # top 24 bits fit a float32 mantissa exactly
-        return torch.from_numpy(bits.astype(np.float32) / np.float32(1 << 24))
+        with np.errstate(over="ignore"):  # uint32 arithmetic wraps on purpose
+            seed = _fmix32(np.array([self.config.seed * 0x9E3779B9 + 0x7F4A7C15], dtype=np.uint64).astype(np.uint32))
+            row = _fmix32((users.astype(np.uint32) * np.uint32(0x27D4EB2F)) ^ seed)
+            h = np.arange(n_cols, dtype=np.uint32)[None, :] + row[:, None] * np.uint32(n_cols)
+            _fmix32(h)
+            h ^= row[:, None]  # two rounds: items of one user stay decorrelated even when user * n_cols wraps
+            _fmix32(h)
+        h >>= np.uint32(8)  # top 24 bits fit a float32 mantissa exactly
+        return torch.from_numpy(h.astype(np.float32)).mul_(1.0 / (1 << 24))
 
     def _state(self) -> dict[str, torch.Tensor]:
         return {}
