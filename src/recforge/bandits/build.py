@@ -8,21 +8,11 @@ from recforge.config import from_dict
 from recforge.errors import ConfigError
 from recforge.registry import resolve
 
-_ENV_CONFIGS = {
-    "contextual": "recforge.bandits.simulators:ContextualConfig",
-    "slate": "recforge.bandits.simulators:SlateConfig",
-    "recovering": "recforge.bandits.recovering:RecoveringConfig",
-}
-
 
 def make_env(name: str, params: dict[str, Any] | None = None) -> Any:
     """Environment ``name`` (``recforge.registry.ENVIRONMENTS``) with its config built strictly from ``params``."""
-    import importlib
-
     env_cls = resolve("environment", name)
-    module, _, attr = _ENV_CONFIGS[name].partition(":")
-    config_cls = getattr(importlib.import_module(module), attr)
-    return env_cls(from_dict(config_cls, params or {}))
+    return env_cls(from_dict(env_cls.config_class, params or {}))
 
 
 def make_policy(name: str, env: Any, params: dict[str, Any] | None = None, seed: int = 0) -> Any:

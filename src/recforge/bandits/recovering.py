@@ -48,6 +48,7 @@ class RecoveringEnv:
     sequential = True
     dim = 0
     len_list = 1
+    config_class = RecoveringConfig
 
     def __init__(self, config: RecoveringConfig | None = None):
         self.config = c = config or RecoveringConfig()

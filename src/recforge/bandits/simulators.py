@@ -71,6 +71,7 @@ class ContextualBanditEnv:
 
     sequential = False
     len_list = 1
+    config_class = ContextualConfig
 
     def __init__(self, config: ContextualConfig | None = None):
         self.config = config or ContextualConfig()
@@ -152,6 +153,7 @@ class SlateEnv:
 
     sequential = False
     dim = 0
+    config_class = SlateConfig
 
     def __init__(self, config: SlateConfig | None = None):
         self.config = config or SlateConfig()
