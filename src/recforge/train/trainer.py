@@ -223,9 +223,16 @@ class Trainer:
                     total_loss += float(loss.detach())
                     n_batches += 1
                     bar.advance(total_loss / n_batches)
+                epoch_loss = total_loss / max(n_batches, 1)
+                if world > 1:  # report the loss of the whole global batch stream, not one process's share
+                    import torch.distributed as dist
+
+                    mean = torch.tensor([epoch_loss], dtype=torch.float64, device=device)
+                    dist.all_reduce(mean)
+                    epoch_loss = float(mean.cpu()[0]) / world
                 row: dict[str, float] = {
                     "epoch": epoch + 1,
-                    "loss": total_loss / max(n_batches, 1),
+                    "loss": epoch_loss,
                     "lr": optimizer.param_groups[0]["lr"],
                     "train_s": round(time.perf_counter() - t0, 3),
                 }
