@@ -28,14 +28,19 @@ from recforge.evaluate.evaluator import _history, evaluate
 from recforge.evaluate.stats import bootstrap_ci, bootstrap_cis, compare_paired
 from recforge.registry import get_model
 
+CPU: dict[str, float] = {}  # step -> median process CPU seconds (the machine is shared: wall time is inflated)
 
-def timed(fn, repeat: int):
-    """(median seconds, last result) of ``repeat`` calls."""
-    times, out = [], None
+
+def timed(fn, repeat: int, step: str = ""):
+    """(median wall seconds, last result) of ``repeat`` calls; the median CPU seconds go to CPU[step]."""
+    times, cpu, out = [], [], None
     for _ in range(repeat):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         out = fn()
         times.append(time.perf_counter() - t)
+        cpu.append(time.process_time() - c)
+    if step:
+        CPU[step] = float(np.median(cpu))
     return float(np.median(times)), out
 
 
@@ -54,7 +59,7 @@ def main() -> None:
     rows, reports = [], {}
     for name in args.models:
         model = get_model(name)().fit(split.train, split.valid)
-        t_eval, rep = timed(lambda m=model: evaluate(m, split, metrics=metrics, progress=False), args.repeat)
+        t_eval, rep = timed(lambda m=model: evaluate(m, split, metrics=metrics, progress=False), args.repeat, f"eval {name}")
         reports[name] = rep
 
         def beyond(rep=rep):
@@ -63,23 +68,23 @@ def main() -> None:
             cis = bootstrap_cis(np.stack(list(per_user.values()), axis=1), n_boot=1000)
             return glob, per_user, cis
 
-        t_beyond, (glob, per_user, _) = timed(beyond, args.repeat)
+        t_beyond, (glob, per_user, _) = timed(beyond, args.repeat, f"beyond {name}")
         rows.append({"model": name, "users": int(len(rep.users)), "eval_s": t_eval, "beyond_ci_s": t_beyond,
                      "ratio": t_beyond / t_eval, "ndcg@10": rep.mean("ndcg@10"),
                      **{k: float(v) for k, v in glob.items()}, **{k: float(v.mean()) for k, v in per_user.items()}})
     names = list(reports)
     t_tests, _ = timed(lambda: compare_paired({n: reports[n].per_user["ndcg@10"] for n in names}, test="wilcoxon",
-                                              n_boot=1000), args.repeat)
+                                              n_boot=1000), args.repeat, "paired tests")
     t_perm, _ = timed(lambda: compare_paired({n: reports[n].per_user["ndcg@10"] for n in names}, test="permutation",
-                                             n_perm=10000, n_boot=1000), args.repeat)
+                                             n_perm=10000, n_boot=1000), args.repeat, "permutation")
     vals = reports[names[0]].per_user["ndcg@10"]
-    t_boot, _ = timed(lambda: bootstrap_ci(vals, n_boot=1000), args.repeat)
+    t_boot, _ = timed(lambda: bootstrap_ci(vals, n_boot=1000), args.repeat, "bootstrap warm")
 
     def cold():
         stats._cache.clear()  # no reuse of earlier resamples: the random draws are paid again
         return bootstrap_ci(vals, n_boot=1000, seed=123)
 
-    t_cold, _ = timed(cold, args.repeat)
+    t_cold, _ = timed(cold, args.repeat, "bootstrap cold")
     n_users = len(vals)
     print(f"\n{args.data}: {n_users} test users, {split.train.n_items} items, torch threads {torch.get_num_threads()}")
     print("| model | eval (full ranking + CIs) s | beyond-accuracy (11 metrics, ILD on attributes) + CIs s | overhead |")
@@ -92,11 +97,14 @@ def main() -> None:
     print(f"paired permutation test (10,000 sign flips) + bootstrap diff CI: {t_perm:.2f} s")
     print(f"bootstrap_ci, 1,000 resamples over {n_users} users: {t_cold:.3f} s cold (fresh draws), "
           f"{t_boot:.3f} s reusing the evaluation's resamples")
+    print("\nprocess CPU seconds per step (median):")
+    for step, c in CPU.items():
+        print(f"  {step}: {c:.3f}")
     out = Path(__file__).parent / "results" / "eval_suite.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps({"data": args.data, "users": n_users, "rows": rows, "paired_tests_s": t_tests,
                                "permutation_s": t_perm, "bootstrap_1000_s": t_boot,
-                               "bootstrap_1000_cold_s": t_cold}, indent=2), encoding="utf-8")
+                               "bootstrap_1000_cold_s": t_cold, "cpu_s": CPU}, indent=2), encoding="utf-8")
 
 
 if __name__ == "__main__":
