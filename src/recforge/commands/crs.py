@@ -91,16 +91,16 @@ def _run_config(args: argparse.Namespace, base: dict[str, Any]) -> Any:
 
 
 def _metrics_table(reports: list[Any], title: str) -> Table:
+    """Compact (fits 80 columns): SR@T with its CI, AT, hDCG; SR@5/SR@10 and curves are in --json."""
     t = reports[0].setting.max_turns
     table = Table(title=title)
-    for col in ("policy", "episodes", f"SR@{t}", "95% CI", "AT", "hDCG", "SR@5", "SR@10", "seconds"):
-        table.add_column(col, justify="left" if col == "policy" else "right")
+    for col in ("policy", "n", f"SR@{t}", "95% CI", "AT", "hDCG", "sec"):
+        table.add_column(col, justify="left" if col == "policy" else "right", no_wrap=True)
     for r in reports:
         m = r.metrics
         sr = m[f"sr@{t}"]
-        early = [f"{m[k]['mean']:.3f}" if k in m else "-" for k in ("sr@5", "sr@10")]
-        table.add_row(r.policy, str(len(r.turns)), f"{sr['mean']:.3f}", f"[{sr['ci_low']:.3f}, {sr['ci_high']:.3f}]",
-                      f"{m['at']['mean']:.2f}", f"{m['hdcg']['mean']:.3f}", *early, f"{r.seconds:.1f}")
+        table.add_row(r.policy, str(len(r.turns)), f"{sr['mean']:.3f}", f"{sr['ci_low']:.3f}-{sr['ci_high']:.3f}",
+                      f"{m['at']['mean']:.2f}", f"{m['hdcg']['mean']:.3f}", f"{r.seconds:.1f}")
     return table
 
 

@@ -115,6 +115,9 @@ def _validate(ds: CRSDataset, where: str) -> CRSDataset:
 def _drop_attributeless(ds_pairs: dict[str, tuple[np.ndarray, np.ndarray]], item_attrs: sp.csr_array) -> dict:
     """Dialogue targets need >= 1 attribute (the user opens the dialogue with one of them)."""
     has = np.diff(item_attrs.indptr) > 0
+    for s, (_, i) in ds_pairs.items():
+        if len(i) and (i.min() < 0 or i.max() >= len(has)):
+            raise DataError(f"split {s!r} has item ids out of range (items < {len(has)})")
     return {s: (u[has[i]], i[has[i]]) for s, (u, i) in ds_pairs.items()}
 
 
