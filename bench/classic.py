@@ -52,7 +52,9 @@ def run_one(dataset: str, name: str, grid: list[dict[str, Any]], threads: int) -
     cls = get_model(name)
     t0 = time.perf_counter()
     tuning = []
-    for point in grid:
+    # Trainer-based models always fit on train first (validation picks the epoch count); others skip a 1-point grid.
+    early_stops = any(f.name == "train" for f in dataclasses.fields(cls.config_class))
+    for point in grid if len(grid) > 1 or early_stops else []:
         cfg = from_dict(cls.config_class, point)
         model = cls(cfg).fit(split.train, split.valid)
         score = evaluate(model, split, metrics=("ndcg@10",), on="valid", n_boot=0, progress=False).mean("ndcg@10")
@@ -61,18 +63,20 @@ def run_one(dataset: str, name: str, grid: list[dict[str, Any]], threads: int) -
             extra["best_epoch"] = model.train_result_.best_epoch
         tuning.append({"params": point, "valid_ndcg@10": score, **extra})
     tune_s = time.perf_counter() - t0
-    best = max(tuning, key=lambda row: row["valid_ndcg@10"])
+    best = max(tuning, key=lambda row: row["valid_ndcg@10"]) if tuning else {"params": grid[0]}
     cfg = from_dict(cls.config_class, best["params"])
     if "best_epoch" in best:  # neural models: retrain for the epoch count that validation picked
         cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, epochs=best["best_epoch"]))
     full = Split(train=split.train.concat(split.valid), test=split.test, name="leave_last_out+refit",
                  params=split.params)
-    t0 = time.perf_counter()
+    # Wall time and CPU time: on a shared, oversubscribed machine the CPU seconds of this (single-threaded by
+    # default) process are the better estimate of what an idle machine would take.
+    t0, c0 = time.perf_counter(), time.process_time()
     model = cls(cfg).fit(full.train)
-    fit_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
+    fit_s, fit_cpu = time.perf_counter() - t0, time.process_time() - c0
+    t0, c0 = time.perf_counter(), time.process_time()
     report = evaluate(model, full, metrics=METRICS, n_boot=1000, progress=False)
-    eval_s = time.perf_counter() - t0
+    eval_s, eval_cpu = time.perf_counter() - t0, time.process_time() - c0
     return {
         "dataset": dataset,
         "model": name,
@@ -80,7 +84,10 @@ def run_one(dataset: str, name: str, grid: list[dict[str, Any]], threads: int) -
         "tuning": tuning,
         "tune_s": tune_s,
         "fit_s": fit_s,
+        "fit_cpu_s": fit_cpu,
         "eval_s": eval_s,
+        "eval_cpu_s": eval_cpu,
+        "load_avg": os.getloadavg()[0],
         "metrics": report.metrics,
         "info": report.info,
         "n_users": data.n_users,
@@ -102,19 +109,27 @@ def fmt_ci(m: dict[str, float]) -> str:
     return f"{m['mean']:.4f} [{m['ci_low']:.4f}, {m['ci_high']:.4f}]"
 
 
+def _cpu(row: dict[str, Any], key: str) -> str:
+    return f" / {row[key]:.1f}" if key in row else ""
+
+
 def table(rows: list[dict[str, Any]]) -> str:
     out = [
-        "| dataset | model | chosen settings | NDCG@10 [95% CI] | Recall@10 [95% CI] | fit (s) | eval (s) | peak RSS (MB) |",
+        "| dataset | model | settings (chosen on valid) | NDCG@10 [95% CI] | Recall@10 [95% CI] | fit wall / CPU (s) "
+        "| eval wall / CPU (s) | peak RSS (MB) |",
         "|---|---|---|---|---|---:|---:|---:|",
     ]
     for r in rows:
-        chosen = ", ".join(f"{k}={v}" for k, v in (r["tuning"][0]["params"] if len(r["tuning"]) == 1 else
-                                                    max(r["tuning"], key=lambda t: t["valid_ndcg@10"])["params"]).items())
-        if "best_epoch" in max(r["tuning"], key=lambda t: t["valid_ndcg@10"]):
+        best = max(r["tuning"], key=lambda t: t["valid_ndcg@10"]) if r["tuning"] else {"params": {}}
+        chosen = ", ".join(f"{k}={v}" for k, v in best["params"].items())
+        if "l2" in r["config"] and not chosen:
+            chosen = f"l2={r['config']['l2']} (fixed)"
+        if "best_epoch" in best:
             chosen = (chosen + ", " if chosen else "") + f"epochs={r['config']['train']['epochs']}"
         out.append(
             f"| {r['dataset']} | {r['model']} | {chosen or 'defaults'} | {fmt_ci(r['metrics']['ndcg@10'])} | "
-            f"{fmt_ci(r['metrics']['recall@10'])} | {r['fit_s']:.1f} | {r['eval_s']:.2f} | {r['peak_rss_mb']:.0f} |"
+            f"{fmt_ci(r['metrics']['recall@10'])} | {r['fit_s']:.1f}{_cpu(r, 'fit_cpu_s')} | "
+            f"{r['eval_s']:.1f}{_cpu(r, 'eval_cpu_s')} | {r['peak_rss_mb']:.0f} |"
         )
     return "\n".join(out)
 
@@ -127,6 +142,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1,
                     help="torch/BLAS threads per run (1 avoids thread oversubscription on a shared machine)")
     ap.add_argument("--out", default="bench/results/classic")
+    ap.add_argument("--merge", action="store_true",
+                    help="keep the rows of an earlier run in OUT.json, replacing only the (dataset, model) pairs re-run")
     args = ap.parse_args()
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = str(args.threads)  # inherited by the spawned workers before they import numpy/torch
@@ -143,6 +160,13 @@ def main() -> None:
                   f"eval {row['eval_s']:.2f}s rss {row['peak_rss_mb']:.0f}MB", flush=True)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    if args.merge and out.with_suffix(".json").is_file():
+        done = {(r["dataset"], r["model"]) for r in rows}
+        old = json.loads(out.with_suffix(".json").read_text(encoding="utf-8"))["rows"]
+        rows = [r for r in old if (r["dataset"], r["model"]) not in done] + rows
+        datasets = list(dict.fromkeys(r["dataset"] for r in old + rows))
+        rank = {m: i for i, m in enumerate(ALL_MODELS)}
+        rows.sort(key=lambda r: (datasets.index(r["dataset"]), rank.get(r["model"], len(rank)), r["model"]))
     meta = {"machine": platform.platform(), "cpus": os.cpu_count(), "threads": args.threads,
             "load_avg_at_end": os.getloadavg()}
     out.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1, default=str), encoding="utf-8")
