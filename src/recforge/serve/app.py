@@ -190,12 +190,12 @@ class _Guard:
             return
         t0 = time.perf_counter()
         limit = self.state.settings.max_body_bytes
-        status = {"code": 500, "started": False}
+        status = {"code": 500}
         route = scope["path"] if scope["path"] in self.known else "<other>"
 
         async def send_wrapper(message: dict) -> None:
             if message["type"] == "http.response.start":
-                status["code"], status["started"] = message["status"], True
+                status["code"] = message["status"]
             await send(message)
 
         try:
@@ -223,9 +223,7 @@ class _Guard:
                 return await receive()
 
             await self.app(scope, replay, send_wrapper)
-        except _TooLarge:
-            if status["started"]:
-                raise
+        except _TooLarge:  # raised only before the app runs, so no response has started
             response = JSONResponse({"detail": f"request body larger than {limit} bytes"}, status_code=413)
             await response(scope, receive, send_wrapper)
         finally:
