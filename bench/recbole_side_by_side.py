@@ -164,7 +164,8 @@ def run_ours(args: argparse.Namespace) -> dict[str, Any]:
                       "train_s": row["train_s"], "valid_ndcg@10": row.get("valid_ndcg@10"), **m})
         side["s"] += time.perf_counter() - t0
         side["cpu"] += time.process_time() - c0
-        if args.max_seconds and elapsed > args.max_seconds:
+        if (args.max_seconds and elapsed > args.max_seconds) or (
+                args.max_cpu_seconds and curve[-1]["elapsed_cpu_s"] > args.max_cpu_seconds):
             raise _TimeCap
 
     model.callbacks.append(on_epoch)
@@ -256,7 +257,8 @@ def _subprocess(cmd: list[str], timeout: float) -> dict[str, Any]:
 def _ours_cmd(task: str, model: str, args: argparse.Namespace) -> list[str]:
     cmd = [sys.executable, __file__, task, "--model", model, "--threads", str(args.threads),
            "--batch-size", str(args.batch_size), "--lr", str(args.lr), "--epochs", str(args.epochs),
-           "--patience", str(args.patience), "--max-seconds", str(args.max_seconds)]
+           "--patience", str(args.patience), "--max-seconds", str(args.max_seconds),
+           "--max-cpu-seconds", str(args.max_cpu_seconds)]
     if args.set:
         cmd += ["--set", *args.set]
     return cmd
@@ -339,36 +341,46 @@ def table(results: dict[str, Any]) -> str:
 
 
 def orchestrate(args: argparse.Namespace) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
     results: dict[str, Any] = {"started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
                                "argv": sys.argv[1:], "cpu_count": os.cpu_count(), "models": {}}
     run_recbole = args.recbole_epochs > 0
     if run_recbole and not RECBOLE_PY.is_file():
         raise SystemExit(f"{RECBOLE_PY} missing: set up RecBole as /work/shared/peers/README.md says")
+    reused = json.loads(args.reuse.read_text(encoding="utf-8"))["models"] if args.reuse else {}
+    driver = [str(RECBOLE_PY), str(ROOT / "bench" / "recbole_driver.py")]
+    # Jobs in order peer, ours, peer, ours, ... (alternating libraries spreads the machine's load drift).
+    jobs: list[tuple[str, str, list[str]]] = []
     for name in [] if args.only_beauty else args.models:
-        row: dict[str, Any] = {}
-        if name in RECBOLE_REF:
-            rb = None
-            if run_recbole and name in args.recbole_models:  # peer first, then ours: alternating libraries spreads the machine's load drift
-                rb = _subprocess([str(RECBOLE_PY), str(ROOT / "bench" / "recbole_driver.py"), "train", "--model",
-                                  RECBOLE_NAME[name], "--epochs", str(args.recbole_epochs),
-                                  "--max-batches", str(args.recbole_max_batches), "--threads",
-                                  str(args.threads), "--workdir", str(OUT_DIR / "recbole-saved")], args.timeout)
-                row["recbole"] = rb
-            row["recbole_summary"] = _recbole_summary(rb, RECBOLE_REF[name])
-        row["ours"] = _subprocess(_ours_cmd("ours", name, args), args.timeout)
-        results["models"][name] = row
-        log.info("%s done: %s", name, json.dumps({k: v for k, v in row.get("ours", {}).items() if k != "curve"}))
-        _save(results, args.out)
+        results["models"][name] = {}
+        old = reused.get(name, {}).get("recbole")
+        if old and "error" not in old:
+            results["models"][name]["recbole"] = old
+        elif run_recbole and name in RECBOLE_REF and name in args.recbole_models:
+            jobs.append((name, "recbole", driver + ["train", "--model", RECBOLE_NAME[name], "--epochs",
+                                                     str(args.recbole_epochs), "--max-batches",
+                                                     str(args.recbole_max_batches), "--threads", str(args.threads),
+                                                     "--workdir", str(OUT_DIR / f"recbole-saved-{name}")]))
+        jobs.append((name, "ours", _ours_cmd("ours", name, args)))
     if not args.skip_beauty:
-        beauty: dict[str, Any] = {}
+        results["beauty"] = {}
         if run_recbole:
             write_beauty_atomic(OUT_DIR / "recbole-data")
-            beauty["recbole"] = _subprocess([str(RECBOLE_PY), str(ROOT / "bench" / "recbole_driver.py"),
-                                             "evalbeauty", "--threads", str(args.threads), "--data-path",
-                                             str(OUT_DIR / "recbole-data"), "--workdir",
-                                             str(OUT_DIR / "recbole-saved")], args.timeout)
-        beauty["ours"] = _subprocess(_ours_cmd("ours-beauty", "sasrec", args), args.timeout)
-        results["beauty"] = beauty
+            jobs.append(("beauty", "recbole", driver + ["evalbeauty", "--threads", str(args.threads), "--data-path",
+                                                        str(OUT_DIR / "recbole-data"), "--workdir",
+                                                        str(OUT_DIR / "recbole-saved-beauty")]))
+        jobs.append(("beauty", "ours", _ours_cmd("ours-beauty", "sasrec", args)))
+    with ThreadPoolExecutor(max_workers=args.parallel) as pool:
+        futures = [(name, lib, pool.submit(_subprocess, cmd, args.timeout)) for name, lib, cmd in jobs]
+        for name, lib, fut in futures:
+            res = fut.result()
+            (results["beauty"] if name == "beauty" else results["models"][name])[lib] = res
+            log.info("%s / %s done: %s", name, lib, json.dumps({k: v for k, v in res.items() if k != "curve"}))
+            _save(results, args.out)
+    for name, row in results["models"].items():
+        if name in RECBOLE_REF:
+            row["recbole_summary"] = _recbole_summary(row.get("recbole"), RECBOLE_REF[name])
     results["table"] = table(results)
     _save(results, args.out)
     log.info("\n%s", results["table"])
@@ -395,6 +407,11 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=2048)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--max-seconds", type=float, default=0.0, help="ours: stop after the epoch passing this time")
+    p.add_argument("--max-cpu-seconds", type=float, default=0.0,
+                   help="ours: stop after the epoch passing this many CPU seconds (all threads)")
+    p.add_argument("--parallel", type=int, default=1,
+                   help="measurements run at once (>1 on a busy shared machine; compare CPU seconds then)")
+    p.add_argument("--reuse", type=Path, default=None, help="results JSON whose successful RecBole runs are kept")
     p.add_argument("--recbole-max-batches", type=int, default=0,
                    help="cap RecBole's epochs at this many batches (s/epoch extrapolated); 0 = full epochs")
     p.add_argument("--budget-s", type=float, default=0.0, help="RecBole's time budget (default: the issue's)")
