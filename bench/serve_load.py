@@ -165,9 +165,12 @@ def synthetic_model(n_items: int, n_users: int, dim: int, seed: int = 0):
 
 def server_main(args: argparse.Namespace) -> None:
     """The synthetic-catalog server: build the model + faiss index in this process, then run uvicorn."""
+    import torch
     import uvicorn
 
     from recforge.serve import ServeSettings, create_app
+
+    torch.set_num_threads(1)  # as `recforge serve` does by default
 
     t0 = time.perf_counter()
     model = synthetic_model(args.catalog, args.n_users, args.dim)

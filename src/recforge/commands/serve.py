@@ -29,6 +29,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--index-param", action="append", default=[], metavar="KEY=INT",
                    help="faiss parameter, repeatable: m, ef_construction, ef_search (hnsw); nlist, nprobe (ivf)")
     p.add_argument("--max-body-bytes", type=int, default=64 * 1024)
+    p.add_argument("--torch-threads", type=int, default=1,
+                   help="torch intra-op threads (default 1: one request is a small job, and idle OpenMP threads "
+                        "spinning between requests cost more CPU than they save)")
     p.add_argument("--log-level", default="warning", choices=("debug", "info", "warning", "error"))
     p.set_defaults(func=cmd_serve)
 
@@ -42,9 +45,14 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Build the app (refusing to start on a missing/corrupt artifact) and run it under uvicorn."""
+    import torch
     import uvicorn
 
     from recforge.serve import ServeSettings, create_app
+
+    if args.torch_threads < 1:
+        raise ConfigError(f"--torch-threads must be >= 1, got {args.torch_threads}")
+    torch.set_num_threads(args.torch_threads)  # process-wide: this process only serves
 
     settings = ServeSettings(
         admin_token=args.admin_token,
