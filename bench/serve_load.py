@@ -264,19 +264,23 @@ def bench_one(name: str, args: argparse.Namespace, tmp: Path) -> dict:
         from recforge.registry import get_model
 
         data = load_dataset(args.data).interactions
-        cls = get_model(name)
-        kwargs = {}
-        if name == "sasrec":
-            from recforge.train.trainer import TrainConfig
-
-            kwargs = {"train": TrainConfig(epochs=args.sasrec_epochs, device="cpu", seed=0)}
-        t0 = time.perf_counter()
-        model = cls(**kwargs).fit(data)
-        row["train_s"] = round(time.perf_counter() - t0, 1)
-        model.save(tmp / name / "model")
-        users = list(model.user_vocab.ids)
         row["dataset"] = f"{args.data} ({data.n_users:,} users, {data.n_items:,} items)"
-        del model
+        saved = tmp / name / "model" / "model.json"
+        if saved.is_file():  # --workdir with a model from an earlier run: serve it again, no retraining
+            users = json.loads(saved.read_text())["user_vocab"]["ids"]
+            row["train_s"] = "reused"
+        else:
+            kwargs = {}
+            if name == "sasrec":
+                from recforge.train.trainer import TrainConfig
+
+                kwargs = {"train": TrainConfig(epochs=args.sasrec_epochs, device="cpu", seed=0)}
+            t0 = time.perf_counter()
+            model = get_model(name)(**kwargs).fit(data)
+            row["train_s"] = round(time.perf_counter() - t0, 1)
+            model.save(tmp / name / "model")
+            users = list(model.user_vocab.ids)
+            del model
         cmd = [sys.executable, "-m", "recforge.cli", "serve", str(tmp / name), "--port", str(port),
                "--feedback-db", str(tmp / f"{name}.sqlite"), "--sync", "normal"]
     users_file = tmp / f"{name}-users.json"
@@ -339,11 +343,14 @@ def main() -> None:
     p.add_argument("--index", default="ivf", choices=("flat", "hnsw", "ivf"))
     p.add_argument("--index-params", default="nlist=1024,nprobe=32", help="faiss parameters, e.g. m=16,ef_search=128")
     p.add_argument("--out", default="bench/results/serve_load.json")
+    p.add_argument("--workdir", default=None, help="keep trained models here and reuse them on the next run")
     args = p.parse_args()
     rows = []
     with tempfile.TemporaryDirectory(prefix="recforge-serve-bench-") as tmp:
+        work = Path(args.workdir) if args.workdir else Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
         for name in args.models.split(","):
-            rows.append(bench_one(name, args, Path(tmp)))
+            rows.append(bench_one(name, args, work))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"args": vars(args), "cpus": os.cpu_count(), "rows": rows}, indent=2))
