@@ -162,32 +162,47 @@ def run_ours(args: argparse.Namespace) -> dict[str, Any]:
         elapsed = t0 - t_start - side["s"]
         curve.append({"epoch": epoch, "elapsed_s": elapsed, "elapsed_cpu_s": c0 - c_start - side["cpu"],
                       "train_s": row["train_s"], "valid_ndcg@10": row.get("valid_ndcg@10"), **m})
+        if args.partial:  # a run cut short by the machine's load still leaves its curve behind
+            _save(_summary(args, raw, curve, "in progress"), args.partial)
         side["s"] += time.perf_counter() - t0
         side["cpu"] += time.process_time() - c0
-        if (args.max_seconds and elapsed > args.max_seconds) or (
-                args.max_cpu_seconds and curve[-1]["elapsed_cpu_s"] > args.max_cpu_seconds):
-            raise _TimeCap
+        if args.max_seconds and elapsed > args.max_seconds:
+            raise _TimeCap("time cap")
+        if args.max_cpu_seconds and curve[-1]["elapsed_cpu_s"] > args.max_cpu_seconds:
+            raise _TimeCap("CPU time cap")
+        if (OUT_DIR / "STOP").exists():
+            raise _TimeCap("stop file")
 
     model.callbacks.append(on_epoch)
-    capped = False
+    stopped_by = "epochs"
     try:
         model.fit(split.train, split.valid)
-    except _TimeCap:
-        capped = True
-    fit_s = time.perf_counter() - t_start - side["s"]
-    # The Trainer keeps the best-validation weights; its test metrics were taken in that epoch's callback.
+        if model.train_result_.stopped_early:
+            stopped_by = "early stopping"
+    except _TimeCap as cap:
+        stopped_by = str(cap)
+    return _summary(args, raw, curve, stopped_by)
+
+
+def _summary(args: argparse.Namespace, raw: dict[str, Any], curve: list[dict[str, Any]], stopped_by: str
+             ) -> dict[str, Any]:
+    """What one of our runs reached: time to RecBole's NDCG@10, metrics within its budget and at the best epoch."""
+    import torch
+
+    # The Trainer keeps the best-validation weights; their test metrics were taken in that epoch's callback.
     best = max(curve, key=lambda c: c["valid_ndcg@10"] or 0.0)
     final = {k: best[k] for k in ("ndcg@10", "recall@10", "masked_ndcg@10", "masked_recall@10")}
     target = RECBOLE_REF.get(args.model, {}).get("ndcg", ITEMKNN_NDCG)
     hit = next((c for c in curve if c["ndcg@10"] >= target), None)
-    budget = args.budget_s if args.budget_s else RECBOLE_REF.get(args.model, {}).get("budget_s", fit_s)
+    budget = args.budget_s if args.budget_s else RECBOLE_REF.get(args.model, {}).get("budget_s", float("inf"))
     in_budget = [c for c in curve if c["elapsed_s"] <= budget]
     best_in_budget = max(in_budget, key=lambda c: c["valid_ndcg@10"] or 0.0) if in_budget else None
     train_s = sorted(c["train_s"] for c in curve)
+    cpu_epoch = [b["elapsed_cpu_s"] - a["elapsed_cpu_s"] for a, b in zip([{"elapsed_cpu_s": 0.0}] + curve, curve)]
     return {
         "library": "recforge",
         "model": args.model,
-        "config": {k: v for k, v in raw.items()},
+        "config": raw,
         "target_ndcg@10": target,
         "time_to_target_s": hit["elapsed_s"] if hit else None,
         "cpu_to_target_s": hit["elapsed_cpu_s"] if hit else None,
@@ -195,11 +210,12 @@ def run_ours(args: argparse.Namespace) -> dict[str, Any]:
         "budget_s": budget,
         "in_budget": best_in_budget,
         "converged": final,
-        "stopped_by": "time cap" if capped else ("early stopping" if model.train_result_.stopped_early else "epochs"),
+        "stopped_by": stopped_by,
         "best_epoch": best["epoch"],
         "epochs_run": len(curve),
-        "fit_s": fit_s,
-        "train_s_per_epoch_median": train_s[len(train_s) // 2] if train_s else None,
+        "fit_s": curve[-1]["elapsed_s"],
+        "train_s_per_epoch_median": train_s[len(train_s) // 2],
+        "cpu_s_per_epoch_median": sorted(cpu_epoch)[len(cpu_epoch) // 2],
         "curve": curve,
         "peak_rss_mb": _peak_rss_mb(),
         "threads": torch.get_num_threads(),
@@ -274,6 +290,7 @@ def _recbole_summary(rb: dict[str, Any] | None, ref: dict[str, Any]) -> dict[str
     cpu = sorted(e["train_cpu_s"] + e.get("valid_cpu_s", 0.0) for e in rb["epochs"])
     return {"s_epoch": rb["train_s_per_epoch_median"], "time_to_quality_s": med * ref["epochs"],
             "cpu_to_quality_s": cpu[len(cpu) // 2] * ref["epochs"],
+            "cpu_epoch": sorted(e["train_cpu_s"] for e in rb["epochs"])[len(cpu) // 2],
             "rss_mb": rb["peak_rss_mb"], "ndcg": rb["test_ndcg@10"], "recall": rb["test_recall@10"],
             "epochs": len(rb["epochs"]), "measured": True,
             "batches": f"{rb['epochs'][0]['batches_run']}/{rb['epochs'][0]['batches_per_epoch']}"}
@@ -296,9 +313,9 @@ def table(results: dict[str, Any]) -> str:
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, r in results["models"].items():
-        ours = r["ours"]
+        ours = r.get("ours", {"error": "not run"})
         if "error" in ours:
-            lines.append(f"| {name} | failed: see JSON | | | | | | | | |")
+            lines.append(f"| {name} | not measured: see the JSON | | | | | | | | |")
             continue
         rb = r.get("recbole_summary")
         conv, ib = ours["converged"], ours["in_budget"]
@@ -308,7 +325,7 @@ def table(results: dict[str, Any]) -> str:
             if ttt and ctt and rb.get("cpu_to_quality_s"):
                 ratio += f"; {ctt:.0f} CPU-s (1/{rb['cpu_to_quality_s'] / ctt:.0f})"
             run = f"{rb['epochs']} x {rb['batches']} batches" if rb.get("batches") else "issue"
-            rb_cells = (f"{rb['s_epoch']:.0f} ({run}) | "
+            rb_cells = (f"{rb['s_epoch']:.0f}{_cpu(rb.get('cpu_epoch'))} ({run}) | "
                         f"{_fmt(rb['ndcg'], '.4f')} / {_fmt(rb['recall'], '.4f')} | "
                         f"{rb['time_to_quality_s']:.0f} s{_cpu(rb.get('cpu_to_quality_s'))} "
                         f"({RECBOLE_REF[name]['ndcg']}) | "
@@ -322,7 +339,8 @@ def table(results: dict[str, Any]) -> str:
         lines.append(
             f"| {name} | {rb_cells} | {ib_cell} | {conv['ndcg@10']:.4f} / {conv['recall@10']:.4f} "
             f"({conv['masked_ndcg@10']:.4f} / {conv['masked_recall@10']:.4f}) | "
-            f"{_fmt(ours['train_s_per_epoch_median'], '.2f')} ({ours['best_epoch']}/{ours['epochs_run']}) | {mem} | "
+            f"{_fmt(ours['train_s_per_epoch_median'], '.1f')}{_cpu(ours.get('cpu_s_per_epoch_median'))} "
+            f"({ours['best_epoch']}/{ours['epochs_run']}, {ours.get('stopped_by', '?')}) | {mem} | "
             f"{ours['load_avg_1m']:.1f} |")
     b = results.get("beauty")
     if b:
@@ -341,7 +359,7 @@ def table(results: dict[str, Any]) -> str:
 
 
 def orchestrate(args: argparse.Namespace) -> None:
-    from concurrent.futures import ThreadPoolExecutor
+    from concurrent.futures import ThreadPoolExecutor, as_completed
 
     results: dict[str, Any] = {"started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
                                "argv": sys.argv[1:], "cpu_count": os.cpu_count(), "models": {}}
@@ -362,7 +380,7 @@ def orchestrate(args: argparse.Namespace) -> None:
                                                      str(args.recbole_epochs), "--max-batches",
                                                      str(args.recbole_max_batches), "--threads", str(args.threads),
                                                      "--workdir", str(OUT_DIR / f"recbole-saved-{name}")]))
-        jobs.append((name, "ours", _ours_cmd("ours", name, args)))
+        jobs.append((name, "ours", _ours_cmd("ours", name, args) + ["--partial", str(OUT_DIR / f"ours-{name}.json")]))
     if not args.skip_beauty:
         results["beauty"] = {}
         if run_recbole:
@@ -372,8 +390,9 @@ def orchestrate(args: argparse.Namespace) -> None:
                                                         str(OUT_DIR / "recbole-saved-beauty")]))
         jobs.append(("beauty", "ours", _ours_cmd("ours-beauty", "sasrec", args)))
     with ThreadPoolExecutor(max_workers=args.parallel) as pool:
-        futures = [(name, lib, pool.submit(_subprocess, cmd, args.timeout)) for name, lib, cmd in jobs]
-        for name, lib, fut in futures:
+        futures = {pool.submit(_subprocess, cmd, args.timeout): (name, lib) for name, lib, cmd in jobs}
+        for fut in as_completed(futures):
+            name, lib = futures[fut]
             res = fut.result()
             (results["beauty"] if name == "beauty" else results["models"][name])[lib] = res
             log.info("%s / %s done: %s", name, lib, json.dumps({k: v for k, v in res.items() if k != "curve"}))
@@ -386,6 +405,20 @@ def orchestrate(args: argparse.Namespace) -> None:
     log.info("\n%s", results["table"])
 
 
+def collect(out: Path) -> None:
+    """Fill runs still in progress (or killed) from their per-epoch files under bench/out, then re-render the table."""
+    results = json.loads(out.read_text(encoding="utf-8"))
+    for name, row in results["models"].items():
+        partial = OUT_DIR / f"ours-{name}.json"
+        if ("ours" not in row or "error" in row["ours"]) and partial.is_file():
+            row["ours"] = json.loads(partial.read_text(encoding="utf-8"))
+        if name in RECBOLE_REF:
+            row["recbole_summary"] = _recbole_summary(row.get("recbole"), RECBOLE_REF[name])
+    results["table"] = table(results)
+    _save(results, out)
+    sys.stdout.write(results["table"] + "\n")
+
+
 def _save(results: dict[str, Any], out: Path | None) -> None:
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -394,7 +427,7 @@ def _save(results: dict[str, Any], out: Path | None) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("task", nargs="?", default="all", choices=["all", "ours", "ours-beauty", "table"])
+    p.add_argument("task", nargs="?", default="all", choices=["all", "ours", "ours-beauty", "table", "collect"])
     p.add_argument("--model", default="sasrec", help="ours / ours-beauty: the model to train")
     p.add_argument("--models", nargs="+", default=["sasrec", "bert4rec", "gru4rec", "hstu"])
     p.add_argument("--recbole-epochs", type=int, default=1, help="cap on RecBole's epochs; 0 = use the issue figures")
@@ -411,6 +444,7 @@ def main() -> None:
                    help="ours: stop after the epoch passing this many CPU seconds (all threads)")
     p.add_argument("--parallel", type=int, default=1,
                    help="measurements run at once (>1 on a busy shared machine; compare CPU seconds then)")
+    p.add_argument("--partial", type=Path, default=None, help="ours: rewrite this JSON after every epoch")
     p.add_argument("--reuse", type=Path, default=None, help="results JSON whose successful RecBole runs are kept")
     p.add_argument("--recbole-max-batches", type=int, default=0,
                    help="cap RecBole's epochs at this many batches (s/epoch extrapolated); 0 = full epochs")
@@ -427,6 +461,8 @@ def main() -> None:
         sys.stdout.write("\n" + json.dumps(run_ours_beauty(args)) + "\n")
     elif args.task == "table":
         sys.stdout.write(table(json.loads(args.out.read_text(encoding="utf-8"))) + "\n")
+    elif args.task == "collect":
+        collect(args.out)
     else:
         orchestrate(args)
 
