@@ -228,7 +228,8 @@ def build_report(
 ) -> Path:
     """Write ``out/report.html`` and ``out/*.png`` comparing ``runs`` (:class:`recforge.runs.Run` objects).
 
-    ``split`` defaults to the one rebuilt from the first run's config. Runs on different split hashes are refused
+    ``split`` defaults to the one rebuilt from the first run's config (whose item catalog, if any, then provides
+    ``item_features`` for intra-list diversity). Runs on different split hashes are refused
     (ConfigError) unless ``force``; paired tests then use only the users common to all runs. ``sampled=True``
     re-evaluates every saved model with ``n_negatives`` uniformly sampled negatives (same negatives for all).
     Returns the path of the HTML file.
@@ -242,7 +243,10 @@ def build_report(
     if split is None:
         from recforge.runs import load_data, make_split
 
-        split = make_split(runs[0].config, load_data(runs[0].config).interactions)
+        dataset = load_data(runs[0].config)
+        split = make_split(runs[0].config, dataset.interactions)
+        if item_features is None and getattr(dataset, "catalog", None) is not None:
+            item_features = dataset.catalog.attributes  # enables intra-list diversity over item attributes
         if split.hash != runs[0].meta.get("split_hash"):
             raise DataError(f"the data changed since run {runs[0].name}: split hash {split.hash} != "
                             f"recorded {runs[0].meta.get('split_hash')}")
