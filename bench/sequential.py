@@ -32,7 +32,8 @@ log = logging.getLogger("bench.sequential")
 def run_one(name: str, split, args: argparse.Namespace) -> dict:
     cls = get_model(name)
     base = {"train": {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "patience": args.patience,
-                      "threads": args.threads, "seed": args.seed, "eval_users": args.eval_users}}
+                      "threads": args.threads, "seed": args.seed, "eval_users": args.eval_users,
+                      "budget_s": args.budget_min * 60}}
     cfg = from_dict(cls.config_class, apply_overrides(base, args.set))
     t0 = time.perf_counter()
     model = cls(cfg).fit(split.train, split.valid)
@@ -52,6 +53,7 @@ def run_one(name: str, split, args: argparse.Namespace) -> dict:
         "best_epoch": model.train_result_.best_epoch,
         "best_valid_ndcg@10": model.train_result_.best_metric,
         "epochs_run": len(hist),
+        "out_of_budget": model.train_result_.out_of_budget,
         "train_s_per_epoch_median": sorted(train_s)[len(train_s) // 2] if train_s else None,
         "fit_s": round(fit_s, 1),
         "test_eval_s": round(eval_s, 2),
@@ -70,6 +72,7 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--patience", type=int, default=3)
+    p.add_argument("--budget-min", type=float, default=0, help="training time budget per model in minutes (0 = none)")
     p.add_argument("--eval-users", type=int, default=0, help="early-stop on a sample of validation users (0 = all)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)

@@ -162,3 +162,9 @@ def test_cuda_with_bf16_autocast_learns_and_scores_on_cpu(split):
     assert next(model.net_.parameters()).device.type == "cpu"  # handed back on CPU for scoring and saving
     ours = evaluate(model, split, metrics=("ndcg@10",), progress=False).mean("ndcg@10")
     assert ours > 0.5
+
+
+def test_time_budget_stops_after_the_epoch_that_spends_it():
+    module = _Linear()
+    result = Trainer(TrainConfig(epochs=50, batch_size=4, budget_s=1e-9, threads=1)).fit(module, _Rows())
+    assert result.out_of_budget and len(result.history) == 1

@@ -54,6 +54,7 @@ class TrainConfig:
     eval_metric: str = "ndcg@10"  # validation metric for early stopping (higher is better)
     eval_every: int = 1  # evaluate on validation every this many epochs
     eval_users: int = 0  # early-stop on a seeded sample of this many validation users (0 = all of them)
+    budget_s: float = 0.0  # stop after the first epoch that ends past this many seconds of fitting (0 = no limit)
     seed: int = 0  # seeds initialisation, data order, negatives, masks and dropout
     threads: int = 0  # torch CPU threads; 0 keeps torch's default
     device: Literal["auto", "cpu", "cuda"] = "auto"  # auto = CUDA when available
@@ -63,7 +64,7 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "eval_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"train.{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("weight_decay", "clip", "warmup", "patience", "threads", "eval_users"):
+        for name in ("weight_decay", "clip", "warmup", "patience", "threads", "eval_users", "budget_s"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"train.{name} must be >= 0, got {getattr(self, name)}")
         if not self.lr > 0:
@@ -94,6 +95,7 @@ class TrainResult:
     best_epoch: int | None = None
     best_metric: float | None = None
     stopped_early: bool = False
+    out_of_budget: bool = False
     seconds: float = 0.0
 
 
@@ -255,6 +257,10 @@ class Trainer:
                     self._save_checkpoint(ckpt, module, optimizer, state, result, best_state, improved)
                 for cb in self.callbacks:
                     cb(epoch + 1, row)
+                if cfg.budget_s and not stop and self._over_budget(t_start, cfg.budget_s, world, device):
+                    log.info("time budget of %.0f s spent after epoch %d", cfg.budget_s, epoch + 1)
+                    result.out_of_budget = True
+                    break
                 if stop:
                     result.stopped_early = True
                     log.info("early stop after epoch %d (best %s=%.5f at epoch %d)", epoch + 1, cfg.eval_metric,
@@ -291,6 +297,15 @@ class Trainer:
             dist.broadcast(value, src=0)  # every process takes the same early-stopping decision
         module.train()
         return float(value.cpu()[0])
+
+    @staticmethod
+    def _over_budget(t_start: float, budget: float, world: int, device: torch.device) -> bool:
+        over = torch.tensor([float(time.perf_counter() - t_start > budget)], device=device)
+        if world > 1:  # rank 0's clock decides, so every process stops after the same epoch
+            import torch.distributed as dist
+
+            dist.broadcast(over, src=0)
+        return bool(over.cpu()[0])
 
     def _save_checkpoint(self, ckpt: Path, module: nn.Module, optimizer: torch.optim.Optimizer,
                          state: dict[str, int], result: TrainResult, best_state: dict[str, torch.Tensor] | None,
