@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 
-from recforge.data.interactions import Interactions
 from recforge.data.split import leave_last_out, user_holdout
 from recforge.errors import ConfigError
 from recforge.evaluate import evaluate
