@@ -2,8 +2,9 @@
 
 - *Estimation*: the attribute-aware FM (:mod:`recforge.conversational.scorer`) scores items and attributes given the
   user and the confirmed attributes.
-- *Action*: a policy network over M+1 actions — ask one of the M attributes the FM ranks highest for this user and
-  path (not restricted to the candidates' attributes: EAR has no graph constraint), or recommend the top-k candidates.
+- *Action*: a policy network over M+1 actions — ask one of the M attributes the FM prefers for this user and path
+  (among attributes that at least one candidate has: with thousands of attributes, certain "no"s would crowd out every
+  useful question; unlike SCPR, they are ranked by preference, not by weighted entropy), or recommend the top-k.
   Its state is EAR's: the answer entropy of each of the M attributes over the candidates, the FM preference of each,
   the turn outcomes and the candidate-set size. It is pre-trained to imitate the max-entropy rule and then trained with
   REINFORCE (moving-average baseline) in the simulator on the "valid" pairs, with the SCPR rewards.
