@@ -243,7 +243,7 @@ def drive(url: str, users_file: Path, tmp: Path, mode: str, duration: float, rat
         raise RuntimeError(f"load generator failed with {gen.returncode}")
     out = json.loads(result.read_text())
     # Server CPU per request does not depend on how busy the (shared) machine is; wall latency does.
-    out["server_cpu_ms_per_req"] = round(1000 * (_cpu_s(pid) - cpu0) / max(1, out["requests"]), 3)
+    out["server_cpu_ms_per_req"] = round(1000 * (_cpu_s(pid) - cpu0) / max(1, out["ok"]), 3)  # per answered request
     out["loadavg_1m"] = [round(load0, 1), round(os.getloadavg()[0], 1)]
     return out, rss
 
