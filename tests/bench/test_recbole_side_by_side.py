@@ -64,18 +64,20 @@ def test_recbole_ml100k_split_is_identical() -> None:
         assert dec_i(items[offsets[dense]:offsets[dense + 1]]) == raw[user]["train"]
 
 
-def test_table_reports_ratios_and_missing_target() -> None:
+def test_table_reports_cpu_ratios_budget_and_missing_target() -> None:
     bench = _bench()
-    ours = {"time_to_target_s": 42.0, "in_budget": {"ndcg@10": 0.05, "recall@10": 0.1},
-            "converged": {"ndcg@10": 0.06, "recall@10": 0.11, "masked_ndcg@10": 0.07, "masked_recall@10": 0.12},
-            "train_s_per_epoch_median": 3.0, "best_epoch": 5, "epochs_run": 8, "peak_rss_mb": 500.0,
-            "load_avg_1m": 9.5}
-    rb = {"s_epoch": 186.0, "time_to_quality_s": 840.0, "rss_mb": 4400.0, "ndcg": 0.01, "recall": 0.02,
-          "epochs": 1, "measured": True, "batches": "2/49"}
+    curve = [{"epoch": e, "elapsed_cpu_s": 20.0 * e, "valid_ndcg@10": v, "ndcg@10": t, "recall@10": 2 * t}
+             for e, v, t in ((1, 0.02, 0.01), (2, 0.05, 0.045), (3, 0.06, 0.05))]
+    ours = {"cpu_to_target_s": 40.0, "curve": curve, "cpu_s_per_epoch_median": 20.0,
+            "converged": {"ndcg@10": 0.05, "recall@10": 0.1, "masked_ndcg@10": 0.07, "masked_recall@10": 0.12},
+            "best_epoch": 3, "epochs_run": 3, "stopped_by": "CPU time cap", "peak_rss_mb": 500.0, "load_avg_1m": 9.5}
+    rb = {"cpu_epoch": 400.0, "cpu_to_quality_s": 50.0, "rss_mb": 4400.0, "batches": "2/48"}
     results = {"models": {"sasrec": {"ours": ours, "recbole_summary": rb},
-                          "hstu": {"ours": {**ours, "time_to_target_s": None}}}}
+                          "hstu": {"ours": {**ours, "cpu_to_target_s": None}}}}
     text = bench.table(results)
-    assert "(1/20)" in text  # 840 s / 42 s
-    assert "(1/8.8)" in text  # 4400 MB / 500 MB
-    hstu_row = next(line for line in text.splitlines() if line.startswith("| hstu"))
-    assert "ItemKNN 0.0629" in hstu_row and "— s" in hstu_row
+    sasrec = next(line for line in text.splitlines() if line.startswith("| sasrec"))
+    assert "40 (1/1)" in sasrec  # 50 CPU-s / 40 CPU-s, rounded
+    assert "0.0450 / 0.0900" in sasrec  # epochs 1-2 fit the 50 CPU-s budget; epoch 2 has the better valid metric
+    assert "(1/8.8)" in sasrec  # 4400 MB / 500 MB
+    hstu = next(line for line in text.splitlines() if line.startswith("| hstu"))
+    assert "not reached (ItemKNN 0.0629)" in hstu
