@@ -16,6 +16,8 @@ import dataclasses
 import inspect
 import json
 import logging
+import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -157,12 +159,20 @@ def train_run(
     progress: bool | None = None,
     dataset: Any = None,
     split: Split | None = None,
-) -> Run:
+) -> Run | None:
     """Train ``cfg.model`` on the configured split, evaluate on valid and test, and write a run folder.
 
     ``dataset``/``split`` may be passed in to reuse an already loaded log (the quickstart trains several models).
+    Under ``torchrun`` every process trains, but only rank 0 writes the folder; the other ranks return None.
     """
     out = Path(out) if out else default_out(cfg)
+    if int(os.environ.get("RANK", "0")) != 0:
+        seed_everything(cfg.seed)
+        if split is None:
+            split = make_split(cfg, (dataset if dataset is not None else load_data(cfg)).interactions)
+        model = build_model(cfg)
+        model.fit(split.train, split.valid, **_fit_kwargs(model, cfg, out, resume))
+        return None
     out.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(out / "train.log", encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
@@ -179,17 +189,12 @@ def train_run(
         t_data = time.perf_counter() - t0
         log.info("split %s: %s", split.name, split.summary())
         model = build_model(cfg)
-        fit_kwargs = {}
-        fit_params = inspect.signature(model.fit).parameters
-        if "checkpoint_dir" in fit_params:
-            fit_kwargs["checkpoint_dir"] = out / "checkpoints"
-        if "resume" in fit_params:
-            fit_kwargs["resume"] = resume
-        elif resume:
-            raise ConfigError(f"model {cfg.model['name']!r} does not support --resume")
         t1 = time.perf_counter()
-        model.fit(split.train, split.valid, **fit_kwargs)
+        model.fit(split.train, split.valid, **_fit_kwargs(model, cfg, out, resume))
         fit_s = time.perf_counter() - t1
+        for name in ("curves.json", "curves.png"):  # the trainer writes them next to its checkpoints
+            if (out / "checkpoints" / name).is_file():
+                shutil.copyfile(out / "checkpoints" / name, out / name)
         model.save(out / "model")
         ev = cfg.eval
         kw = {"metrics": ev.metrics, "batch_size": ev.batch_size, "exclude_seen": ev.exclude_seen, "n_boot": ev.n_boot,
@@ -225,6 +230,19 @@ def train_run(
     return run
 
 
+def _fit_kwargs(model: Any, cfg: RunConfig, out: Path, resume: bool) -> dict[str, Any]:
+    """Checkpoint folder and resume flag for models whose fit() takes them (the Trainer-based ones)."""
+    params = inspect.signature(model.fit).parameters
+    kwargs: dict[str, Any] = {}
+    if "checkpoint_dir" in params:
+        kwargs["checkpoint_dir"] = out / "checkpoints"
+    if "resume" in params:
+        kwargs["resume"] = resume
+    elif resume:
+        raise ConfigError(f"model {cfg.model['name']!r} does not support --resume")
+    return kwargs
+
+
 def write_per_user(path: Path, report: Report, split: Split) -> None:
     """Per-user metric values and top-k lists as Parquet (paired tests and reports read it)."""
     import polars as pl
@@ -240,6 +258,14 @@ def write_per_user(path: Path, report: Report, split: Split) -> None:
     pl.DataFrame(cols).write_parquet(path)
 
 
+def run_config(path: str | Path) -> RunConfig:
+    """The resolved config of a (possibly unfinished) run folder."""
+    file = Path(path) / "config.toml"
+    if not file.is_file():
+        raise DataError(f"not a run folder (missing config.toml): {path}")
+    return from_dict(RunConfig, load_toml(file))
+
+
 class Run:
     """A run folder on disk. ``model`` is loaded lazily."""
 
@@ -248,7 +274,7 @@ class Run:
         for name in ("config.toml", "metrics.json", "run.json"):
             if not (self.path / name).is_file():
                 raise DataError(f"not a run folder (missing {name}): {self.path}")
-        self.config = from_dict(RunConfig, load_toml(self.path / "config.toml"))
+        self.config = run_config(self.path)
         self.metrics: dict[str, Any] = json.loads((self.path / "metrics.json").read_text(encoding="utf-8"))
         self.meta: dict[str, Any] = json.loads((self.path / "run.json").read_text(encoding="utf-8"))
 

@@ -166,3 +166,9 @@ def test_cli_train_writes_curves_and_resumes(tmp_path):
     # Resuming a finished run replays nothing and reproduces its metrics.
     assert main(["train", "hstu", "--resume", str(run)]) == 0
     assert json.loads((run / "metrics.json").read_text())["test"]["ndcg@10"]["mean"] == first
+    assert (run / "curves.json").is_file()  # copied to the run folder's root, where reports look
+    # An interrupted run has only config.toml and checkpoints: --resume must still work.
+    for name in ("metrics.json", "run.json"):
+        (run / name).unlink()
+    assert main(["train", "hstu", "--resume", str(run)]) == 0
+    assert json.loads((run / "metrics.json").read_text())["test"]["ndcg@10"]["mean"] == first

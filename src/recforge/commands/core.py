@@ -70,12 +70,11 @@ def _console() -> Any:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from recforge.runs import load_run, resolve_config, train_run
+    from recforge.runs import resolve_config, run_config, train_run
 
-    if args.resume:
-        run = load_run(args.resume)
-        cfg = run.config
-        out = run.path
+    if args.resume:  # an interrupted run folder has config.toml and checkpoints, not yet metrics.json
+        cfg = run_config(args.resume)
+        out = args.resume
     else:
         cfg = resolve_config(args.model, args.data, args.config, args.overrides, args.seed)
         out = args.out
@@ -84,6 +83,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
             return train_seeds_cmd(cfg, args.seeds, out)
     run = train_run(cfg, out=out, resume=bool(args.resume))
+    if run is None:  # a non-zero torchrun rank: rank 0 reports
+        return 0
     print_leaderboard([{"run": run.name, "model": run.meta["model"], "metrics": _public(run.metrics["test"])}],
                       title=f"test metrics ({run.meta['split']['splitter']}, full ranking, seen items masked)")
     _console().print(f"run folder: [bold]{run.path}[/]")
