@@ -2,17 +2,24 @@
 
 Every run is its own subprocess so that peak RSS (ru_maxrss) belongs to one library and one model. RecBole runs
 through bench/.recbole-venv/bin/python (see /work/shared/peers/README.md; never a project dependency) via
-bench/recbole_driver.py; ours runs this file's ``ours`` / ``ours-beauty`` sub-tasks. Peer and ours alternate.
+bench/recbole_driver.py; ours runs this file's ``ours`` / ``ours-beauty`` sub-tasks. Jobs are queued peer, ours,
+peer, ours, ...; with ``--parallel`` > 1 they overlap (compare CPU seconds then).
 
 The split is /work/shared/peers/recbole-ml-100k-split.json — what RecBole's own dataloaders produce (float32-rescaled
 timestamp order), so both libraries hold out the same valid/test item for every user. RecBole's sequential models do
 not mask already-seen items: ours is reported that way (``test``) and with masking (``test_masked``).
 
-    # everything (RecBole capped at 1 epoch per model, ~30 min on a shared 2-core machine)
+    # what docs/benchmarks.md reports (RecBole capped at 2 batches of 1 epoch, s/epoch extrapolated; ours capped at
+    # 150 CPU-s; CPU seconds compared because the machine is shared); then the Beauty evaluation timing
     RECFORGE_DATA_DIR=../shared/data .venv/bin/python bench/recbole_side_by_side.py \
-        --recbole-epochs 1 --out bench/results/recbole-side-by-side.json
-    # ours only (uses the RecBole figures of the issue as the peer)
-    .venv/bin/python bench/recbole_side_by_side.py --recbole-epochs 0 --skip-beauty
+        --models sasrec hstu gru4rec bert4rec --recbole-models sasrec gru4rec bert4rec \
+        --recbole-epochs 1 --recbole-max-batches 2 --batch-size 64 --lr 2e-3 --patience 3 --epochs 30 \
+        --max-cpu-seconds 150 --parallel 6 --skip-beauty --out bench/results/recbole-side-by-side.json
+    RECFORGE_DATA_DIR=../shared/data .venv/bin/python bench/recbole_side_by_side.py --only-beauty \
+        --recbole-epochs 1 --out bench/results/recbole-side-by-side-beauty.json
+    # runs cut short: `touch bench/out/STOP` ends ours after the current epoch; `collect` re-renders from
+    # bench/out/ours-<model>.json (rewritten after every epoch)
+    .venv/bin/python bench/recbole_side_by_side.py collect --out bench/results/recbole-side-by-side.json
 """
 
 from __future__ import annotations
