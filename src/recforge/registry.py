@@ -41,6 +41,7 @@ POLICIES: dict[str, str] = {
     "linear-ts": "recforge.bandits.policies.linear:LinearTS",
     "logistic-ts": "recforge.bandits.policies.linear:LogisticTS",
     "in-slate-ts": "recforge.bandits.policies.slate:InSlateTS",
+    "gru-slate-ts": "recforge.bandits.policies.gru_slate_ts:GRUSlateTS",
     "periodic": "recforge.bandits.recovering:PeriodicOracle",
     "periodic-ucb": "recforge.bandits.recovering:PeriodicUCB",
 }
@@ -62,6 +63,7 @@ ENVIRONMENTS: dict[str, str] = {
     "contextual": "recforge.bandits.simulators:ContextualBanditEnv",
     "slate": "recforge.bandits.simulators:SlateEnv",
     "recovering": "recforge.bandits.recovering:RecoveringEnv",
+    "user-slate": "recforge.bandits.user_slates:UserSlateEnv",
 }
 
 CRS_POLICIES: dict[str, str] = {

@@ -16,6 +16,7 @@ ENV_FOR = {
     "periodic": ("recovering", {}),
     "periodic-ucb": ("recovering", {}),
     "in-slate-ts": ("slate", {}),
+    "gru-slate-ts": ("user-slate", {}),
 }
 
 
