@@ -28,15 +28,19 @@ def _context_free_best(env: UserSlateEnv) -> float:
 @pytest.fixture(scope="module")
 def runs():
     out = {}
-    for cls in (UniformRandom, InSlateTS, GRUSlateTS):
-        env = UserSlateEnv(CFG)
-        policy = cls(CFG.n_items, dim=1 if cls is not InSlateTS else 0, len_list=CFG.len_list, seed=0)
-        out[cls.name] = simulate(env, policy, ROUNDS, batch_size=BATCH, noise_seed=3)
+    for cls in (UniformRandom, InSlateTS):
+        policy = cls(CFG.n_items, dim=1 if cls is UniformRandom else 0, len_list=CFG.len_list, seed=0)
+        out[cls.name] = simulate(UserSlateEnv(CFG), policy, ROUNDS, batch_size=BATCH, noise_seed=3)
+    for per in ("slot", "slate"):
+        policy = GRUSlateTS(CFG.n_items, dim=1, len_list=CFG.len_list, config=GRUSlateTSConfig(sample_per=per), seed=0)
+        out[per] = simulate(UserSlateEnv(CFG), policy, ROUNDS, batch_size=BATCH, noise_seed=3)
     return out
 
 
-def test_beats_uniform_and_the_best_context_free_slate(runs):
+@pytest.mark.parametrize("per", ["slot", "slate"])
+def test_beats_uniform_and_the_best_context_free_slate(runs, per):
     tail = {k: r.expected[-TAIL:].mean() for k, r in runs.items()}
+    tail["gru-slate-ts"] = tail[per]
     env = UserSlateEnv(CFG)
     best_user = float(env.best.mean())
     # the planted tastes leave a wide gap between random slates and per-user optimal ones
@@ -46,13 +50,14 @@ def test_beats_uniform_and_the_best_context_free_slate(runs):
     assert tail["gru-slate-ts"] > _context_free_best(env) + 0.03
     assert tail["gru-slate-ts"] > tail["in-slate-ts"] + 0.05
     # it keeps improving: late rounds beat early ones
-    gru = runs["gru-slate-ts"].expected
+    gru = runs[per].expected
     assert gru[-TAIL:].mean() > gru[:TAIL].mean() + 0.1
 
 
-def test_slates_are_distinct_and_thompson_draws_vary():
+@pytest.mark.parametrize("per", ["slot", "slate"])
+def test_slates_are_distinct_and_thompson_draws_vary(per):
     env = UserSlateEnv(CFG)
-    policy = GRUSlateTS(CFG.n_items, dim=1, len_list=CFG.len_list, seed=1)
+    policy = GRUSlateTS(CFG.n_items, dim=1, len_list=CFG.len_list, config=GRUSlateTSConfig(sample_per=per), seed=1)
     x = np.zeros((200, 1))  # one user, no history: all variety comes from the posterior draws
     slates = policy.select(x, 200)
     assert slates.shape == (200, 3)
@@ -96,7 +101,7 @@ def test_bad_construction(kwargs, match):
 @pytest.mark.parametrize(
     "field, value",
     [("dim", 0), ("hidden", 0), ("max_history", 0), ("train_every", 0), ("n_steps", 0), ("batch_users", 0),
-     ("lr", 0.0), ("prior_std", -1.0), ("init_std", 0.0)],
+     ("lr", 0.0), ("prior_std", -1.0), ("init_std", 0.0), ("sample_per", "slots")],
 )
 def test_bad_config(field, value):
     with pytest.raises(ConfigError, match=field):

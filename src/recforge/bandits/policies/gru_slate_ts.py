@@ -1,5 +1,5 @@
-"""GRU user model + in-slate Thompson sampling (Eide & Zhou, "Dynamic Slate Recommendation with Gated Recurrent Units
-and Thompson Sampling", 2021), small and online.
+"""GRU user model + in-slate Thompson sampling (Eide, Leslie & Frigessi, "Dynamic Slate Recommendation with Gated Recurrent
+Units and Thompson Sampling", 2021), small and online.
 
 Model. A GRU reads a user's recent interactions, one step per shown slate: its input is the embedding of the clicked
 item (or of a "no click" token) concatenated with the mean embedding of the slate's items (so non-clicks are informative).
@@ -12,10 +12,11 @@ Uncertainty. The item vectors have a diagonal Gaussian variational posterior q(v
 N(0, prior_std^2 I), fitted by Bayes by backprop (one reparameterised draw per gradient step, loss = mean NLL + KL / N).
 The GRU, W, c, b_0 and the input embeddings are point estimates.
 
-Thompson sampling in the slate. For each slate one draw of all item vectors is taken; the slate is filled greedily slot by
-slot with the item of highest sampled utility not already in the slate. Under the softmax-with-no-click model this greedy
-fill maximises the sampled click probability of the slate (the click probability grows with every utility in the slate),
-so it equals the top-L of the sampled utilities.
+Thompson sampling in the slate (``sample_per="slot"``, in-slate TS as recforge's Beta-posterior ``in-slate-ts`` does it):
+the slate is filled slot by slot; for every slot a fresh draw of all item vectors is taken and the item of highest
+sampled utility not already in the slate goes in, so one slate explores several posterior draws. ``sample_per="slate"`` is ordinary Thompson sampling: one draw per
+slate, filled greedily, which under the softmax-with-no-click model is the top-L of the sampled utilities (the slate's
+click probability grows with every utility in it).
 
 Training is incremental: ``update`` appends the rounds to per-user histories (the last ``max_history`` slates) and every
 ``train_every`` rounds runs ``n_steps`` Adam steps on minibatches of user histories; user states are then recomputed.
@@ -30,7 +31,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import numpy as np
 import torch
@@ -53,6 +54,7 @@ class GRUSlateTSConfig:
     lr: float = 0.01
     prior_std: float = 1.0
     init_std: float = 0.1  # initial posterior standard deviation of item vectors
+    sample_per: Literal["slot", "slate"] = "slot"  # a fresh posterior draw per slot (in-slate TS) or one per slate
 
     def __post_init__(self) -> None:
         for k in ("dim", "hidden", "max_history", "train_every", "n_steps", "batch_users"):
@@ -61,6 +63,8 @@ class GRUSlateTSConfig:
         for k in ("lr", "prior_std", "init_std"):
             if not getattr(self, k) > 0:
                 raise ConfigError(f"{k} must be > 0, got {getattr(self, k)!r}")
+        if self.sample_per not in ("slot", "slate"):
+            raise ConfigError(f"sample_per must be 'slot' or 'slate', got {self.sample_per!r}")
 
 
 @contextmanager
@@ -116,7 +120,7 @@ class _Net(nn.Module):
 
 
 class GRUSlateTS(Policy):
-    """GRU user state + variational item vectors; one Thompson draw per slate, filled greedily (see module docstring)."""
+    """GRU user state + variational item vectors; slates filled greedily from Thompson draws (see module docstring)."""
 
     name = "gru-slate-ts"
     config_class = GRUSlateTSConfig
@@ -189,10 +193,18 @@ class GRUSlateTS(Policy):
         u = self.net.user_vectors(self.user_state[users])  # (n, d+1)
         with torch.random.fork_rng():
             torch.manual_seed(int(self.rng.integers(2**62)))
-            v = self.net.sample_items(n)  # one draw of every item vector per slate: (n, n_items, d+1)
-        scores = torch.einsum("nd,nid->ni", u, v).numpy()
-        # greedy in-slate fill of one draw == top-L of the sampled utilities (see module docstring)
-        return self._ranked(scores)
+            if self.config.sample_per == "slate":
+                # one draw of every item vector per slate; its greedy fill is the top-L (see module docstring)
+                return self._ranked(torch.einsum("nd,nid->ni", u, self.net.sample_items(n)).numpy())
+            out = np.empty((n, self.len_list), dtype=np.int64)
+            taken = torch.zeros(n, self.n_actions, dtype=torch.bool)
+            rows = torch.arange(n)
+            for slot in range(self.len_list):  # in-slate TS: a fresh draw for every slot
+                scores = torch.einsum("nd,nid->ni", u, self.net.sample_items(n)).masked_fill(taken, -torch.inf)
+                best = scores.argmax(dim=1)
+                out[:, slot] = best.numpy()
+                taken[rows, best] = True
+        return out
 
     def update(self, context: np.ndarray | None, actions: np.ndarray, rewards: np.ndarray) -> None:
         with _one_thread():
