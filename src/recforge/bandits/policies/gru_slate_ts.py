@@ -235,7 +235,16 @@ class GRUSlateTS(Policy):
             self.user_state[touched] = self._states(touched)
 
     def _train(self) -> None:
-        """``n_steps`` Adam steps of Bayes by backprop on random minibatches of user histories."""
+        """``n_steps`` Adam steps of Bayes by backprop on random minibatches of user histories.
+
+        The weight draws come from torch's RNG seeded by the policy's own generator, so a seeded policy learns the
+        same whatever else ran in the process before it.
+        """
+        with torch.random.fork_rng():
+            torch.manual_seed(int(self.rng.integers(2**62)))
+            self._train_steps()
+
+    def _train_steps(self) -> None:
         c = self.config
         have = np.flatnonzero(self.hist_len > 0)
         n_obs = int(self.hist_len.sum())
