@@ -378,3 +378,17 @@ def test_sasrec_feedback_extends_the_time_ordered_sequence(serve_log, tmp_path):
     scores[torch.from_numpy(history)] = -torch.inf
     assert after["source"] == "history"
     assert [x["item"] for x in after["items"]] == model.item_vocab.decode(torch.topk(scores, 5).indices.numpy())
+
+
+def test_registered_als_serves_through_faiss(tmp_path, serve_log):
+    """A registered embedding model (ALS) goes through the faiss index and agrees with its own exact top-k."""
+    from recforge.models.als import ALS
+
+    model = ALS(factors=8, iterations=3).fit(serve_log)
+    users = np.arange(1, model.n_users + 1)
+    q, v = model.user_embeddings(users), model.item_embeddings()
+    torch.testing.assert_close(q @ v[1:].T, model.score(users)[:, 1:])
+    with client(model, tmp_path, index="flat") as c:
+        user = serve_log.user_vocab.decode([1])[0]
+        out = c.post("/recommend", json={"user_id": user, "k": 5}).json()
+    assert [row["item"] for row in out["items"]] == model.recommend([user], k=5).items[0]

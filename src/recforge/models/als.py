@@ -167,6 +167,14 @@ class ALS(Recommender):
         x = _solve_exact(self.y_, _side(h, self.config.alpha), h.shape[0], self.config.reg)
         return x @ self.y_.T
 
+    def item_embeddings(self) -> torch.Tensor:
+        """Item factors Y, (n_items+1, f); row 0 is padding (serving: /similar and faiss retrieval)."""
+        return self.y_
+
+    def user_embeddings(self, users: np.ndarray) -> torch.Tensor:
+        """User factors X[users], (U, f): ``score(users)[:, 1:] == X[users] @ Y[1:].T``."""
+        return self.x_[torch.from_numpy(np.asarray(users, dtype=np.int64))]
+
     def _state(self) -> dict[str, torch.Tensor]:
         return {"x": self.x_, "y": self.y_}
 
