@@ -17,12 +17,12 @@ import numpy as np
 from recforge.conversational.data import CRSDataset
 from recforge.conversational.metrics import average_turns, hdcg_per_episode, success_curve, success_rate
 from recforge.conversational.policies.base import ConversationalRecommender, EpisodeOutcome
-from recforge.conversational.scorer import single_thread
 from recforge.conversational.simulator import UserSimulator
 from recforge.conversational.state import Ask, CRSSetting, DialogueState
 from recforge.errors import ConfigError
 from recforge.evaluate.stats import bootstrap_ci
 from recforge.progress import track
+from recforge.threads import single_thread
 
 log = logging.getLogger(__name__)
 

@@ -15,8 +15,6 @@ attributes above attributes it lacks.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,6 +23,7 @@ from torch import nn
 
 from recforge.conversational.data import CRSDataset
 from recforge.errors import ConfigError
+from recforge.threads import single_thread
 
 log = logging.getLogger(__name__)
 
@@ -122,16 +121,6 @@ def _sample_context(attrs_of: list[np.ndarray], items: np.ndarray, m: int, rng: 
     return ctx, mask, pos_attr
 
 
-@contextmanager
-def single_thread() -> Iterator[None]:
-    """Run torch on one thread: CRS batches are small, and intra-op threads cost more in synchronisation than they
-    save (measured 6x slower with the default thread count on a busy 2-core machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def train_scorer(dataset: CRSDataset, config: ScorerConfig | None = None) -> Scorer:

@@ -29,9 +29,9 @@ from recforge.conversational.policies.base import (
     binary_entropy,
     dialogue_features,
 )
-from recforge.conversational.scorer import single_thread
 from recforge.conversational.state import Action, Ask, DialogueState
 from recforge.errors import ConfigError
+from recforge.threads import single_thread
 
 log = logging.getLogger(__name__)
 

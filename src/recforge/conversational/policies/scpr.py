@@ -31,9 +31,9 @@ from recforge.conversational.policies.base import (
     dialogue_features,
     top_mass,
 )
-from recforge.conversational.scorer import single_thread
 from recforge.conversational.state import Action, Ask, DialogueState
 from recforge.errors import ConfigError
+from recforge.threads import single_thread
 
 log = logging.getLogger(__name__)
 
