@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from recforge.errors import ConfigError
-from recforge.models.sequential import SequenceNet, SequentialRecommender, check_sequence_config
+from recforge.models.sequential import SequenceNet, SequentialRecommender, check_attention_config
 from recforge.nn.attention import TransformerEncoder
 from recforge.train.trainer import TrainConfig
 
@@ -36,9 +36,7 @@ class BERT4RecConfig:
     train: TrainConfig = field(default_factory=TrainConfig)  # the Trainer's settings
 
     def __post_init__(self) -> None:
-        check_sequence_config(self)
-        if self.n_heads < 1 or self.dim % self.n_heads:
-            raise ConfigError(f"n_heads must divide dim (dim={self.dim}, n_heads={self.n_heads})")
+        check_attention_config(self)
         if not 0.0 < self.mask_prob < 1.0:
             raise ConfigError(f"mask_prob must be in (0, 1), got {self.mask_prob}")
         if self.max_len < 2:

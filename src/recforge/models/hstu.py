@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from recforge.errors import ConfigError
-from recforge.models.sequential import SequenceNet, SequentialRecommender, check_sequence_config
+from recforge.models.sequential import SequenceNet, SequentialRecommender, check_attention_config
 from recforge.train.trainer import TrainConfig
 
 
@@ -39,9 +39,7 @@ class HSTUConfig:
     train: TrainConfig = field(default_factory=TrainConfig)  # the Trainer's settings
 
     def __post_init__(self) -> None:
-        check_sequence_config(self)
-        if self.n_heads < 1 or self.dim % self.n_heads:
-            raise ConfigError(f"n_heads must divide dim (dim={self.dim}, n_heads={self.n_heads})")
+        check_attention_config(self)
         if self.n_time_buckets < 1:
             raise ConfigError(f"n_time_buckets must be >= 1, got {self.n_time_buckets}")
 

@@ -11,8 +11,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from recforge.errors import ConfigError
-from recforge.models.sequential import SequenceNet, SequentialRecommender, check_sequence_config
+from recforge.models.sequential import SequenceNet, SequentialRecommender, check_attention_config
 from recforge.nn.attention import TransformerEncoder
 from recforge.train.trainer import TrainConfig
 
@@ -34,9 +33,7 @@ class SASRecConfig:
     train: TrainConfig = field(default_factory=TrainConfig)  # the Trainer's settings
 
     def __post_init__(self) -> None:
-        check_sequence_config(self)
-        if self.n_heads < 1 or self.dim % self.n_heads:
-            raise ConfigError(f"n_heads must divide dim (dim={self.dim}, n_heads={self.n_heads})")
+        check_attention_config(self)
 
 
 class SASRecNet(SequenceNet):

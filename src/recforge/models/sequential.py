@@ -32,6 +32,13 @@ log = logging.getLogger(__name__)
 SCORE_BATCH = 1024
 
 
+def check_attention_config(cfg: Any) -> None:
+    """:func:`check_sequence_config` plus the attention-head check of the transformer configs."""
+    check_sequence_config(cfg)
+    if cfg.n_heads < 1 or cfg.dim % cfg.n_heads:
+        raise ConfigError(f"n_heads must divide dim (dim={cfg.dim}, n_heads={cfg.n_heads})")
+
+
 def check_sequence_config(cfg: Any) -> None:
     """Validation shared by the sequential configs (called from their ``__post_init__``)."""
     if cfg.dim < 1 or cfg.max_len < 1 or cfg.n_layers < 1:
