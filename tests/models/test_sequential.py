@@ -55,6 +55,31 @@ def test_learns_the_planted_next_item_rule_and_beats_popularity(name, split):
     assert ours["ci_low"] > pop["ci_high"] and ours["mean"] > floor, (name, ours, pop)
 
 
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_trimmed_chunked_scoring_equals_one_full_width_pass(name, split, monkeypatch):
+    """Scoring sorts histories by length, trims padding per chunk and computes only the last position of the last
+    layer; it must give the scores of the plain forward pass over full left-padded windows."""
+    import recforge.models.sequential as seq
+
+    model = fitted(name, split)
+    rng = np.random.default_rng(0)
+    # lengths 1..25 around max_len=10: short, exactly max_len, and truncated histories
+    hists = [rng.integers(1, split.train.n_items, size=n) for n in rng.integers(1, 26, size=40)]
+    times = [np.cumsum(rng.integers(1, 10_000, size=len(h))) for h in hists]
+    monkeypatch.setattr(seq, "SCORE_TOKENS", 30)  # many small chunks of different widths
+    got = model.score_histories(hists, times=np.concatenate(times) if model.uses_time else None)
+    items = np.concatenate(hists)
+    offsets = np.concatenate([[0], np.cumsum([len(h) for h in hists])])
+    window = torch.from_numpy(model._window(items, offsets))
+    t = torch.from_numpy(model._window(np.concatenate(times), offsets)) if model.uses_time else None
+    if name == "bert4rec":  # the prediction at an appended [mask] token
+        window = torch.cat([window[:, 1:], torch.full_like(window[:, :1], model.net_.mask_token)], dim=1)
+    with torch.inference_mode():
+        expected = model.net_.scores(model.net_.encode(window, t)[:, -1])
+    # column 0 is the padding id (masked to -inf in the public scores)
+    torch.testing.assert_close(got[:, 1:], expected[:, 1:], rtol=1e-4, atol=1e-4)
+
+
 @pytest.mark.parametrize("name", ["sasrec", "gru4rec", "bert4rec"])
 def test_known_user_scores_equal_their_history_scores(name, split):
     model = fitted(name, split)

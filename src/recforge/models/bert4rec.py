@@ -60,10 +60,10 @@ class BERT4RecNet(SequenceNet):
     def encode(self, items: torch.Tensor, times: torch.Tensor | None = None) -> torch.Tensor:
         return self.head(self.encoder(items))
 
-    def score_last(self, items: torch.Tensor, times: torch.Tensor | None = None) -> torch.Tensor:
+    def last_hidden(self, items: torch.Tensor, times: torch.Tensor | None = None) -> torch.Tensor:
         # Drop the oldest item and append [mask]: the prediction at [mask] is the next item.
         masked = torch.cat([items[:, 1:], torch.full_like(items[:, :1], self.mask_token)], dim=1)
-        return super().score_last(masked)
+        return self.head(self.encoder(masked, last_only=True))[:, -1]
 
 
 class BERT4Rec(SequentialRecommender):

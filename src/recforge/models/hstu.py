@@ -68,18 +68,23 @@ class HSTULayer(nn.Module):
             nn.init.zeros_(self.time_bias.weight)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor, distance: torch.Tensor,
-                buckets: torch.Tensor | None) -> torch.Tensor:
-        """x (B, L, D); mask (B, 1, L, L) float 0/1; distance (L, L) long i - j clamped to >= 0; buckets (B, L, L)."""
+                buckets: torch.Tensor | None, last_only: bool = False) -> torch.Tensor:
+        """x (B, L, D); mask (B, 1, L, L) float 0/1; distance (L, L) long i - j clamped to >= 0; buckets (B, L, L).
+        Returns (B, L, D), or (B, 1, D) with ``last_only`` (only the final position's query; inference)."""
         b, length, d = x.shape
         h = self.n_heads
         u, v, q, k = F.silu(self.uvqk(self.norm_in(x))).chunk(4, dim=-1)
-        q, k, v = (t.view(b, length, h, d // h).transpose(1, 2) for t in (q, k, v))
+        if last_only:
+            x, u, q, mask, distance = x[:, -1:], u[:, -1:], q[:, -1:], mask[:, :, -1:], distance[-1:]
+            buckets = buckets[:, -1:] if buckets is not None else None
+        q = q.reshape(b, q.shape[1], h, d // h).transpose(1, 2)
+        k, v = (t.view(b, length, h, d // h).transpose(1, 2) for t in (k, v))
         scores = q @ k.transpose(-1, -2) + self.pos_bias(distance).permute(2, 0, 1).unsqueeze(0)
         if buckets is not None and self.time_bias is not None:
             scores = scores + self.time_bias(buckets).permute(0, 3, 1, 2)
         # A fixed normaliser (not the batch's trimmed length) keeps training and scoring on the same scale.
         att = F.silu(scores) * mask / self.max_len
-        o = (att @ v).transpose(1, 2).reshape(b, length, d)
+        o = (att @ v).transpose(1, 2).reshape(b, q.shape[2], d)
         return x + self.dropout(self.out(self.norm_att(o) * u))
 
 
@@ -104,7 +109,9 @@ class HSTUNet(SequenceNet):
     def item_weight(self) -> torch.Tensor:
         return self.item_emb.weight
 
-    def encode(self, items: torch.Tensor, times: torch.Tensor | None = None) -> torch.Tensor:
+    def encode(self, items: torch.Tensor, times: torch.Tensor | None = None, last_only: bool = False
+               ) -> torch.Tensor:
+        """items (B, L) (+ times (B, L)) -> (B, L, D); (B, 1, D) with ``last_only`` (see :class:`HSTULayer`)."""
         length = items.shape[1]
         real = items > 0
         pos = torch.arange(length, device=items.device)
@@ -113,9 +120,12 @@ class HSTUNet(SequenceNet):
         mask = (causal[None] & real[:, None, :] & real[:, :, None]).unsqueeze(1).to(self.item_emb.weight.dtype)
         buckets = time_buckets(times, self.n_time_buckets) if times is not None else None
         x = self.dropout(self.item_emb(items) * self.item_emb.embedding_dim**0.5) * real.unsqueeze(-1)
-        for layer in self.layers:
-            x = layer(x, mask, distance, buckets)
+        for i, layer in enumerate(self.layers):
+            x = layer(x, mask, distance, buckets, last_only=last_only and i == len(self.layers) - 1)
         return self.norm(x)
+
+    def last_hidden(self, items: torch.Tensor, times: torch.Tensor | None = None) -> torch.Tensor:
+        return self.encode(items, times, last_only=True)[:, -1]
 
 
 class HSTU(SequentialRecommender):

@@ -51,6 +51,9 @@ class SASRecNet(SequenceNet):
     def encode(self, items: torch.Tensor, times: torch.Tensor | None = None) -> torch.Tensor:
         return self.encoder(items)
 
+    def last_hidden(self, items: torch.Tensor, times: torch.Tensor | None = None) -> torch.Tensor:
+        return self.encoder(items, last_only=True)[:, -1]
+
 
 class SASRec(SequentialRecommender):
     """Self-attentive sequential recommendation."""

@@ -50,14 +50,17 @@ class TransformerBlock(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.attn_dropout = dropout
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """x (B, L, D), mask (B, 1, L, L) boolean -> (B, L, D)."""
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, last_only: bool = False) -> torch.Tensor:
+        """x (B, L, D), mask (B, 1, L, L) boolean -> (B, L, D); with ``last_only`` only the last position is
+        computed, -> (B, 1, D) (keys and values still come from every position)."""
         b, length, d = x.shape
         q, k, v = self.qkv(self.norm1(x)).view(b, length, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)
+        if last_only:
+            q, mask, x = q[:, :, -1:], mask[:, :, -1:], x[:, -1:]
         att = F.scaled_dot_product_attention(
             q, k, v, attn_mask=mask, dropout_p=self.attn_dropout if self.training else 0.0
         )
-        x = x + self.dropout(self.out(att.transpose(1, 2).reshape(b, length, d)))
+        x = x + self.dropout(self.out(att.transpose(1, 2).reshape(b, q.shape[2], d)))
         return x + self.dropout(self.ffn(self.norm2(x)))
 
 
@@ -82,7 +85,9 @@ class TransformerEncoder(nn.Module):
         with torch.no_grad():
             self.item_emb.weight[0].zero_()
 
-    def forward(self, items: torch.Tensor) -> torch.Tensor:
+    def forward(self, items: torch.Tensor, last_only: bool = False) -> torch.Tensor:
+        """items (B, L) -> hidden (B, L, D); with ``last_only`` the last block computes only the final position
+        (inference), -> (B, 1, D)."""
         length = items.shape[1]
         # Positions count back from the last slot, so a batch trimmed of all-padding columns keeps each item's
         # position (the last item is always at max_len - 1).
@@ -91,6 +96,6 @@ class TransformerEncoder(nn.Module):
         x = self.item_emb(items) * self.item_emb.embedding_dim**0.5 + self.pos_emb(pos)[None]
         x = self.dropout(x) * (items > 0).unsqueeze(-1)
         mask = attention_mask(items, self.causal)
-        for block in self.blocks:
-            x = block(x, mask)
+        for i, block in enumerate(self.blocks):
+            x = block(x, mask, last_only=last_only and i == len(self.blocks) - 1)
         return self.norm(x)
