@@ -11,13 +11,15 @@ Protocol per (dataset, model), each in a fresh process so that peak RSS belongs 
 Usage (writes bench/results/classic.json and prints / writes the markdown table bench/results/classic.md):
 
     RECFORGE_DATA_DIR=../shared/data .venv/bin/python bench/classic.py [--datasets ml-100k amazon-beauty]
-        [--models random popular itemknn userknn ease als bpr] [--ease-grid 50 100 200] [--threads 1]
+        [--models random popular itemknn userknn ease als bpr] [--ease-grid 50 100 200] [--ease-recency 1 0.7]
+        [--threads 1]
 """
 
 from __future__ import annotations
 
 import argparse
 import concurrent.futures as cf
+import copy
 import dataclasses
 import json
 import multiprocessing as mp
@@ -33,6 +35,9 @@ ALL_MODELS = ["random", "popular", "itemknn", "userknn", "ease", "als", "bpr"]
 #: EASE lambda grids per dataset (a Beauty fit costs minutes on the shared machine, so its grid is short; an earlier
 #: exploratory run gave valid NDCG@10 0.0478 at lambda=10 and 0.0519 at 50, which placed the grid).
 EASE_GRIDS = {"ml-100k": [50.0, 100.0, 200.0, 500.0, 1000.0], "amazon-beauty": [50.0, 100.0, 200.0]}
+#: EASE recency grids (weight recency**k on the k-th most recent history item; 1 = plain EASE). Amazon reviews are
+#: next-item data where the last items say most; ML-100K's rating order carries little, so it keeps plain EASE.
+EASE_RECENCY = {"amazon-beauty": [1.0, 0.9, 0.8, 0.7, 0.6, 0.5]}
 
 
 def run_one(dataset: str, name: str, grid: list[dict[str, Any]], threads: int) -> dict[str, Any]:
@@ -54,9 +59,16 @@ def run_one(dataset: str, name: str, grid: list[dict[str, Any]], threads: int) -
     tuning = []
     # Trainer-based models always fit on train first (validation picks the epoch count); others skip a 1-point grid.
     early_stops = any(f.name == "train" for f in dataclasses.fields(cls.config_class))
+    fits: dict[float, Any] = {}  # EASE's recency only changes scoring: one fit per lambda serves every recency
     for point in grid if len(grid) > 1 or early_stops else []:
         cfg = from_dict(cls.config_class, point)
-        model = cls(cfg).fit(split.train, split.valid)
+        if name == "ease" and cfg.l2 in fits:
+            model = copy.copy(fits[cfg.l2])
+            model.config = cfg
+        else:
+            model = cls(cfg).fit(split.train, split.valid)
+            if name == "ease":
+                fits[cfg.l2] = model
         score = evaluate(model, split, metrics=("ndcg@10",), on="valid", n_boot=0, progress=False).mean("ndcg@10")
         extra = {}
         if getattr(model, "train_result_", None) is not None and model.train_result_.best_epoch:
@@ -98,10 +110,14 @@ def run_one(dataset: str, name: str, grid: list[dict[str, Any]], threads: int) -
     }
 
 
-def grid_for(name: str, dataset: str, ease_grid: list[float] | None) -> list[dict[str, Any]]:
+def grid_for(name: str, dataset: str, ease_grid: list[float] | None, ease_recency: list[float] | None = None
+             ) -> list[dict[str, Any]]:
     """Grid points (config overrides) tried on validation."""
     if name == "ease":
-        return [{"l2": float(v)} for v in (ease_grid or EASE_GRIDS.get(dataset, [50.0, 100.0, 200.0, 500.0]))]
+        lambdas = ease_grid or EASE_GRIDS.get(dataset, [50.0, 100.0, 200.0, 500.0])
+        recency = ease_recency or EASE_RECENCY.get(dataset, [1.0])
+        return [{"l2": float(v), "recency": float(r)} if r != 1.0 else {"l2": float(v)}
+                for v in lambdas for r in recency]
     return [{}]
 
 
@@ -139,6 +155,8 @@ def main() -> None:
     ap.add_argument("--datasets", nargs="+", default=["ml-100k", "amazon-beauty"])
     ap.add_argument("--models", nargs="+", default=ALL_MODELS)
     ap.add_argument("--ease-grid", nargs="+", type=float, default=None, help="lambda grid for every dataset")
+    ap.add_argument("--ease-recency", nargs="+", type=float, default=None,
+                    help="EASE recency grid for every dataset (1 = plain EASE; default: EASE_RECENCY)")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch/BLAS threads per run (1 avoids thread oversubscription on a shared machine)")
     ap.add_argument("--out", default="bench/results/classic")
@@ -154,7 +172,8 @@ def main() -> None:
         for name in args.models:
             # One fresh process per model: peak RSS then measures that model, not the ones before it.
             with cf.ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as pool:
-                row = pool.submit(run_one, dataset, name, grid_for(name, dataset, args.ease_grid), args.threads).result()
+                row = pool.submit(run_one, dataset, name, grid_for(name, dataset, args.ease_grid, args.ease_recency),
+                                   args.threads).result()
             rows.append(row)
             print(f"{dataset} {name}: ndcg@10 {fmt_ci(row['metrics']['ndcg@10'])} fit {row['fit_s']:.1f}s "
                   f"eval {row['eval_s']:.2f}s rss {row['peak_rss_mb']:.0f}MB", flush=True)

@@ -11,6 +11,7 @@ from recforge.data.split import leave_last_out
 from recforge.data.synthetic import planted_clusters
 from recforge.errors import ConfigError
 from recforge.models.als import ALS, _side, _solve_cg, _solve_exact, als_loss
+from recforge.models.base import load_model
 from recforge.models.bpr import BPR, BPRConfig
 from recforge.models.ease import EASE
 from recforge.models.itemknn import ItemKNN
@@ -80,6 +81,30 @@ def test_ease_matches_dense_numpy(valued_log, l2):
     # An ad-hoc history scores exactly like the training user with that history.
     items, offsets = valued_log.sequences()
     torch.testing.assert_close(model.score_histories([items[offsets[3] : offsets[4]]]), model.score([3]))
+
+
+def test_ease_recency_weights_the_history_by_position(tmp_path):
+    """recency=r scores x_u B with the k-th most recent item weighted r**k (a repeat keeps its latest weight)."""
+    # user 1: items 1, 2, 3, 2 in time order -> weights 3: r, 2: 1 (latest), 1: r**3
+    log = Interactions.from_arrays([1, 1, 1, 1, 2, 2, 3, 3, 3], [1, 2, 3, 2, 1, 4, 2, 3, 4],
+                                   time=[1, 2, 3, 4, 1, 2, 1, 2, 3])
+    plain = EASE(l2=2.0).fit(log)
+    r = 0.5
+    model = EASE(l2=2.0, recency=r).fit(log)
+    b = plain.b_[1:, 1:].double().numpy()
+    x = np.zeros(4)
+    for raw, w in ((1, r**3), (3, r), (2, 1.0)):
+        x[log.item_vocab.encode(raw)[0] - 1] = w
+    u = int(log.user_vocab.encode(1)[0])
+    np.testing.assert_allclose(model.score([u])[0, 1:].double().numpy(), x @ b, rtol=1e-5, atol=1e-6)
+    # the same row for the training user and for the same ad-hoc history; recency=1 is plain EASE
+    hist = log.item_vocab.encode([1, 2, 3, 2])
+    torch.testing.assert_close(model.score_histories([hist]), model.score([u]))
+    torch.testing.assert_close(EASE(l2=2.0, recency=1.0).fit(log).score([u]), plain.score([u]))
+    model.save(tmp_path / "m")
+    torch.testing.assert_close(load_model(tmp_path / "m").score([u]), model.score([u]))
+    with pytest.raises(ConfigError, match="recency"):
+        EASE(recency=0.0)
 
 
 @pytest.fixture(scope="module")
