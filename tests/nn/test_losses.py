@@ -36,6 +36,31 @@ def test_full_ce_matches_naive_softmax():
     assert float(full_ce(h, t, w, n_items, bias)) == pytest.approx(expected / len(t), rel=1e-5)
 
 
+@pytest.mark.parametrize("with_bias", [True, False])
+@pytest.mark.parametrize("chunk_elements", [1, 27, 10_000])
+def test_chunked_full_ce_has_the_value_and_gradients_of_plain_cross_entropy(with_bias, chunk_elements):
+    """The loss never holds all N x V logits; value and gradients (h, weight, bias) must still be exact."""
+    h, w, bias, t, _ = _setup(n=11, d=5, n_items=13, seed=2)
+    h, w, bias = (x.float().requires_grad_() for x in (h, w, bias))
+    b = bias if with_bias else None
+    n_items = w.shape[0] - 1
+    ours = full_ce(h, t, w, n_items, b, chunk_elements=chunk_elements)
+    (2.5 * ours).backward()  # a non-unit upstream gradient must scale every gradient
+    got = [x.grad.clone() for x in (h, w, bias) if x.grad is not None]
+    for x in (h, w, bias):
+        x.grad = None
+    logits = h @ w[1:].T + (bias[1:] if with_bias else 0.0)
+    ref = torch.nn.functional.cross_entropy(logits, t - 1)
+    (2.5 * ref).backward()
+    want = [x.grad for x in (h, w, bias) if x.grad is not None]
+    torch.testing.assert_close(ours, ref)
+    assert len(got) == len(want) == (3 if with_bias else 2)
+    for g, r in zip(got, want):
+        torch.testing.assert_close(g, r)
+    with torch.no_grad():  # evaluation path: no gradients are computed or kept
+        torch.testing.assert_close(full_ce(h, t, w, n_items, b, chunk_elements=chunk_elements), ref.detach())
+
+
 def _naive_bce(h, w, bias, t, neg, beta=1.0):
     sig = lambda x: 1 / (1 + math.exp(-x))  # noqa: E731
     total = 0.0

@@ -52,13 +52,64 @@ def _hits(targets: torch.Tensor, negatives: torch.Tensor) -> torch.Tensor:
     return neg == targets.unsqueeze(1)
 
 
+#: logits computed at once by the full cross-entropy (rows x items); bounds the loss's memory (16 MB in float32)
+CE_CHUNK_ELEMENTS = 1 << 22
+
+
+class _ChunkedSoftmaxCE(torch.autograd.Function):
+    """Mean softmax cross-entropy whose (N, V) logits never exist at once.
+
+    Forward walks the rows in chunks and, when gradients are wanted, computes them on the spot (softmax - onehot is
+    the gradient of the logits); backward only scales them by the incoming gradient. The arithmetic is that of
+    ``F.cross_entropy`` (same three matrix products), but peak memory is one chunk of logits instead of about four
+    N x V tensors (logits, log-softmax, and their gradients) — the largest allocation of sequential training.
+    """
+
+    @staticmethod
+    @torch.amp.custom_fwd(device_type="cuda", cast_inputs=torch.float32)
+    def forward(ctx, h: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, targets: torch.Tensor,
+                chunk: int, need_grad: bool) -> torch.Tensor:
+        n = h.shape[0]
+        total = torch.zeros((), dtype=torch.float32, device=h.device)
+        gh = torch.empty_like(h) if need_grad else None
+        gw = torch.zeros_like(w) if need_grad else None
+        gb = torch.zeros_like(b) if need_grad and b is not None else None
+        for s in range(0, n, chunk):
+            hc, tc = h[s : s + chunk], targets[s : s + chunk]
+            logits = (hc @ w.T if b is None else torch.addmm(b, hc, w.T)).float()
+            lse = torch.logsumexp(logits, 1)
+            total += (lse - logits.gather(1, tc[:, None]).squeeze(1)).sum()
+            if need_grad:
+                grad = logits.sub_(lse[:, None]).exp_()  # softmax, in place of the logits
+                grad[torch.arange(len(tc), device=grad.device), tc] -= 1.0
+                grad = grad.div_(n).to(h.dtype)
+                gh[s : s + chunk] = grad @ w
+                gw.addmm_(grad.T, hc)
+                if gb is not None:
+                    gb += grad.sum(0)
+        ctx.save_for_backward(gh, gw, gb)
+        return total / n
+
+    @staticmethod
+    @torch.amp.custom_bwd(device_type="cuda")
+    def backward(ctx, grad_out: torch.Tensor):
+        gh, gw, gb = ctx.saved_tensors
+        return gh * grad_out, gw * grad_out, gb * grad_out if gb is not None else None, None, None, None
+
+
 def full_ce(h: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor, n_items: int,
-            bias: torch.Tensor | None = None) -> torch.Tensor:
-    """Mean cross-entropy of the full softmax over items 1..n_items. h (N, D), targets (N,), weight (>=n_items+1, D)."""
-    # Score items 1..n_items only (row 0 is padding), so the targets shift down by one; addmm fuses the bias.
+            bias: torch.Tensor | None = None, chunk_elements: int | None = None) -> torch.Tensor:
+    """Mean cross-entropy of the full softmax over items 1..n_items. h (N, D), targets (N,), weight (>=n_items+1, D).
+
+    Computed in row chunks of at most ``chunk_elements`` logits (default :data:`CE_CHUNK_ELEMENTS`), so memory does
+    not grow with N x n_items; the value and gradients are those of ``F.cross_entropy`` on the full logits.
+    """
+    # Score items 1..n_items only (row 0 is padding), so the targets shift down by one.
     w = weight[1 : n_items + 1]
-    logits = h @ w.T if bias is None else torch.addmm(bias[1 : n_items + 1], h, w.T)
-    return F.cross_entropy(logits.float(), targets - 1)
+    b = bias[1 : n_items + 1] if bias is not None else None
+    chunk = max(1, (chunk_elements or CE_CHUNK_ELEMENTS) // n_items)
+    need_grad = torch.is_grad_enabled() and (h.requires_grad or w.requires_grad or (b is not None and b.requires_grad))
+    return _ChunkedSoftmaxCE.apply(h, w, b, targets - 1, chunk, need_grad)
 
 
 def bce(h: torch.Tensor, targets: torch.Tensor, negatives: torch.Tensor, weight: torch.Tensor,
