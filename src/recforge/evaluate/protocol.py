@@ -12,8 +12,6 @@ import logging
 from itertools import combinations
 from typing import Any
 
-from scipy import stats as sst
-
 from recforge.data.split import Split
 from recforge.errors import ConfigError
 from recforge.evaluate.evaluator import evaluate
@@ -54,6 +52,7 @@ def protocol_check(
     for every model). Returns {"full": {model: {metric: mean}}, "sampled": {...}, "orderings": {metric: {"full": [...],
     "sampled": [...], "kendall_tau": t}}, "flips": {metric: [pairs]}, "n_negatives", "sampling", "n_users"}.
     """
+    from scipy import stats as sst  # lazily: importing scipy.stats costs ~55 MB of RSS
     if len(models) < 2:
         raise ConfigError(f"protocol-check needs at least two models, got {len(models)}")
     if sampling not in ("sampled-uniform", "sampled-popularity"):

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy import stats as sst
 
 from recforge.errors import ConfigError
 
@@ -25,6 +24,7 @@ log = logging.getLogger(__name__)
 def seed_ci(values: list[float] | np.ndarray, alpha: float = 0.05) -> dict[str, float]:
     """Mean, sample std (ddof=1) and Student-t CI of the mean of per-seed values:
     mean ± t_{1-alpha/2, n-1} * std / sqrt(n). With one value the CI collapses to it (and std is NaN)."""
+    from scipy import stats as sst  # lazily: importing scipy.stats costs ~55 MB of RSS
     v = np.asarray(values, dtype=np.float64)
     n = len(v)
     if n == 0:

@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
-from scipy import stats as sst
 
 from recforge.errors import ConfigError
 
@@ -121,6 +120,7 @@ def paired_bootstrap(a: np.ndarray, b: np.ndarray, n_boot: int = 1000, alpha: fl
 def paired_t_test(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
     """Paired Student t-test on d = a - b: t = mean(d) / (sd(d) / sqrt(U)), two-sided (scipy.stats.ttest_rel).
     Zero-variance differences are decided directly (scipy would return NaN): all 0 -> p = 1, a constant c != 0 -> p = 0."""
+    from scipy import stats as sst  # lazily: importing scipy.stats costs ~55 MB of RSS
     d = _paired(a, b)
     if len(d) < 2:
         return {"statistic": float("nan"), "p_value": float("nan")}
@@ -133,6 +133,7 @@ def paired_t_test(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
 def wilcoxon_test(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
     """Wilcoxon signed-rank test on d = a - b (zero differences dropped, "wilcox" method; normal approximation with
     tie correction for large U), two-sided (scipy.stats.wilcoxon). All-zero differences give p = 1."""
+    from scipy import stats as sst  # lazily: importing scipy.stats costs ~55 MB of RSS
     d = _paired(a, b)
     if not np.any(d != 0):
         return {"statistic": 0.0, "p_value": 1.0}
@@ -210,6 +211,7 @@ def cohens_dz(a: np.ndarray, b: np.ndarray) -> float:
 def rank_biserial(a: np.ndarray, b: np.ndarray) -> float:
     """Matched-pairs rank-biserial correlation (Kerby 2014), the Wilcoxon effect size: r = (W+ - W-) / (W+ + W-)
     over the ranks of |d| of non-zero differences (average ranks for ties). In [-1, 1]; 0 when all d = 0."""
+    from scipy import stats as sst  # lazily: importing scipy.stats costs ~55 MB of RSS
     d = _paired(a, b)
     d = d[d != 0]
     if not len(d):
