@@ -52,8 +52,8 @@ def _hits(targets: torch.Tensor, negatives: torch.Tensor) -> torch.Tensor:
     return neg == targets.unsqueeze(1)
 
 
-#: logits computed at once by the full cross-entropy (rows x items); bounds the loss's memory (16 MB in float32)
-CE_CHUNK_ELEMENTS = 1 << 22
+#: logits computed at once by the full cross-entropy (rows x items); bounds the loss's memory (4 MB in float32)
+CE_CHUNK_ELEMENTS = 1 << 20
 
 
 class _ChunkedSoftmaxCE(torch.autograd.Function):
