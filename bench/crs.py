@@ -6,6 +6,10 @@ questions, and the multiple-choice setting with 5 attributes per question). Writ
 
     RECFORGE_DATA_DIR=../shared/data .venv/bin/python bench/crs.py [--episodes 1000] [--train-episodes 1500] \
         [--modes binary,multiple_choice] [--out bench/results/crs]
+
+The table in docs/benchmarks.md uses every test dialogue (``--episodes 20000`` > the 11,892 test pairs), one run per
+setting: ``--episodes 20000 --train-episodes 1500 --modes binary --out /tmp/crs/full-binary`` (and the same with
+``--modes multiple_choice --out /tmp/crs/full-multiple_choice``).
 """
 
 from __future__ import annotations
@@ -72,10 +76,10 @@ def main() -> None:
             print(f"{mode:16s} {label:36s} SR@15 {m['sr@15']['mean']:.3f} [{m['sr@15']['ci_low']:.3f}, "
                   f"{m['sr@15']['ci_high']:.3f}]  AT {m['at']['mean']:.2f}  hDCG {m['hdcg']['mean']:.3f}  "
                   f"train {train_s:.0f}s  eval {report.seconds:.0f}s", flush=True)
-            (out / "crs.json").write_text(json.dumps(results, indent=1), encoding="utf-8")
+            (out / "crs.json").write_text(json.dumps(results, separators=(",", ":")), encoding="utf-8")
         plot_success_curves(curves, out / f"crs_{mode}.png", title=f"LastFM* test, {mode}")
     _paired(results)
-    (out / "crs.json").write_text(json.dumps(results, indent=1), encoding="utf-8")
+    (out / "crs.json").write_text(json.dumps(results, separators=(",", ":")), encoding="utf-8")
 
 
 def _paired(results: dict) -> None:

@@ -19,7 +19,7 @@ Deviations from the paper, both measured on LastFM* validation dialogues (SR@15,
   returns is a paired, low-variance target for Q(s, ask) - Q(s, recommend) (``pair_weight``). An ask-or-recommend
   decision moves the final success by only a few points, which plain returns (epsilon-greedy, 3,000 dialogues) could
   not resolve: 0.74-0.76.
-- State: with the paper's s_his + s_len the learned decision stayed a coin flip for mid-size candidate sets (0.75 -
+- State: with the paper's s_his + s_len the learned decision stayed a coin flip for mid-size candidate sets (0.73 -
   0.77 with branching, 3,000 dialogues); the budget state learns "ask while the candidates exceed what the remaining
   turns can list, then recommend" and reaches 0.79-0.80 binary / 0.94 multiple choice with 1,500 dialogues (the
   hand-tuned max-entropy rule "recommend once <= 100 candidates": 0.80 binary on the same dialogues).
