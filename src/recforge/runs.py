@@ -167,11 +167,7 @@ def train_run(
     """
     out = Path(out) if out else default_out(cfg)
     if int(os.environ.get("RANK", "0")) != 0:
-        seed_everything(cfg.seed)
-        if split is None:
-            split = make_split(cfg, (dataset if dataset is not None else load_data(cfg)).interactions)
-        model = build_model(cfg)
-        model.fit(split.train, split.valid, **_fit_kwargs(model, cfg, out, resume))
+        _fit(cfg, out, resume, dataset, split)
         return None
     out.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(out / "train.log", encoding="utf-8")
@@ -181,17 +177,7 @@ def train_run(
     root.setLevel(min(root.level or logging.INFO, logging.INFO))
     try:
         dump_toml(to_dict(cfg), out / "config.toml")
-        seed_everything(cfg.seed)
-        t0 = time.perf_counter()
-        if split is None:
-            dataset = dataset if dataset is not None else load_data(cfg)
-            split = make_split(cfg, dataset.interactions)
-        t_data = time.perf_counter() - t0
-        log.info("split %s: %s", split.name, split.summary())
-        model = build_model(cfg)
-        t1 = time.perf_counter()
-        model.fit(split.train, split.valid, **_fit_kwargs(model, cfg, out, resume))
-        fit_s = time.perf_counter() - t1
+        dataset, split, model, t_data, fit_s = _fit(cfg, out, resume, dataset, split)
         for name in ("curves.json", "curves.png"):  # the trainer writes them next to its checkpoints
             if (out / "checkpoints" / name).is_file():
                 shutil.copyfile(out / "checkpoints" / name, out / name)
@@ -228,6 +214,23 @@ def train_run(
     run = Run(out)
     run.__dict__["model"] = model
     return run
+
+
+def _fit(cfg: RunConfig, out: Path, resume: bool, dataset: Any, split: Split | None
+         ) -> tuple[Any, Split, Any, float, float]:
+    """Seed, load and split (unless given), build and fit the model: what every torchrun rank does.
+    Returns (dataset, split, model, data seconds, fit seconds)."""
+    seed_everything(cfg.seed)
+    t0 = time.perf_counter()
+    if split is None:
+        dataset = dataset if dataset is not None else load_data(cfg)
+        split = make_split(cfg, dataset.interactions)
+    t_data = time.perf_counter() - t0
+    log.info("split %s: %s", split.name, split.summary())
+    model = build_model(cfg)
+    t1 = time.perf_counter()
+    model.fit(split.train, split.valid, **_fit_kwargs(model, cfg, out, resume))
+    return dataset, split, model, t_data, time.perf_counter() - t1
 
 
 def _fit_kwargs(model: Any, cfg: RunConfig, out: Path, resume: bool) -> dict[str, Any]:

@@ -121,8 +121,6 @@ def _sample_context(attrs_of: list[np.ndarray], items: np.ndarray, m: int, rng: 
     return ctx, mask, pos_attr
 
 
-
-
 def train_scorer(dataset: CRSDataset, config: ScorerConfig | None = None) -> Scorer:
     """Fit the FM on the dataset's "train" pairs with BPR (see module doc). Returns the numpy inference view."""
     with single_thread():

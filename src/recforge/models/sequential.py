@@ -10,7 +10,7 @@ or an ad-hoc history runs the net on the last ``max_len`` items and scores every
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
@@ -56,6 +56,19 @@ def check_sequence_config(cfg: Any) -> None:
         raise ConfigError(f"sampler must be 'uniform' or 'popularity', got {cfg.sampler!r}")
     if not 0.0 <= cfg.gbce_t <= 1.0:
         raise ConfigError(f"gbce_t must be in [0, 1], got {cfg.gbce_t}")
+
+
+def _chunks(widths: np.ndarray) -> Iterator[tuple[int, int]]:
+    """Row ranges [s, e) over ascending ``widths`` (B,) with at most SCORE_BATCH rows and (rows x widest) at most
+    SCORE_TOKENS positions (a single row may exceed it)."""
+    s = 0
+    while s < len(widths):
+        cand = widths[s : s + SCORE_BATCH]
+        # cost of taking the first r rows is r * cand[r-1], increasing in r: count the r that fit
+        fits = int(np.searchsorted(np.arange(1, len(cand) + 1) * cand, SCORE_TOKENS, side="right"))
+        e = s + max(1, fits)
+        yield s, e
+        s = e
 
 
 class SequenceNet(nn.Module):
@@ -194,27 +207,17 @@ class SequentialRecommender(Recommender):
         """
         self.net_.eval()
         dev = self._device()
-        hidden: torch.Tensor | None = None  # (B, D), filled chunk by chunk; scored in one product at the end
         lengths = (window > 0).sum(1)
         order = np.argsort(lengths, kind="stable")
         widths = np.minimum(window.shape[1], lengths[order] + 1)
+        # (B, D), filled chunk by chunk; every net's hidden size is its output table's width
+        hidden = torch.empty((len(window), self.net_.item_weight.shape[1]), device=dev)
         with torch.inference_mode():
-            s = 0
-            while s < len(order):
-                # rows s..e share the width of row e-1 (the longest of the chunk, as rows are sorted)
-                e = s + 1
-                while e < len(order) and e - s < SCORE_BATCH and (e - s + 1) * widths[e] <= SCORE_TOKENS:
-                    e += 1
-                rows, width = order[s:e], int(widths[e - 1])
+            for s, e in _chunks(widths):
+                rows, width = order[s:e], int(widths[e - 1])  # rows are sorted: the last is the widest
                 w = torch.from_numpy(window[rows, -width:]).to(dev)
                 t = torch.from_numpy(times[rows, -width:]).to(dev) if times is not None else None
-                h = self.net_.last_hidden(w, t)
-                if hidden is None:
-                    hidden = h.new_empty((len(window), h.shape[1]))
-                hidden[torch.from_numpy(rows).to(dev)] = h
-                s = e
-            if hidden is None:
-                return torch.empty((0, self.n_items + 1))
+                hidden[torch.from_numpy(rows).to(dev)] = self.net_.last_hidden(w, t)
             return self.net_.scores(hidden).float().cpu()
 
     def _window(self, items: np.ndarray, offsets: np.ndarray) -> np.ndarray:

@@ -127,6 +127,15 @@ class Policy:
         return Ask(tuple(int(a) for a in top))
 
 
+def discounted_returns(rewards: list[float], gamma: float) -> np.ndarray:
+    """(T,) rewards of one dialogue -> (T,) float64 discounted return from each step to its end."""
+    out, acc = np.zeros(len(rewards)), 0.0
+    for t in range(len(rewards) - 1, -1, -1):
+        acc = rewards[t] + gamma * acc
+        out[t] = acc
+    return out
+
+
 def binary_entropy(p: np.ndarray) -> np.ndarray:
     """Entropy (bits) of a yes/no answer with probability ``p`` of yes, elementwise."""
     p = np.clip(p, 1e-12, 1 - 1e-12)

@@ -28,6 +28,7 @@ from recforge.conversational.policies.base import (
     Policy,
     binary_entropy,
     dialogue_features,
+    discounted_returns,
 )
 from recforge.conversational.state import Action, Ask, DialogueState
 from recforge.errors import ConfigError
@@ -192,12 +193,7 @@ class EARPolicy(Policy):
                     if self.mode == "imitate":
                         loss = nn.functional.nll_loss(logp, targets_il, ignore_index=-1)
                     else:
-                        rewards = [t[2] for t in self._trace]
-                        returns = np.zeros(len(rewards), dtype=np.float32)
-                        acc = 0.0
-                        for t in range(len(rewards) - 1, -1, -1):
-                            acc = rewards[t] + self.config.gamma * acc
-                            returns[t] = acc
+                        returns = discounted_returns([t[2] for t in self._trace], self.config.gamma).astype(np.float32)
                         # advantage against a running mean/scale of all step returns (variance reduction)
                         adv = torch.from_numpy((returns - baseline) / scale)
                         baseline = 0.95 * baseline + 0.05 * float(returns.mean())

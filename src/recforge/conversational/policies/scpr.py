@@ -43,6 +43,7 @@ from recforge.conversational.policies.base import (
     Policy,
     binary_entropy,
     dialogue_features,
+    discounted_returns,
     top_mass,
 )
 from recforge.conversational.state import Action, Ask, DialogueState
@@ -176,29 +177,30 @@ class SCPRPolicy(Policy):
         updates, successes = 0, 0
         self.training = True
 
-        def play(n: int, e: int, force: tuple[int, int] | None) -> list[tuple[np.ndarray, int, float, bool]]:
+        def play(n: int, e: int, force: tuple[int, int] | None) -> tuple[list[tuple[np.ndarray, int, float, bool]], bool]:
+            """One dialogue (the n-th of training, pair e), optionally forcing (turn, action): (trace, success)."""
             self._trace, self._force = [], force
             out = run_episode(self, dataset, self.setting, int(users[e]), int(targets[e]),
                               np.random.default_rng([seed, 1, int(e), n // len(users)]), csc)
             self._force = None
-            return self._trace if force is not None else self._trace + [out.turn > 0]
+            return self._trace, out.turn > 0
 
         try:
             with single_thread():
                 for n, e in enumerate(order):
                     self.epsilon = max(cfg.eps_end, cfg.eps_start - (cfg.eps_start - cfg.eps_end) * n / (0.5 * len(order)))
-                    *trace, success = play(n, e, None)
+                    trace, success = play(n, e, None)
                     successes += success
-                    returns = _returns([r for _, _, r, _ in trace], cfg.gamma)
+                    returns = discounted_returns([r for _, _, r, _ in trace], cfg.gamma)
                     replay.extend((f, a, g) for (f, a, _, _), g in zip(trace, returns))
                     steps = len(trace)
                     can_ask = [t for t, (_, _, _, c) in enumerate(trace) if c]
                     for t in rng.permutation(can_ask)[: cfg.branches]:  # trace index t is turn t + 1
                         t = int(t)
                         other = 1 - trace[t][1]
-                        branch = play(n, e, (t + 1, other))
+                        branch, _ = play(n, e, (t + 1, other))
                         if len(branch) > t and np.array_equal(branch[t][0], trace[t][0]):  # same prefix: a true pair
-                            b_returns = _returns([r for _, _, r, _ in branch], cfg.gamma)
+                            b_returns = discounted_returns([r for _, _, r, _ in branch], cfg.gamma)
                             replay.extend((f, a, g) for (f, a, _, _), g in zip(branch[t:], b_returns[t:]))
                             diff = b_returns[t] - returns[t]
                             pairs.append((trace[t][0], diff if other == ASK else -diff))
@@ -237,13 +239,4 @@ class SCPRPolicy(Policy):
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         self.q.load_state_dict({k[2:]: v for k, v in state.items() if k.startswith("q.")})
-
-
-def _returns(rewards: list[float], gamma: float) -> list[float]:
-    """Discounted return from each step to the end of the dialogue."""
-    out, acc = [0.0] * len(rewards), 0.0
-    for t in range(len(rewards) - 1, -1, -1):
-        acc = rewards[t] + gamma * acc
-        out[t] = acc
-    return out
 
