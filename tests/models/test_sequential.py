@@ -123,8 +123,10 @@ def test_gru4rec_ignores_left_padding(split):
     net = fitted("gru4rec", split).net_
     with torch.no_grad():
         short = net.encode(torch.tensor([[5, 9, 13]]))[:, -1]
-        padded = net.encode(torch.tensor([[0, 0, 0, 0, 5, 9, 13]]))[:, -1]
-    torch.testing.assert_close(short, padded)
+        batch = net.encode(torch.tensor([[0, 0, 0, 0, 5, 9, 13], [1, 2, 3, 4, 5, 9, 13]]))  # mixed lengths
+    torch.testing.assert_close(short, batch[:1, -1])
+    assert torch.equal(batch[0, :4], torch.zeros_like(batch[0, :4]))  # padding positions carry no state
+    assert not torch.allclose(batch[0, -1], batch[1, -1])  # the longer history changes the state
 
 
 def test_bert4rec_output_layer_is_tied_to_item_embeddings(split):

@@ -30,6 +30,7 @@ from torch import nn
 from recforge.config import to_dict
 from recforge.errors import ConfigError, DataError
 from recforge.evaluate.metrics import parse_metric
+from recforge.nn.optim import AdamW
 from recforge.progress import enabled as progress_enabled
 
 log = logging.getLogger(__name__)
@@ -275,12 +276,12 @@ class Trainer:
         return result
 
     # ------------------------------------------------------------------ pieces
-    def _optimizer(self, module: nn.Module) -> torch.optim.Optimizer:
+    def _optimizer(self, module: nn.Module) -> AdamW:
         decay = [p for p in module.parameters() if p.requires_grad and p.dim() >= 2]
         no_decay = [p for p in module.parameters() if p.requires_grad and p.dim() < 2]
         groups = [{"params": decay, "weight_decay": self.config.weight_decay},
                   {"params": no_decay, "weight_decay": 0.0}]
-        return torch.optim.AdamW([g for g in groups if g["params"]], lr=self.config.lr)
+        return AdamW([g for g in groups if g["params"]], lr=self.config.lr)
 
     @staticmethod
     def _evaluate(module: nn.Module, evaluate_fn: Callable[[], float], rank: int, world: int,
@@ -307,7 +308,7 @@ class Trainer:
             dist.broadcast(over, src=0)
         return bool(over.cpu()[0])
 
-    def _save_checkpoint(self, ckpt: Path, module: nn.Module, optimizer: torch.optim.Optimizer,
+    def _save_checkpoint(self, ckpt: Path, module: nn.Module, optimizer: AdamW,
                          state: dict[str, int], result: TrainResult, best_state: dict[str, torch.Tensor] | None,
                          best_changed: bool) -> None:
         ckpt.mkdir(parents=True, exist_ok=True)
@@ -333,7 +334,7 @@ class Trainer:
         tmp.write_text(json.dumps(meta, indent=1), encoding="utf-8")
         tmp.replace(ckpt / CHECKPOINT_STATE)
 
-    def _load_checkpoint(self, ckpt: Path, module: nn.Module, optimizer: torch.optim.Optimizer,
+    def _load_checkpoint(self, ckpt: Path, module: nn.Module, optimizer: AdamW,
                          state: dict[str, int], result: TrainResult, device: torch.device
                          ) -> dict[str, torch.Tensor] | None:
         meta = json.loads((ckpt / CHECKPOINT_STATE).read_text(encoding="utf-8"))
