@@ -155,6 +155,23 @@ def test_every_loss_trains(loss, sampler, split):
     assert all(np.isfinite(losses)) and losses[1] < losses[0]
 
 
+@pytest.mark.parametrize("name", ["sasrec", "hstu", "gru4rec", "bert4rec"])
+def test_cosine_head_scores_are_cosines_over_temperature(name, split):
+    model = MODELS[name](temperature=0.1)
+    model.fit(split.train)
+    net = model.net_
+    with torch.no_grad():
+        net.out_bias.normal_()  # a trained-looking bias, so that the check covers it
+        hidden = torch.randn(3, net.item_weight.shape[1])
+        w = net.item_weight[: net.n_items + 1]
+        cos = torch.nn.functional.cosine_similarity(hidden[:, None], w[None], dim=-1, eps=1e-6)
+        torch.testing.assert_close(net.scores(hidden), cos / 0.1 + net.out_bias, rtol=1e-4, atol=1e-4)
+    losses = [r["loss"] for r in model.train_result_.history]
+    assert all(np.isfinite(losses)) and losses[-1] < losses[0]
+    users = split.train.user_vocab.decode(split.test.active_users()[:2])
+    assert [len(row) for row in model.recommend(list(users), k=3).items] == [3, 3]
+
+
 @pytest.mark.parametrize(
     ("cls", "values", "match"),
     [
@@ -168,6 +185,8 @@ def test_every_loss_trains(loss, sampler, split):
         (BERT4RecConfig, {"max_len": 1}, "max_len"),
         (HSTUConfig, {"n_time_buckets": 0}, "n_time_buckets"),
         (HSTUConfig, {"gbce_t": 2.0}, "gbce_t"),
+        (GRU4RecConfig, {"temperature": -0.1}, "temperature"),
+        (SASRecConfig, {"temperature": float("nan")}, "temperature"),
         (HSTUConfig, {"train": {"lr": -1.0}}, "train.lr"),
         (HSTUConfig, {"train": {"epochs": "ten"}}, "epochs"),
     ],

@@ -32,6 +32,7 @@ class BERT4RecConfig:
     n_negatives: int = 256  # negatives for sampled losses
     sampler: str = "uniform"  # negative sampler: uniform | popularity (with logQ correction)
     gbce_t: float = 0.75  # gBCE calibration parameter t
+    temperature: float = 0.0  # > 0: cosine scores / temperature (L2-normalised states and items); 0: dot
     sliding: bool = False  # sliding-window augmentation for histories longer than max_len
     train: TrainConfig = field(default_factory=TrainConfig)  # the Trainer's settings
 
@@ -47,7 +48,7 @@ class BERT4RecNet(SequenceNet):
     """Bidirectional transformer over items and [mask] tokens with a tied output layer."""
 
     def __init__(self, n_items: int, cfg: BERT4RecConfig):
-        super().__init__(n_items, cfg.loss, cfg.gbce_t)
+        super().__init__(n_items, cfg.loss, cfg.gbce_t, cfg.temperature)
         self.mask_token = n_items + 1
         self.encoder = TransformerEncoder(n_items + 2, cfg.max_len, cfg.dim, cfg.n_layers, cfg.n_heads, cfg.dropout,
                                           causal=False)

@@ -31,6 +31,7 @@ class GRU4RecConfig:
     n_negatives: int = 256  # negatives for sampled losses
     sampler: str = "uniform"  # negative sampler: uniform | popularity (with logQ correction)
     gbce_t: float = 0.75  # gBCE calibration parameter t
+    temperature: float = 0.0  # > 0: cosine scores / temperature (L2-normalised states and items); 0: dot
     sliding: bool = False  # sliding-window augmentation for histories longer than max_len
     train: TrainConfig = field(default_factory=lambda: TrainConfig(lr=3e-3))  # the Trainer's settings
 
@@ -46,7 +47,7 @@ class GRU4RecNet(SequenceNet):
     """Embedding -> GRU -> linear projection to the embedding space."""
 
     def __init__(self, n_items: int, cfg: GRU4RecConfig):
-        super().__init__(n_items, cfg.loss, cfg.gbce_t)
+        super().__init__(n_items, cfg.loss, cfg.gbce_t, cfg.temperature)
         self.item_emb = nn.Embedding(n_items + 1, cfg.dim, padding_idx=0)
         nn.init.normal_(self.item_emb.weight, std=cfg.dim**-0.5)
         with torch.no_grad():

@@ -35,6 +35,7 @@ class HSTUConfig:
     n_negatives: int = 256  # negatives for sampled losses
     sampler: str = "uniform"  # negative sampler: uniform | popularity (with logQ correction)
     gbce_t: float = 0.75  # gBCE calibration parameter t
+    temperature: float = 0.0  # > 0: cosine scores / temperature (L2-normalised states and items); 0: dot
     sliding: bool = False  # sliding-window augmentation for histories longer than max_len
     train: TrainConfig = field(default_factory=TrainConfig)  # the Trainer's settings
 
@@ -92,7 +93,7 @@ class HSTUNet(SequenceNet):
     """Item embeddings -> HSTU layers -> LayerNorm; the item table doubles as the output layer."""
 
     def __init__(self, n_items: int, cfg: HSTUConfig):
-        super().__init__(n_items, cfg.loss, cfg.gbce_t)
+        super().__init__(n_items, cfg.loss, cfg.gbce_t, cfg.temperature)
         self.n_time_buckets = cfg.n_time_buckets
         self.item_emb = nn.Embedding(n_items + 1, cfg.dim, padding_idx=0)
         nn.init.normal_(self.item_emb.weight, std=cfg.dim**-0.5)

@@ -29,6 +29,7 @@ class SASRecConfig:
     n_negatives: int = 256  # negatives for sampled losses (bce uses at most 8 per position)
     sampler: str = "uniform"  # negative sampler: uniform | popularity (with logQ correction)
     gbce_t: float = 0.75  # gBCE calibration parameter t
+    temperature: float = 0.0  # > 0: cosine scores / temperature (L2-normalised states and items); 0: dot
     sliding: bool = False  # sliding-window augmentation for histories longer than max_len
     train: TrainConfig = field(default_factory=TrainConfig)  # the Trainer's settings
 
@@ -40,7 +41,7 @@ class SASRecNet(SequenceNet):
     """Causal transformer encoder over items; the item table doubles as the output layer."""
 
     def __init__(self, n_items: int, cfg: SASRecConfig):
-        super().__init__(n_items, cfg.loss, cfg.gbce_t)
+        super().__init__(n_items, cfg.loss, cfg.gbce_t, cfg.temperature)
         self.encoder = TransformerEncoder(n_items + 1, cfg.max_len, cfg.dim, cfg.n_layers, cfg.n_heads, cfg.dropout,
                                           causal=True)
 

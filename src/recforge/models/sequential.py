@@ -16,6 +16,7 @@ from typing import Any, ClassVar, Self
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from recforge.data.batches import SequenceData, build_sequence_data, last_window
@@ -56,6 +57,8 @@ def check_sequence_config(cfg: Any) -> None:
         raise ConfigError(f"sampler must be 'uniform' or 'popularity', got {cfg.sampler!r}")
     if not 0.0 <= cfg.gbce_t <= 1.0:
         raise ConfigError(f"gbce_t must be in [0, 1], got {cfg.gbce_t}")
+    if not cfg.temperature >= 0.0:
+        raise ConfigError(f"temperature must be >= 0 (0 = dot-product scores), got {cfg.temperature}")
 
 
 def _chunks(widths: np.ndarray) -> Iterator[tuple[int, int]]:
@@ -75,11 +78,13 @@ class SequenceNet(nn.Module):
     """A next-item network. Subclasses implement :meth:`encode` and :attr:`item_weight` (the tied output table).
 
     ``forward(batch) -> loss`` so that DistributedDataParallel sees the whole training computation.
+    With ``temperature`` > 0 the output head scores cos(state, item) / temperature (both L2-normalised, as HSTU's
+    and its SASRec baseline's published configurations do) instead of the dot product; the per-item bias is kept.
     """
 
-    def __init__(self, n_items: int, loss: str, gbce_t: float):
+    def __init__(self, n_items: int, loss: str, gbce_t: float, temperature: float = 0.0):
         super().__init__()
-        self.n_items, self.loss_name, self.gbce_t = n_items, loss, gbce_t
+        self.n_items, self.loss_name, self.gbce_t, self.temperature = n_items, loss, gbce_t, temperature
         self.out_bias = nn.Parameter(torch.zeros(n_items + 1))
 
     def encode(self, items: torch.Tensor, times: torch.Tensor | None = None) -> torch.Tensor:
@@ -91,10 +96,16 @@ class SequenceNet(nn.Module):
         """Output table (>= n_items+1, D): row i scores item i; tied to the input item embeddings."""
         raise NotImplementedError
 
+    def score_space(self, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(states (..., D), output table (V, D)) as the scores use them: their dot products are the logits."""
+        if not self.temperature:
+            return hidden, self.item_weight
+        return (F.normalize(hidden, dim=-1, eps=1e-6) / self.temperature,
+                F.normalize(self.item_weight, dim=-1, eps=1e-6))
+
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        hidden = self.encode(batch["input"], batch.get("time"))
-        return sequence_loss(self.loss_name, hidden, batch, self.item_weight, self.n_items,
-                             self.out_bias, self.gbce_t)
+        hidden, weight = self.score_space(self.encode(batch["input"], batch.get("time")))
+        return sequence_loss(self.loss_name, hidden, batch, weight, self.n_items, self.out_bias, self.gbce_t)
 
     def last_hidden(self, items: torch.Tensor, times: torch.Tensor | None = None) -> torch.Tensor:
         """Hidden state after each left-padded history: items (B, L) (+ times) -> (B, D). Models may override it
@@ -103,7 +114,8 @@ class SequenceNet(nn.Module):
 
     def scores(self, hidden: torch.Tensor) -> torch.Tensor:
         """Next-item scores from hidden states: (B, D) -> (B, n_items+1)."""
-        return hidden @ self.item_weight[: self.n_items + 1].T + self.out_bias
+        hidden, weight = self.score_space(hidden)
+        return hidden @ weight[: self.n_items + 1].T + self.out_bias
 
     def score_last(self, items: torch.Tensor, times: torch.Tensor | None = None) -> torch.Tensor:
         """Scores of every item as the next one after each left-padded history: (B, L) -> (B, n_items+1)."""
