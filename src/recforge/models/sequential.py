@@ -115,7 +115,8 @@ class SequenceNet(nn.Module):
     def scores(self, hidden: torch.Tensor) -> torch.Tensor:
         """Next-item scores from hidden states: (B, D) -> (B, n_items+1)."""
         hidden, weight = self.score_space(hidden)
-        return hidden @ weight[: self.n_items + 1].T + self.out_bias
+        # addmm: one (B, n_items+1) allocation; "@ then + bias" makes two (50 MB each for 1,024 Beauty users)
+        return torch.addmm(self.out_bias.to(hidden.dtype), hidden, weight[: self.n_items + 1].T)
 
     def score_last(self, items: torch.Tensor, times: torch.Tensor | None = None) -> torch.Tensor:
         """Scores of every item as the next one after each left-padded history: (B, L) -> (B, n_items+1)."""
