@@ -27,6 +27,8 @@ MODELS = {
     "gru4rec": lambda **kw: GRU4Rec(GRU4RecConfig(dim=32, hidden=32, max_len=10, train=FAST, **kw)),
     "bert4rec": lambda **kw: BERT4Rec(BERT4RecConfig(dim=32, n_layers=1, n_heads=1, max_len=10, train=FAST, **kw)),
     "hstu": lambda **kw: HSTU(HSTUConfig(dim=32, n_layers=1, n_heads=1, max_len=10, train=FAST, **kw)),
+    "hstu+position_emb": lambda **kw: HSTU(HSTUConfig(dim=32, n_layers=1, n_heads=1, max_len=10, train=FAST,
+                                                      position_emb=True, **kw)),
 }
 
 

@@ -4,7 +4,10 @@ Each layer computes U, V, Q, K = split(SiLU(f1(LN(x)))), pointwise attention A =
 softmax (so attention strength is not normalised away: how much of a history matches is itself a signal),
 masked causally, and the gated output ``x + f2(LN(A V) * U)``. The relative attention bias ``rab`` has a learned
 term per (head, distance i - j) and, when timestamps are known, a learned term per (head, log2 bucket of the time
-gap t_i - t_j). Ad-hoc histories scored without timestamps use the position term only.
+gap t_i - t_j). Ad-hoc histories scored without timestamps use the position term only. As in the reference code
+(generative-recommenders), learned absolute position embeddings can be added to the scaled item embeddings at the
+input (``position_emb``); off by default, as the paper describes HSTU by its relative bias alone, and on Amazon
+Beauty they did not help (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ class HSTUConfig:
     max_len: int = 50  # history truncated to the last max_len items
     time_bias: bool = True  # add the time-gap relative bias when the data has timestamps
     n_time_buckets: int = 64  # log2 buckets of the time gap (gaps beyond 2^63 share the last one)
+    position_emb: bool = False  # add learned absolute position embeddings to the input (the reference code does)
     loss: str = "ce"  # ce | bce | sampled_softmax | gbce
     n_negatives: int = 256  # negatives for sampled losses
     sampler: str = "uniform"  # negative sampler: uniform | popularity (with logQ correction)
@@ -99,6 +103,9 @@ class HSTUNet(SequenceNet):
         nn.init.normal_(self.item_emb.weight, std=cfg.dim**-0.5)
         with torch.no_grad():
             self.item_emb.weight[0].zero_()
+        self.pos_emb = nn.Embedding(cfg.max_len, cfg.dim) if cfg.position_emb else None
+        if self.pos_emb is not None:
+            nn.init.normal_(self.pos_emb.weight, std=0.02)
         self.dropout = nn.Dropout(cfg.dropout)
         self.layers = nn.ModuleList(
             HSTULayer(cfg.dim, cfg.n_heads, cfg.dropout, cfg.max_len, cfg.n_time_buckets, cfg.time_bias)
@@ -120,7 +127,11 @@ class HSTUNet(SequenceNet):
         causal = torch.ones(length, length, dtype=torch.bool, device=items.device).tril()
         mask = (causal[None] & real[:, None, :] & real[:, :, None]).unsqueeze(1).to(self.item_emb.weight.dtype)
         buckets = time_buckets(times, self.n_time_buckets) if times is not None else None
-        x = self.dropout(self.item_emb(items) * self.item_emb.embedding_dim**0.5) * real.unsqueeze(-1)
+        x = self.item_emb(items) * self.item_emb.embedding_dim**0.5
+        if self.pos_emb is not None:  # counted from the right: the newest item is always at max_len - 1
+            n_pos = self.pos_emb.num_embeddings
+            x = x + self.pos_emb(torch.arange(n_pos - length, n_pos, device=items.device))[None]
+        x = self.dropout(x) * real.unsqueeze(-1)
         for i, layer in enumerate(self.layers):
             x = layer(x, mask, distance, buckets, last_only=last_only and i == len(self.layers) - 1)
         return self.norm(x)
