@@ -3,8 +3,9 @@
 The recurrent state after each item, projected to the embedding size, scores the next item against the tied item
 table. Left-padded windows are rotated so that real items come first: padding then only follows a history, so it
 never reaches the states that are used (they are rotated back and the padding positions zeroed). This is exact
-without ``pack_padded_sequence``, whose per-batch variable-size copies cost time and ~20 MB of allocator
-fragmentation; training batches are length-bucketed and trimmed, so little padding is computed.
+without ``pack_padded_sequence``, whose per-batch variable-size copies cost CPU time (an ML-100K epoch: 1.7 -> 1.2
+CPU-s without them) and heap fragmentation; training batches are length-bucketed and trimmed, so little padding is
+computed.
 """
 
 from __future__ import annotations
