@@ -93,12 +93,15 @@ def test_parameter_without_gradient_keeps_its_own_step() -> None:
     torch.testing.assert_close(extra.detach(), torch.full((4,), 1 - 1e-2), rtol=0, atol=1e-6)
 
 
-def test_bad_settings_and_mismatched_state() -> None:
+@pytest.mark.parametrize("bad", [{"lr": -1.0}, {"betas": (0.9, 1.0)}, {"betas": (-0.1, 0.9)}, {"eps": -1e-8},
+                                 {"weight_decay": -0.1}])
+def test_bad_settings(bad: dict) -> None:
+    with pytest.raises(ConfigError, match="invalid AdamW settings"):
+        AdamW(_model(4).parameters(), **bad)
+
+
+def test_mismatched_state() -> None:
     model = _model(4)
-    with pytest.raises(ConfigError):
-        AdamW(model.parameters(), lr=-1.0)
-    with pytest.raises(ConfigError):
-        AdamW(model.parameters(), betas=(0.9, 1.0))
     opt = AdamW(_groups(model, 0.0))
     with pytest.raises(ConfigError, match="does not match"):
         AdamW(model.parameters()).load_state_dict(opt.state_dict())

@@ -20,6 +20,7 @@ from torch import nn
 
 from recforge.errors import ConfigError
 from recforge.models.sequential import SequenceNet, SequentialRecommender, check_attention_config
+from recforge.nn.attention import right_aligned_positions
 from recforge.train.trainer import TrainConfig
 
 
@@ -128,9 +129,8 @@ class HSTUNet(SequenceNet):
         mask = (causal[None] & real[:, None, :] & real[:, :, None]).unsqueeze(1).to(self.item_emb.weight.dtype)
         buckets = time_buckets(times, self.n_time_buckets) if times is not None else None
         x = self.item_emb(items) * self.item_emb.embedding_dim**0.5
-        if self.pos_emb is not None:  # counted from the right: the newest item is always at max_len - 1
-            n_pos = self.pos_emb.num_embeddings
-            x = x + self.pos_emb(torch.arange(n_pos - length, n_pos, device=items.device))[None]
+        if self.pos_emb is not None:
+            x = x + right_aligned_positions(self.pos_emb, length, items.device)[None]
         x = self.dropout(x) * real.unsqueeze(-1)
         for i, layer in enumerate(self.layers):
             x = layer(x, mask, distance, buckets, last_only=last_only and i == len(self.layers) - 1)

@@ -64,6 +64,13 @@ class TransformerBlock(nn.Module):
         return x + self.dropout(self.ffn(self.norm2(x)))
 
 
+def right_aligned_positions(pos_emb: nn.Embedding, length: int, device: torch.device) -> torch.Tensor:
+    """Position embeddings (L, D) of a left-padded window of ``length`` columns, counted back from the last slot:
+    a batch trimmed of all-padding columns keeps each item's position (the newest item is always at max_len - 1)."""
+    n_pos = pos_emb.num_embeddings
+    return pos_emb(torch.arange(n_pos - length, n_pos, device=device))
+
+
 class TransformerEncoder(nn.Module):
     """Item + learned position embeddings -> stack of :class:`TransformerBlock` -> final LayerNorm.
 
@@ -88,12 +95,9 @@ class TransformerEncoder(nn.Module):
     def forward(self, items: torch.Tensor, last_only: bool = False) -> torch.Tensor:
         """items (B, L) -> hidden (B, L, D); with ``last_only`` the last block computes only the final position
         (inference), -> (B, 1, D)."""
-        length = items.shape[1]
-        # Positions count back from the last slot, so a batch trimmed of all-padding columns keeps each item's
-        # position (the last item is always at max_len - 1).
-        pos = torch.arange(self.pos_emb.num_embeddings - length, self.pos_emb.num_embeddings, device=items.device)
+        pos = right_aligned_positions(self.pos_emb, items.shape[1], items.device)
         # Scale by sqrt(D) so item identity dominates the small position embedding at initialisation.
-        x = self.item_emb(items) * self.item_emb.embedding_dim**0.5 + self.pos_emb(pos)[None]
+        x = self.item_emb(items) * self.item_emb.embedding_dim**0.5 + pos[None]
         x = self.dropout(x) * (items > 0).unsqueeze(-1)
         mask = attention_mask(items, self.causal)
         for i, block in enumerate(self.blocks):
