@@ -24,6 +24,7 @@ from recforge.config import apply_overrides, from_dict, to_dict
 from recforge.data.datasets import load_dataset
 from recforge.data.split import leave_last_out
 from recforge.evaluate.evaluator import evaluate
+from recforge.evaluate.slices import slice_metrics
 from recforge.registry import get_model
 
 log = logging.getLogger("bench.sequential")
@@ -43,6 +44,12 @@ def run_one(name: str, split, args: argparse.Namespace) -> dict:
     t1 = time.perf_counter()
     report = evaluate(model, split, metrics=("ndcg@10", "recall@10", "ndcg@20", "recall@20"), on="test")
     eval_s = time.perf_counter() - t1
+    slices = {}
+    if args.slices:  # per history-length bucket and head/tail item segment, on valid and on test
+        for on, report_on, history in (("valid", None, split.train), ("test", report, split.train.concat(split.valid))):
+            r = report_on or evaluate(model, split, metrics=("ndcg@10", "recall@10"), on=on, progress=False)
+            per_user = {k: v for k, v in r.per_user.items() if k in ("ndcg@10", "recall@10")}
+            slices[on] = slice_metrics(r.users, r.top_items, per_user, split.train, split.part(on), history)
     hist = model.train_result_.history
     train_s = [r["train_s"] for r in hist]
     return {
@@ -61,6 +68,7 @@ def run_one(name: str, split, args: argparse.Namespace) -> dict:
         "threads": args.threads,
         "processes": int(os.environ.get("WORLD_SIZE", "1")),
         "load_avg_1m": os.getloadavg()[0],
+        **({"slices": slices} if slices else {}),
     }
 
 
@@ -77,6 +85,8 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--set", nargs="*", default=[], help="config overrides applied to every model, e.g. dropout=0.3")
+    p.add_argument("--slices", action="store_true",
+                   help="also store metrics per history-length bucket and head/tail item segment, valid and test")
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
