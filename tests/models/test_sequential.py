@@ -29,6 +29,8 @@ MODELS = {
     "hstu": lambda **kw: HSTU(HSTUConfig(dim=32, n_layers=1, n_heads=1, max_len=10, train=FAST, **kw)),
     "hstu+position_emb": lambda **kw: HSTU(HSTUConfig(dim=32, n_layers=1, n_heads=1, max_len=10, train=FAST,
                                                       position_emb=True, **kw)),
+    "hstu+reference_layer": lambda **kw: HSTU(HSTUConfig(dim=32, n_layers=1, n_heads=1, max_len=10, train=FAST,
+                                                         reference_layer=True, **kw)),
 }
 
 

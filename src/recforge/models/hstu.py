@@ -36,6 +36,7 @@ class HSTUConfig:
     time_bias: bool = True  # add the time-gap relative bias when the data has timestamps
     n_time_buckets: int = 64  # log2 buckets of the time gap (gaps beyond 2^63 share the last one)
     position_emb: bool = False  # add learned absolute position embeddings to the input (the reference code does)
+    reference_layer: bool = False  # the reference code's layer details (see HSTULayer); off: torch defaults
     loss: str = "ce"  # ce | bce | sampled_softmax | gbce
     n_negatives: int = 256  # negatives for sampled losses
     sampler: str = "uniform"  # negative sampler: uniform | popularity (with logQ correction)
@@ -57,16 +58,26 @@ def time_buckets(times: torch.Tensor, n_buckets: int) -> torch.Tensor:
 
 
 class HSTULayer(nn.Module):
-    """One HSTU layer: (B, L, D) -> (B, L, D)."""
+    """One HSTU layer: (B, L, D) -> (B, L, D).
 
-    def __init__(self, dim: int, n_heads: int, dropout: float, max_len: int, n_time_buckets: int, time_bias: bool):
+    ``reference=True`` follows the reference code (generative-recommenders) where it differs from torch defaults:
+    a bias-free U/V/Q/K projection drawn from N(0, 0.02), a Xavier-uniform output projection, LayerNorms without
+    affine parameters (eps 1e-6), and dropout on ``LN(A V) * U`` before the output projection rather than after it.
+    """
+
+    def __init__(self, dim: int, n_heads: int, dropout: float, max_len: int, n_time_buckets: int, time_bias: bool,
+                 reference: bool = False):
         super().__init__()
-        self.n_heads, self.max_len = n_heads, max_len
-        self.norm_in = nn.LayerNorm(dim)
-        self.uvqk = nn.Linear(dim, 4 * dim)
-        self.norm_att = nn.LayerNorm(dim)
+        self.n_heads, self.max_len, self.reference = n_heads, max_len, reference
+        norm_kw = {"eps": 1e-6, "elementwise_affine": False} if reference else {}
+        self.norm_in = nn.LayerNorm(dim, **norm_kw)
+        self.uvqk = nn.Linear(dim, 4 * dim, bias=not reference)
+        self.norm_att = nn.LayerNorm(dim, **norm_kw)
         self.out = nn.Linear(dim, dim)
         self.dropout = nn.Dropout(dropout)
+        if reference:
+            nn.init.normal_(self.uvqk.weight, std=0.02)
+            nn.init.xavier_uniform_(self.out.weight)
         self.pos_bias = nn.Embedding(max_len, n_heads)
         self.time_bias = nn.Embedding(n_time_buckets, n_heads) if time_bias else None
         nn.init.zeros_(self.pos_bias.weight)
@@ -91,7 +102,10 @@ class HSTULayer(nn.Module):
         # A fixed normaliser (not the batch's trimmed length) keeps training and scoring on the same scale.
         att = F.silu(scores) * mask / self.max_len
         o = (att @ v).transpose(1, 2).reshape(b, q.shape[2], d)
-        return x + self.dropout(self.out(self.norm_att(o) * u))
+        gated = self.norm_att(o) * u
+        if self.reference:
+            return x + self.out(self.dropout(gated))
+        return x + self.dropout(self.out(gated))
 
 
 class HSTUNet(SequenceNet):
@@ -109,7 +123,8 @@ class HSTUNet(SequenceNet):
             nn.init.normal_(self.pos_emb.weight, std=0.02)
         self.dropout = nn.Dropout(cfg.dropout)
         self.layers = nn.ModuleList(
-            HSTULayer(cfg.dim, cfg.n_heads, cfg.dropout, cfg.max_len, cfg.n_time_buckets, cfg.time_bias)
+            HSTULayer(cfg.dim, cfg.n_heads, cfg.dropout, cfg.max_len, cfg.n_time_buckets, cfg.time_bias,
+                      cfg.reference_layer)
             for _ in range(cfg.n_layers)
         )
         self.norm = nn.LayerNorm(cfg.dim)
