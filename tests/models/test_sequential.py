@@ -22,15 +22,19 @@ from recforge.models.sasrec import SASRec, SASRecConfig
 from recforge.train.trainer import TrainConfig
 
 FAST = TrainConfig(epochs=12, batch_size=32, lr=5e-3, threads=1, patience=3)
+
+
+def _hstu(**flags):
+    return lambda **kw: HSTU(HSTUConfig(dim=32, n_layers=1, n_heads=1, max_len=10, train=FAST, **flags, **kw))
+
+
 MODELS = {
     "sasrec": lambda **kw: SASRec(SASRecConfig(dim=32, n_layers=1, n_heads=1, max_len=10, train=FAST, **kw)),
     "gru4rec": lambda **kw: GRU4Rec(GRU4RecConfig(dim=32, hidden=32, max_len=10, train=FAST, **kw)),
     "bert4rec": lambda **kw: BERT4Rec(BERT4RecConfig(dim=32, n_layers=1, n_heads=1, max_len=10, train=FAST, **kw)),
-    "hstu": lambda **kw: HSTU(HSTUConfig(dim=32, n_layers=1, n_heads=1, max_len=10, train=FAST, **kw)),
-    "hstu+position_emb": lambda **kw: HSTU(HSTUConfig(dim=32, n_layers=1, n_heads=1, max_len=10, train=FAST,
-                                                      position_emb=True, **kw)),
-    "hstu+reference_layer": lambda **kw: HSTU(HSTUConfig(dim=32, n_layers=1, n_heads=1, max_len=10, train=FAST,
-                                                         reference_layer=True, **kw)),
+    "hstu": _hstu(),
+    "hstu+position_emb": _hstu(position_emb=True),
+    "hstu+reference_layer": _hstu(reference_layer=True),
 }
 
 

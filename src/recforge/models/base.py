@@ -266,9 +266,10 @@ def load_model(path: str | Path) -> Recommender:
         raise DataError(f"not a saved model (need model.json and model.safetensors): {path}")
     try:
         meta = json.loads(meta_file.read_text(encoding="utf-8"))
-        # Copies into torch's own (64-byte aligned) memory: safetensors hands out views of its buffer at whatever
-        # offset the header leaves, and BLAS kernels take other code paths on misaligned data, so a loaded model's
-        # recomputed scores (ALS fold-in) would differ from the saved model's in the last bits.
+        # Copies into torch's own (64-byte aligned) memory: safetensors hands out lazily mapped views at whatever
+        # offset the header leaves. BLAS kernels take other code paths on misaligned data (a loaded model's ALS
+        # fold-in differed from the saved model's in the last bits), and a serving process would otherwise fault
+        # pages in request by request (resident memory creeping up over a soak).
         tensors = {name: t.clone() for name, t in load_file(str(weights)).items()}
     except Exception as exc:  # corrupt files: one clear line
         raise DataError(f"corrupt model artifact in {path}: {exc}") from None

@@ -114,17 +114,8 @@ class ModelHandle:
     def _warm_up(self) -> None:
         """Score once so the first real request does not pay for lazy initialisation; fails early on broken models.
 
-        Also reads every learned tensor once: safetensors maps weights lazily, so without this the resident memory
-        creeps up as requests fault pages in (measured: EASE on Beauty 556 -> 813 MB over a soak) and first
-        requests for cold rows pay the page faults."""
+        (The weights themselves are already resident: ``load_model`` copies them out of the safetensors mapping.)"""
         try:
-            tensors = list(self.model._state().values())
-        except NotImplementedError:  # an in-memory model that cannot be saved: nothing was mapped from disk
-            tensors = []
-        try:
-            for tensor in tensors:
-                if tensor.numel():
-                    tensor.reshape(-1)[:: max(1, 4096 // tensor.element_size())].sum()  # one read per 4 KiB page
             if self.model.n_users:
                 self.model.recommend([self.model.user_vocab.ids[0]], k=1)
         except Exception as exc:
