@@ -193,6 +193,7 @@ def test_cosine_head_scores_are_cosines_over_temperature(name, split):
         (BERT4RecConfig, {"max_len": 1}, "max_len"),
         (HSTUConfig, {"n_time_buckets": 0}, "n_time_buckets"),
         (HSTUConfig, {"gbce_t": 2.0}, "gbce_t"),
+        (HSTUConfig, {"reference_layer": "yes"}, "reference_layer: expected true/false"),
         (GRU4RecConfig, {"temperature": -0.1}, "temperature"),
         (SASRecConfig, {"temperature": float("nan")}, "temperature"),
         (HSTUConfig, {"train": {"lr": -1.0}}, "train.lr"),
