@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from recforge.errors import ConfigError
 from recforge.models.sequential import SequenceNet, SequentialRecommender, check_sequence_config
 from recforge.train.trainer import TrainConfig
 
@@ -39,8 +40,6 @@ class GRU4RecConfig:
     def __post_init__(self) -> None:
         check_sequence_config(self)
         if self.hidden < 1:
-            from recforge.errors import ConfigError
-
             raise ConfigError(f"hidden must be >= 1, got {self.hidden}")
 
 
