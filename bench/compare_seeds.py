@@ -1,0 +1,91 @@
+"""Compare two models over seeds from bench/sequential.py result lines: per-model means and a paired test.
+
+Rows are matched on the training seed (``config.train.seed``), so the comparison is paired: each seed gives both
+models the same split and the same data order, and the per-seed difference removes what the seed moves in both.
+Reports, per model, the mean best validation and test metric with the Student-t 95% CI over seeds, then the per-seed
+differences A − B, their mean with its t CI, and how many seeds A is ahead.
+
+    .venv/bin/python bench/compare_seeds.py bench/results/sequential-beauty-lr-wd.jsonl \
+        bench/results/sequential-beauty-seeds4-7-hstu.jsonl bench/results/sequential-beauty-seeds4-7-sasrec.jsonl \
+        --a hstu --b sasrec --where train.lr=0.001 dropout=0.35 train.weight_decay=0.2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from recforge.evaluate.seeds import seed_ci
+
+
+def config_value(config: dict[str, Any], dotted: str) -> Any:
+    """config {"train": {"lr": 0.001}}, "train.lr" -> 0.001 (None when a key is missing)."""
+    value: Any = config
+    for key in dotted.split("."):
+        value = value.get(key) if isinstance(value, dict) else None
+    return value
+
+
+def matches(config: dict[str, Any], where: list[str]) -> bool:
+    """True when every ``key=value`` holds; values compare as JSON (0.001 == 1e-3, true, "ce")."""
+    for cond in where:
+        key, _, raw = cond.partition("=")
+        try:
+            wanted = json.loads(raw)
+        except json.JSONDecodeError:
+            wanted = raw
+        if config_value(config, key) != wanted:
+            return False
+    return True
+
+
+def by_seed(files: list[Path], model: str, where: list[str]) -> dict[int, dict[str, Any]]:
+    """{seed: result row} for one model; two rows with the same seed are an error (which one would count?)."""
+    rows: dict[int, dict[str, Any]] = {}
+    for path in files:
+        for line in path.read_text(encoding="utf-8").splitlines():
+            row = json.loads(line)
+            if row.get("model") != model or not matches(row["config"], where):
+                continue
+            seed = row["config"]["train"]["seed"]
+            if seed in rows:
+                raise SystemExit(f"{model}: two result rows for seed {seed} match {where} (the second in {path})")
+            rows[seed] = row
+    return rows
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("files", nargs="+", type=Path)
+    p.add_argument("--a", required=True, help="first model (differences are A - B)")
+    p.add_argument("--b", required=True)
+    p.add_argument("--metric", default="ndcg@10")
+    p.add_argument("--where", nargs="*", default=[], help="config filters, e.g. train.lr=0.001 dropout=0.35")
+    args = p.parse_args()
+
+    a, b = (by_seed(args.files, m, args.where) for m in (args.a, args.b))
+    seeds = sorted(set(a) & set(b))
+    if not seeds:
+        raise SystemExit(f"no seed has rows for both {args.a} ({sorted(a)}) and {args.b} ({sorted(b)})")
+    valid_key = f"best_valid_{args.metric}"
+    print(f"seeds {seeds} ({len(seeds)}); metric {args.metric}; filters {args.where or 'none'}")
+    print("| model | mean best valid | mean test [t 95% CI] | test s.d. |")
+    print("|---|---|---|---|")
+    for name, rows in ((args.a, a), (args.b, b)):
+        test = seed_ci([rows[s]["test"][args.metric]["mean"] for s in seeds])
+        valid = np.mean([rows[s][valid_key] for s in seeds])
+        print(f"| {name} | {valid:.5f} | {test['mean']:.4f} [{test['ci_low']:.4f}, {test['ci_high']:.4f}] | "
+              f"{test['std']:.4f} |")
+    for part, get in (("valid", lambda r: r[valid_key]), ("test", lambda r: r["test"][args.metric]["mean"])):
+        diff = np.array([get(a[s]) - get(b[s]) for s in seeds])
+        ci = seed_ci(diff)
+        print(f"{part} {args.a} - {args.b} per seed: {', '.join(f'{d:+.4f}' for d in diff)}; mean {ci['mean']:+.4f} "
+              f"[{ci['ci_low']:+.4f}, {ci['ci_high']:+.4f}]; {args.a} ahead in {int((diff > 0).sum())}/{len(seeds)}")
+
+
+if __name__ == "__main__":
+    main()
