@@ -118,10 +118,6 @@ class SequenceNet(nn.Module):
         # addmm: one (B, n_items+1) allocation; "@ then + bias" makes two (50 MB each for 1,024 Beauty users)
         return torch.addmm(self.out_bias.to(hidden.dtype), hidden, weight[: self.n_items + 1].T)
 
-    def score_last(self, items: torch.Tensor, times: torch.Tensor | None = None) -> torch.Tensor:
-        """Scores of every item as the next one after each left-padded history: (B, L) -> (B, n_items+1)."""
-        return self.scores(self.last_hidden(items, times))
-
 
 class SequentialRecommender(Recommender):
     """Recommender adapter for a :class:`SequenceNet`: training through the Trainer, scoring from histories."""

@@ -16,14 +16,11 @@ target) are removed from every sampled loss, so that an item is never pushed dow
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 import torch.nn.functional as F
 
 from recforge.errors import ConfigError
 
-LossName = Literal["ce", "bce", "sampled_softmax", "gbce"]
 LOSSES: tuple[str, ...] = ("ce", "bce", "sampled_softmax", "gbce")
 #: negative sampling each loss needs: per target (N, K), shared by the batch (K,), or none
 NEGATIVES_FOR: dict[str, str] = {"ce": "none", "bce": "per_position", "sampled_softmax": "shared", "gbce": "shared"}

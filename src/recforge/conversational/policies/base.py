@@ -16,7 +16,7 @@ import torch
 
 from recforge.conversational.data import CRSDataset
 from recforge.conversational.scorer import Scorer
-from recforge.conversational.state import Action, Ask, CRSSetting, DialogueState, Recommend
+from recforge.conversational.state import OUTCOMES, Action, Ask, CRSSetting, DialogueState, Recommend
 from recforge.errors import ConfigError
 
 
@@ -149,7 +149,7 @@ def dialogue_features(state: DialogueState, setting: CRSSetting) -> np.ndarray:
     t = setting.max_turns
     out = np.zeros(3 * t + 16, dtype=np.float32)
     for i, code in enumerate(state.history[:t]):
-        out[3 * i + ("ask_accept", "ask_reject", "rec_reject").index(code)] = 1.0
+        out[3 * i + OUTCOMES.index(code)] = 1.0
     c = int(state.candidates.sum())
     out[3 * t + min(15, int(np.ceil(np.log2(c + 1))))] = 1.0
     return out
