@@ -35,6 +35,7 @@ MODELS = {
     "hstu": _hstu(),
     "hstu+position_emb": _hstu(position_emb=True),
     "hstu+reference_layer": _hstu(reference_layer=True),
+    "hstu+wide_uv": _hstu(linear_dim=64, attention_dim=16),
 }
 
 
@@ -194,6 +195,8 @@ def test_cosine_head_scores_are_cosines_over_temperature(name, split):
         (HSTUConfig, {"n_time_buckets": 0}, "n_time_buckets"),
         (HSTUConfig, {"gbce_t": 2.0}, "gbce_t"),
         (HSTUConfig, {"reference_layer": "yes"}, "reference_layer: expected true/false"),
+        (HSTUConfig, {"n_heads": 2, "linear_dim": 129}, "linear_dim must be 0"),
+        (HSTUConfig, {"attention_dim": -2}, "attention_dim must be 0"),
         (GRU4RecConfig, {"temperature": -0.1}, "temperature"),
         (SASRecConfig, {"temperature": float("nan")}, "temperature"),
         (HSTUConfig, {"train": {"lr": -1.0}}, "train.lr"),

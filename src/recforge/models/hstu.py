@@ -30,7 +30,9 @@ class HSTUConfig:
 
     dim: int = 64  # embedding / hidden size
     n_layers: int = 2  # HSTU layers
-    n_heads: int = 2  # attention heads (must divide dim)
+    n_heads: int = 2  # attention heads (must divide dim, and linear_dim / attention_dim when set)
+    linear_dim: int = 0  # width of U and V over all heads (the reference code's linear_dim x heads); 0: dim
+    attention_dim: int = 0  # width of Q and K over all heads (the reference's attention_dim x heads); 0: dim
     dropout: float = 0.2  # dropout on embeddings and layer outputs
     max_len: int = 50  # history truncated to the last max_len items
     time_bias: bool = True  # add the time-gap relative bias when the data has timestamps
@@ -49,6 +51,11 @@ class HSTUConfig:
         check_attention_config(self)
         if self.n_time_buckets < 1:
             raise ConfigError(f"n_time_buckets must be >= 1, got {self.n_time_buckets}")
+        for name in ("linear_dim", "attention_dim"):
+            width = getattr(self, name)
+            if width < 0 or width % self.n_heads:
+                raise ConfigError(f"{name} must be 0 (= dim) or a positive multiple of n_heads "
+                                  f"(n_heads={self.n_heads}), got {width}")
 
 
 def time_buckets(times: torch.Tensor, n_buckets: int) -> torch.Tensor:
@@ -58,7 +65,8 @@ def time_buckets(times: torch.Tensor, n_buckets: int) -> torch.Tensor:
 
 
 class HSTULayer(nn.Module):
-    """One HSTU layer: (B, L, D) -> (B, L, D).
+    """One HSTU layer: (B, L, D) -> (B, L, D). U and V are ``linear_dim`` wide, Q and K ``attention_dim`` (all heads);
+    the output projection maps ``linear_dim`` back to D.
 
     ``reference=True`` follows the reference code (generative-recommenders) where it differs from torch defaults:
     a bias-free U/V/Q/K projection drawn from N(0, 0.02), a Xavier-uniform output projection, LayerNorms without
@@ -66,14 +74,15 @@ class HSTULayer(nn.Module):
     """
 
     def __init__(self, dim: int, n_heads: int, dropout: float, max_len: int, n_time_buckets: int, time_bias: bool,
-                 reference: bool = False):
+                 reference: bool = False, linear_dim: int | None = None, attention_dim: int | None = None):
         super().__init__()
         self.n_heads, self.max_len, self.reference = n_heads, max_len, reference
+        self.linear_dim, self.attention_dim = linear_dim or dim, attention_dim or dim
         norm_kw = {"eps": 1e-6, "elementwise_affine": False} if reference else {}
         self.norm_in = nn.LayerNorm(dim, **norm_kw)
-        self.uvqk = nn.Linear(dim, 4 * dim, bias=not reference)
-        self.norm_att = nn.LayerNorm(dim, **norm_kw)
-        self.out = nn.Linear(dim, dim)
+        self.uvqk = nn.Linear(dim, 2 * self.linear_dim + 2 * self.attention_dim, bias=not reference)
+        self.norm_att = nn.LayerNorm(self.linear_dim, **norm_kw)
+        self.out = nn.Linear(self.linear_dim, dim)
         self.dropout = nn.Dropout(dropout)
         if reference:
             nn.init.normal_(self.uvqk.weight, std=0.02)
@@ -88,20 +97,21 @@ class HSTULayer(nn.Module):
                 buckets: torch.Tensor | None, last_only: bool = False) -> torch.Tensor:
         """x (B, L, D); mask (B, 1, L, L) float 0/1; distance (L, L) long i - j clamped to >= 0; buckets (B, L, L).
         Returns (B, L, D), or (B, 1, D) with ``last_only`` (only the final position's query; inference)."""
-        b, length, d = x.shape
-        h = self.n_heads
-        u, v, q, k = F.silu(self.uvqk(self.norm_in(x))).chunk(4, dim=-1)
+        b, length, _ = x.shape
+        h, lin, att_dim = self.n_heads, self.linear_dim, self.attention_dim
+        u, v, q, k = F.silu(self.uvqk(self.norm_in(x))).split([lin, lin, att_dim, att_dim], dim=-1)
         if last_only:
             x, u, q, mask, distance = x[:, -1:], u[:, -1:], q[:, -1:], mask[:, :, -1:], distance[-1:]
             buckets = buckets[:, -1:] if buckets is not None else None
-        q = q.reshape(b, q.shape[1], h, d // h).transpose(1, 2)
-        k, v = (t.view(b, length, h, d // h).transpose(1, 2) for t in (k, v))
+        q = q.reshape(b, q.shape[1], h, att_dim // h).transpose(1, 2)
+        k = k.reshape(b, length, h, att_dim // h).transpose(1, 2)
+        v = v.reshape(b, length, h, lin // h).transpose(1, 2)
         scores = q @ k.transpose(-1, -2) + self.pos_bias(distance).permute(2, 0, 1).unsqueeze(0)
         if buckets is not None and self.time_bias is not None:
             scores = scores + self.time_bias(buckets).permute(0, 3, 1, 2)
         # A fixed normaliser (not the batch's trimmed length) keeps training and scoring on the same scale.
         att = F.silu(scores) * mask / self.max_len
-        o = (att @ v).transpose(1, 2).reshape(b, q.shape[2], d)
+        o = (att @ v).transpose(1, 2).reshape(b, q.shape[2], lin)
         gated = self.norm_att(o) * u
         if self.reference:
             return x + self.out(self.dropout(gated))
@@ -124,7 +134,7 @@ class HSTUNet(SequenceNet):
         self.dropout = nn.Dropout(cfg.dropout)
         self.layers = nn.ModuleList(
             HSTULayer(cfg.dim, cfg.n_heads, cfg.dropout, cfg.max_len, cfg.n_time_buckets, cfg.time_bias,
-                      cfg.reference_layer)
+                      cfg.reference_layer, cfg.linear_dim, cfg.attention_dim)
             for _ in range(cfg.n_layers)
         )
         self.norm = nn.LayerNorm(cfg.dim)
