@@ -3,11 +3,17 @@
 Rows are matched on the training seed (``config.train.seed``), so the comparison is paired: each seed gives both
 models the same split and the same data order, and the per-seed difference removes what the seed moves in both.
 Reports, per model, the mean best validation and test metric with the Student-t 95% CI over seeds, then the per-seed
-differences A − B, their mean with its t CI, and how many seeds A is ahead.
+differences A − B, their mean with its t CI, and how many seeds A is ahead. A and B may be one model in two settings
+(``--a-where`` / ``--b-where``); each row's config is completed with the current defaults first, so rows written before
+an option existed match its default (new options default to the old behaviour).
 
     .venv/bin/python bench/compare_seeds.py bench/results/sequential-beauty-lr-wd.jsonl \
         bench/results/sequential-beauty-seeds4-7-hstu.jsonl bench/results/sequential-beauty-seeds4-7-sasrec.jsonl \
         --a hstu --b sasrec --where train.lr=0.001 dropout=0.35 train.weight_decay=0.2
+    # one model, two settings
+    .venv/bin/python bench/compare_seeds.py bench/results/sequential-beauty-lineardim-256.jsonl \
+        bench/results/sequential-beauty-lr-wd.jsonl --a hstu --a-where linear_dim=256 --b hstu --b-where linear_dim=0 \
+        --where train.lr=0.001 dropout=0.35 train.weight_decay=0.2
 """
 
 from __future__ import annotations
@@ -19,7 +25,9 @@ from typing import Any
 
 import numpy as np
 
+from recforge.config import from_dict, to_dict
 from recforge.evaluate.seeds import seed_ci
+from recforge.registry import get_model
 
 
 def config_value(config: dict[str, Any], dotted: str) -> Any:
@@ -49,7 +57,10 @@ def by_seed(files: list[Path], model: str, where: list[str]) -> dict[int, dict[s
     for path in files:
         for line in path.read_text(encoding="utf-8").splitlines():
             row = json.loads(line)
-            if row.get("model") != model or not matches(row["config"], where):
+            if row.get("model") != model:
+                continue
+            row["config"] = to_dict(from_dict(get_model(model).config_class, row["config"]))  # fill new fields
+            if not matches(row["config"], where):
                 continue
             seed = row["config"]["train"]["seed"]
             if seed in rows:
@@ -65,17 +76,21 @@ def main() -> None:
     p.add_argument("--b", required=True)
     p.add_argument("--metric", default="ndcg@10")
     p.add_argument("--where", nargs="*", default=[], help="config filters, e.g. train.lr=0.001 dropout=0.35")
+    p.add_argument("--a-where", nargs="*", default=[], help="filters for A only")
+    p.add_argument("--b-where", nargs="*", default=[], help="filters for B only")
     args = p.parse_args()
 
-    a, b = (by_seed(args.files, m, args.where) for m in (args.a, args.b))
+    a = by_seed(args.files, args.a, args.where + args.a_where)
+    b = by_seed(args.files, args.b, args.where + args.b_where)
     seeds = sorted(set(a) & set(b))
     if not seeds:
         raise SystemExit(f"no seed has rows for both {args.a} ({sorted(a)}) and {args.b} ({sorted(b)})")
     valid_key = f"best_valid_{args.metric}"
-    print(f"seeds {seeds} ({len(seeds)}); metric {args.metric}; filters {args.where or 'none'}")
+    print(f"seeds {seeds} ({len(seeds)}); metric {args.metric}; filters {args.where or 'none'}; "
+          f"A: {args.a} {args.a_where}, B: {args.b} {args.b_where}")
     print("| model | mean best valid | mean test [t 95% CI] | test s.d. |")
     print("|---|---|---|---|")
-    for name, rows in ((args.a, a), (args.b, b)):
+    for name, rows in (("A: " + args.a, a), ("B: " + args.b, b)):
         test = seed_ci([rows[s]["test"][args.metric]["mean"] for s in seeds])
         valid = np.mean([rows[s][valid_key] for s in seeds])
         print(f"| {name} | {valid:.5f} | {test['mean']:.4f} [{test['ci_low']:.4f}, {test['ci_high']:.4f}] | "
@@ -83,8 +98,8 @@ def main() -> None:
     for part, get in (("valid", lambda r: r[valid_key]), ("test", lambda r: r["test"][args.metric]["mean"])):
         diff = np.array([get(a[s]) - get(b[s]) for s in seeds])
         ci = seed_ci(diff)
-        print(f"{part} {args.a} - {args.b} per seed: {', '.join(f'{d:+.4f}' for d in diff)}; mean {ci['mean']:+.4f} "
-              f"[{ci['ci_low']:+.4f}, {ci['ci_high']:+.4f}]; {args.a} ahead in {int((diff > 0).sum())}/{len(seeds)}")
+        print(f"{part} A - B per seed: {', '.join(f'{d:+.4f}' for d in diff)}; mean {ci['mean']:+.4f} "
+              f"[{ci['ci_low']:+.4f}, {ci['ci_high']:+.4f}]; A ahead in {int((diff > 0).sum())}/{len(seeds)}")
 
 
 if __name__ == "__main__":
