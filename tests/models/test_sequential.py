@@ -36,6 +36,7 @@ MODELS = {
     "hstu+position_emb": _hstu(position_emb=True),
     "hstu+reference_layer": _hstu(reference_layer=True),
     "hstu+wide_uv": _hstu(linear_dim=64, attention_dim=16),
+    "hstu+attn_dropout": _hstu(attn_dropout=0.3),
 }
 
 
@@ -197,6 +198,7 @@ def test_cosine_head_scores_are_cosines_over_temperature(name, split):
         (HSTUConfig, {"reference_layer": "yes"}, "reference_layer: expected true/false"),
         (HSTUConfig, {"n_heads": 2, "linear_dim": 129}, "linear_dim must be 0"),
         (HSTUConfig, {"attention_dim": -2}, "attention_dim must be 0"),
+        (HSTUConfig, {"attn_dropout": 1.0}, "attn_dropout must be in"),
         (GRU4RecConfig, {"temperature": -0.1}, "temperature"),
         (SASRecConfig, {"temperature": float("nan")}, "temperature"),
         (HSTUConfig, {"train": {"lr": -1.0}}, "train.lr"),

@@ -34,6 +34,7 @@ class HSTUConfig:
     linear_dim: int = 0  # width of U and V over all heads (the reference code's linear_dim x heads); 0: dim
     attention_dim: int = 0  # width of Q and K over all heads (the reference's attention_dim x heads); 0: dim
     dropout: float = 0.2  # dropout on embeddings and layer outputs
+    attn_dropout: float = 0.0  # dropout on the attention weights SiLU(QK^T + rab) (the reference's attn_dropout_ratio)
     max_len: int = 50  # history truncated to the last max_len items
     time_bias: bool = True  # add the time-gap relative bias when the data has timestamps
     n_time_buckets: int = 64  # log2 buckets of the time gap (gaps beyond 2^63 share the last one)
@@ -51,6 +52,8 @@ class HSTUConfig:
         check_attention_config(self)
         if self.n_time_buckets < 1:
             raise ConfigError(f"n_time_buckets must be >= 1, got {self.n_time_buckets}")
+        if not 0.0 <= self.attn_dropout < 1.0:
+            raise ConfigError(f"attn_dropout must be in [0, 1), got {self.attn_dropout}")
         for name in ("linear_dim", "attention_dim"):
             width = getattr(self, name)
             if width < 0 or width % self.n_heads:
@@ -74,9 +77,11 @@ class HSTULayer(nn.Module):
     """
 
     def __init__(self, dim: int, n_heads: int, dropout: float, max_len: int, n_time_buckets: int, time_bias: bool,
-                 reference: bool = False, linear_dim: int | None = None, attention_dim: int | None = None):
+                 reference: bool = False, linear_dim: int | None = None, attention_dim: int | None = None,
+                 attn_dropout: float = 0.0):
         super().__init__()
         self.n_heads, self.max_len, self.reference = n_heads, max_len, reference
+        self.attn_dropout = nn.Dropout(attn_dropout)
         self.linear_dim, self.attention_dim = linear_dim or dim, attention_dim or dim
         norm_kw = {"eps": 1e-6, "elementwise_affine": False} if reference else {}
         self.norm_in = nn.LayerNorm(dim, **norm_kw)
@@ -110,7 +115,7 @@ class HSTULayer(nn.Module):
         if buckets is not None and self.time_bias is not None:
             scores = scores + self.time_bias(buckets).permute(0, 3, 1, 2)
         # A fixed normaliser (not the batch's trimmed length) keeps training and scoring on the same scale.
-        att = F.silu(scores) * mask / self.max_len
+        att = self.attn_dropout(F.silu(scores) * mask / self.max_len)
         o = (att @ v).transpose(1, 2).reshape(b, q.shape[2], lin)
         gated = self.norm_att(o) * u
         if self.reference:
@@ -134,7 +139,7 @@ class HSTUNet(SequenceNet):
         self.dropout = nn.Dropout(cfg.dropout)
         self.layers = nn.ModuleList(
             HSTULayer(cfg.dim, cfg.n_heads, cfg.dropout, cfg.max_len, cfg.n_time_buckets, cfg.time_bias,
-                      cfg.reference_layer, cfg.linear_dim, cfg.attention_dim)
+                      cfg.reference_layer, cfg.linear_dim, cfg.attention_dim, cfg.attn_dropout)
             for _ in range(cfg.n_layers)
         )
         self.norm = nn.LayerNorm(cfg.dim)
