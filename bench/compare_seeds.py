@@ -85,17 +85,19 @@ def main() -> None:
     seeds = sorted(set(a) & set(b))
     if not seeds:
         raise SystemExit(f"no seed has rows for both {args.a} ({sorted(a)}) and {args.b} ({sorted(b)})")
-    valid_key = f"best_valid_{args.metric}"
+    valid_key = f"best_valid_{args.metric}"  # only the early-stopping metric has a validation figure
+    has_valid = all(valid_key in rows[s] for rows in (a, b) for s in seeds)
     print(f"seeds {seeds} ({len(seeds)}); metric {args.metric}; filters {args.where or 'none'}; "
           f"A: {args.a} {args.a_where}, B: {args.b} {args.b_where}")
     print("| model | mean best valid | mean test [t 95% CI] | test s.d. |")
     print("|---|---|---|---|")
     for name, rows in (("A: " + args.a, a), ("B: " + args.b, b)):
         test = seed_ci([rows[s]["test"][args.metric]["mean"] for s in seeds])
-        valid = np.mean([rows[s][valid_key] for s in seeds])
-        print(f"| {name} | {valid:.5f} | {test['mean']:.4f} [{test['ci_low']:.4f}, {test['ci_high']:.4f}] | "
+        valid = f"{np.mean([rows[s][valid_key] for s in seeds]):.5f}" if has_valid else "—"
+        print(f"| {name} | {valid} | {test['mean']:.4f} [{test['ci_low']:.4f}, {test['ci_high']:.4f}] | "
               f"{test['std']:.4f} |")
-    for part, get in (("valid", lambda r: r[valid_key]), ("test", lambda r: r["test"][args.metric]["mean"])):
+    parts = [("valid", lambda r: r[valid_key])] if has_valid else []
+    for part, get in parts + [("test", lambda r: r["test"][args.metric]["mean"])]:
         diff = np.array([get(a[s]) - get(b[s]) for s in seeds])
         ci = seed_ci(diff)
         print(f"{part} A - B per seed: {', '.join(f'{d:+.4f}' for d in diff)}; mean {ci['mean']:+.4f} "

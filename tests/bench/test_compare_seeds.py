@@ -22,7 +22,7 @@ def _bench():
 def _row(model: str, seed: int, test: float, valid: float, lr: float = 1e-3, **fields) -> str:
     """A result line with a partial config (the script completes it with the model's defaults)."""
     return json.dumps({"model": model, "config": {"dropout": 0.35, "train": {"seed": seed, "lr": lr}, **fields},
-                       "test": {"ndcg@10": {"mean": test}}, "best_valid_ndcg@10": valid})
+                       "test": {"ndcg@10": {"mean": test}, "recall@10": {"mean": test / 2}}, "best_valid_ndcg@10": valid})
 
 
 def _run(mod, argv: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> str:
@@ -44,6 +44,9 @@ def test_pairs_on_seed_and_filters_on_config(tmp_path: Path, monkeypatch: pytest
     assert "| A: hstu | 0.60000 | 0.4000" in out and "| B: sasrec | 0.57500 | 0.3750" in out
     assert "test A - B per seed: +0.1000, -0.0500; mean +0.0250" in out and "A ahead in 1/2" in out
     assert "valid A - B per seed: -0.1000, +0.1500; mean +0.0250" in out
+    out = _run(_bench(), [str(path), "--a", "hstu", "--b", "sasrec", "--metric", "recall@10", "--where",
+                          "train.lr=1e-3"], monkeypatch, capsys)  # no validation figure for this metric
+    assert "| A: hstu | — | 0.2000" in out and "valid A - B" not in out and "test A - B per seed: +0.0500" in out
 
 
 def test_two_rows_for_one_seed_are_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
