@@ -71,29 +71,27 @@ class HSTULayer(nn.Module):
     """One HSTU layer: (B, L, D) -> (B, L, D). U and V are ``linear_dim`` wide, Q and K ``attention_dim`` (all heads);
     the output projection maps ``linear_dim`` back to D.
 
-    ``reference=True`` follows the reference code (generative-recommenders) where it differs from torch defaults:
+    ``reference_layer`` follows the reference code (generative-recommenders) where it differs from torch defaults:
     a bias-free U/V/Q/K projection drawn from N(0, 0.02), a Xavier-uniform output projection, LayerNorms without
     affine parameters (eps 1e-6), and dropout on ``LN(A V) * U`` before the output projection rather than after it.
     """
 
-    def __init__(self, dim: int, n_heads: int, dropout: float, max_len: int, n_time_buckets: int, time_bias: bool,
-                 reference: bool = False, linear_dim: int | None = None, attention_dim: int | None = None,
-                 attn_dropout: float = 0.0):
+    def __init__(self, cfg: HSTUConfig):
         super().__init__()
-        self.n_heads, self.max_len, self.reference = n_heads, max_len, reference
-        self.attn_dropout = nn.Dropout(attn_dropout)
-        self.linear_dim, self.attention_dim = linear_dim or dim, attention_dim or dim
-        norm_kw = {"eps": 1e-6, "elementwise_affine": False} if reference else {}
+        dim, self.n_heads, self.max_len, self.reference = cfg.dim, cfg.n_heads, cfg.max_len, cfg.reference_layer
+        self.linear_dim, self.attention_dim = cfg.linear_dim or dim, cfg.attention_dim or dim
+        self.attn_dropout = nn.Dropout(cfg.attn_dropout)
+        norm_kw = {"eps": 1e-6, "elementwise_affine": False} if self.reference else {}
         self.norm_in = nn.LayerNorm(dim, **norm_kw)
-        self.uvqk = nn.Linear(dim, 2 * self.linear_dim + 2 * self.attention_dim, bias=not reference)
+        self.uvqk = nn.Linear(dim, 2 * self.linear_dim + 2 * self.attention_dim, bias=not self.reference)
         self.norm_att = nn.LayerNorm(self.linear_dim, **norm_kw)
         self.out = nn.Linear(self.linear_dim, dim)
-        self.dropout = nn.Dropout(dropout)
-        if reference:
+        self.dropout = nn.Dropout(cfg.dropout)
+        if self.reference:
             nn.init.normal_(self.uvqk.weight, std=0.02)
             nn.init.xavier_uniform_(self.out.weight)
-        self.pos_bias = nn.Embedding(max_len, n_heads)
-        self.time_bias = nn.Embedding(n_time_buckets, n_heads) if time_bias else None
+        self.pos_bias = nn.Embedding(cfg.max_len, cfg.n_heads)
+        self.time_bias = nn.Embedding(cfg.n_time_buckets, cfg.n_heads) if cfg.time_bias else None
         nn.init.zeros_(self.pos_bias.weight)
         if self.time_bias is not None:
             nn.init.zeros_(self.time_bias.weight)
@@ -137,11 +135,7 @@ class HSTUNet(SequenceNet):
         if self.pos_emb is not None:
             nn.init.normal_(self.pos_emb.weight, std=0.02)
         self.dropout = nn.Dropout(cfg.dropout)
-        self.layers = nn.ModuleList(
-            HSTULayer(cfg.dim, cfg.n_heads, cfg.dropout, cfg.max_len, cfg.n_time_buckets, cfg.time_bias,
-                      cfg.reference_layer, cfg.linear_dim, cfg.attention_dim, cfg.attn_dropout)
-            for _ in range(cfg.n_layers)
-        )
+        self.layers = nn.ModuleList(HSTULayer(cfg) for _ in range(cfg.n_layers))
         self.norm = nn.LayerNorm(cfg.dim)
 
     @property
