@@ -25,48 +25,38 @@ from typing import Any
 
 import numpy as np
 
-from recforge.config import from_dict, to_dict
+from recforge.config import apply_overrides, from_dict, to_dict
+from recforge.errors import ConfigError
 from recforge.evaluate.seeds import seed_ci
 from recforge.registry import get_model
 
 
-def config_value(config: dict[str, Any], dotted: str) -> Any:
-    """config {"train": {"lr": 0.001}}, "train.lr" -> 0.001 (None when a key is missing)."""
-    value: Any = config
-    for key in dotted.split("."):
-        value = value.get(key) if isinstance(value, dict) else None
-    return value
-
-
-def matches(config: dict[str, Any], where: list[str]) -> bool:
-    """True when every ``key=value`` holds; values compare as JSON (0.001 == 1e-3, true, "ce")."""
-    for cond in where:
-        key, _, raw = cond.partition("=")
-        try:
-            wanted = json.loads(raw)
-        except json.JSONDecodeError:
-            wanted = raw
-        if config_value(config, key) != wanted:
-            return False
-    return True
-
-
-def by_seed(files: list[Path], model: str, where: list[str]) -> dict[int, dict[str, Any]]:
-    """{seed: result row} for one model; two rows with the same seed are an error (which one would count?)."""
-    rows: dict[int, dict[str, Any]] = {}
+def load_rows(files: list[Path]) -> list[dict[str, Any]]:
+    """Every result line of ``files``, each config completed with its model's current defaults (rows written before
+    an option existed then match the option's default)."""
+    rows = []
     for path in files:
         for line in path.read_text(encoding="utf-8").splitlines():
             row = json.loads(line)
-            if row.get("model") != model:
-                continue
-            row["config"] = to_dict(from_dict(get_model(model).config_class, row["config"]))  # fill new fields
-            if not matches(row["config"], where):
-                continue
-            seed = row["config"]["train"]["seed"]
-            if seed in rows:
-                raise SystemExit(f"{model}: two result rows for seed {seed} match {where} (the second in {path})")
-            rows[seed] = row
+            row["config"] = to_dict(from_dict(get_model(row["model"]).config_class, row["config"]))
+            row["path"] = path
+            rows.append(row)
     return rows
+
+
+def by_seed(rows: list[dict[str, Any]], model: str, where: list[str]) -> dict[int, dict[str, Any]]:
+    """{seed: row} of ``model``'s rows whose config the ``key=value`` overrides in ``where`` leave unchanged (values
+    parsed and coerced as ``--set`` does: 1e-3 == 0.001). Two rows for one seed are an error (which one would count?)."""
+    cls = get_model(model).config_class
+    out: dict[int, dict[str, Any]] = {}
+    for row in rows:
+        if row["model"] != model or to_dict(from_dict(cls, apply_overrides(row["config"], where))) != row["config"]:
+            continue
+        seed = row["config"]["train"]["seed"]
+        if seed in out:
+            raise SystemExit(f"{model}: two result rows for seed {seed} match {where} (the second in {row['path']})")
+        out[seed] = row
+    return out
 
 
 def main() -> None:
@@ -80,8 +70,12 @@ def main() -> None:
     p.add_argument("--b-where", nargs="*", default=[], help="filters for B only")
     args = p.parse_args()
 
-    a = by_seed(args.files, args.a, args.where + args.a_where)
-    b = by_seed(args.files, args.b, args.where + args.b_where)
+    try:
+        rows = load_rows(args.files)
+        a = by_seed(rows, args.a, args.where + args.a_where)
+        b = by_seed(rows, args.b, args.where + args.b_where)
+    except ConfigError as exc:  # an unknown model or filter key, a bad value: one line
+        raise SystemExit(f"compare_seeds: {exc}") from None
     seeds = sorted(set(a) & set(b))
     if not seeds:
         raise SystemExit(f"no seed has rows for both {args.a} ({sorted(a)}) and {args.b} ({sorted(b)})")

@@ -57,6 +57,8 @@ def test_two_rows_for_one_seed_are_an_error(tmp_path: Path, monkeypatch: pytest.
         _run(_bench(), [str(path), str(path), "--a", "hstu", "--b", "sasrec"], monkeypatch, capsys)
     with pytest.raises(SystemExit, match="no seed has rows for both"):
         _run(_bench(), [str(path), "--a", "hstu", "--b", "gru4rec"], monkeypatch, capsys)
+    with pytest.raises(SystemExit, match="unknown config key.*train.lrr"):
+        _run(_bench(), [str(path), "--a", "hstu", "--b", "sasrec", "--where", "train.lrr=0.1"], monkeypatch, capsys)
 
 
 def test_one_model_two_settings_and_old_rows_take_new_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
