@@ -59,6 +59,13 @@ def by_seed(rows: list[dict[str, Any]], model: str, where: list[str]) -> dict[in
     return out
 
 
+def interval(ci: dict[str, float], sign: str = "") -> str:
+    """'[low, high]' of a :func:`seed_ci` result; one seed has no interval (its CI collapses to the value)."""
+    if ci["n"] < 2:
+        return "[no CI: one seed]"
+    return f"[{ci['ci_low']:{sign}.4f}, {ci['ci_high']:{sign}.4f}]"
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("files", nargs="+", type=Path)
@@ -88,14 +95,14 @@ def main() -> None:
     for name, rows in (("A: " + args.a, a), ("B: " + args.b, b)):
         test = seed_ci([rows[s]["test"][args.metric]["mean"] for s in seeds])
         valid = f"{np.mean([rows[s][valid_key] for s in seeds]):.5f}" if has_valid else "—"
-        print(f"| {name} | {valid} | {test['mean']:.4f} [{test['ci_low']:.4f}, {test['ci_high']:.4f}] | "
-              f"{test['std']:.4f} |")
+        std = f"{test['std']:.4f}" if test["n"] > 1 else "—"
+        print(f"| {name} | {valid} | {test['mean']:.4f} {interval(test)} | {std} |")
     parts = [("valid", lambda r: r[valid_key])] if has_valid else []
     for part, get in parts + [("test", lambda r: r["test"][args.metric]["mean"])]:
         diff = np.array([get(a[s]) - get(b[s]) for s in seeds])
         ci = seed_ci(diff)
         print(f"{part} A - B per seed: {', '.join(f'{d:+.4f}' for d in diff)}; mean {ci['mean']:+.4f} "
-              f"[{ci['ci_low']:+.4f}, {ci['ci_high']:+.4f}]; A ahead in {int((diff > 0).sum())}/{len(seeds)}")
+              f"{interval(ci, '+')}; A ahead in {int((diff > 0).sum())}/{len(seeds)}")
 
 
 if __name__ == "__main__":

@@ -70,3 +70,13 @@ def test_one_model_two_settings_and_old_rows_take_new_defaults(tmp_path: Path, m
     out = _run(_bench(), [str(path), "--a", "hstu", "--a-where", "linear_dim=256", "--b", "hstu",
                           "--b-where", "linear_dim=0"], monkeypatch, capsys)
     assert "seeds [0, 1] (2)" in out and "test A - B per seed: +0.1000, +0.1500" in out and "A ahead in 2/2" in out
+
+
+def test_one_seed_prints_no_interval(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "r.jsonl"
+    path.write_text(_row("hstu", 0, 0.5, 0.6) + "\n" + _row("sasrec", 0, 0.4, 0.7) + "\n", encoding="utf-8")
+    out = _run(_bench(), [str(path), "--a", "hstu", "--b", "sasrec"], monkeypatch, capsys)
+    assert "| A: hstu | 0.60000 | 0.5000 [no CI: one seed] | — |" in out
+    assert "test A - B per seed: +0.1000; mean +0.1000 [no CI: one seed]; A ahead in 1/1" in out
+    assert "nan" not in out
