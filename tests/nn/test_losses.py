@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from recforge.errors import ConfigError
-from recforge.nn.losses import bce, full_ce, gbce, gbce_beta, sampled_softmax, sequence_loss
+from recforge.nn.losses import bce, full_ce, gbce, gbce_beta, prior_logit, sampled_softmax, sequence_loss
 
 
 def _setup(n: int = 6, d: int = 4, n_items: int = 9, k: int = 5, seed: int = 0):
@@ -93,6 +93,25 @@ def test_gbce_beta_and_reference():
     assert 0 < beta < 1
     got = float(gbce(h, t, neg, w, n_items, t=0.75, bias=bias))
     assert got == pytest.approx(_naive_bce(h, w, bias, t, neg, beta=beta), rel=1e-5)
+
+
+@pytest.mark.parametrize(("name", "k"), [("bce", 1), ("bce", 8), ("gbce", 256)])
+def test_prior_logit_is_where_a_common_score_is_in_balance(name, k):
+    """Every item scoring the prior logit (zero states, the bias alone): the loss is flat in a shared shift."""
+    n_items, n = 12_000, 64
+    weight = torch.zeros(n_items + 1, 4)
+    shift = torch.zeros((), requires_grad=True)
+    bias = torch.full((n_items + 1,), prior_logit(name, k, n_items)) + shift
+    g = torch.Generator().manual_seed(0)
+    targets = torch.randint(1, n_items // 2, (n,), generator=g)  # disjoint from the negatives: no hits to drop
+    negatives = torch.randint(n_items // 2, n_items + 1, (n, k), generator=g)
+    loss = bce(torch.zeros(n, 4), targets, negatives, weight, bias,
+               beta=gbce_beta(k, n_items, 0.75) if name == "gbce" else 1.0)
+    (grad,) = torch.autograd.grad(loss, shift)
+    assert abs(float(grad)) < 1e-5
+    assert prior_logit("ce", k, n_items) == prior_logit("sampled_softmax", k, n_items) == 0.0
+    if name == "gbce":
+        assert prior_logit(name, k, n_items) == pytest.approx(math.log(gbce_beta(k, n_items, 0.75) / k))
 
 
 def test_sampled_softmax_with_logq_matches_naive():

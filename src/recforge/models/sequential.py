@@ -24,7 +24,7 @@ from recforge.data.interactions import Interactions
 from recforge.data.split import Split
 from recforge.errors import ConfigError
 from recforge.models.base import Recommender
-from recforge.nn.losses import LOSSES, NEGATIVES_FOR, sequence_loss
+from recforge.nn.losses import LOSSES, NEGATIVES_FOR, prior_logit, sequence_loss
 from recforge.train.trainer import Trainer, TrainResult
 
 log = logging.getLogger(__name__)
@@ -175,6 +175,8 @@ class SequentialRecommender(Recommender):
         self.net_ = self._build_net(train.n_items)
         self._store_sequences(train)
         data = self.training_data(train)
+        with torch.no_grad():  # binary losses start in balance (see prior_logit); a no-op for the softmax ones
+            self.net_.out_bias.fill_(prior_logit(cfg.loss, data.n_negatives, train.n_items, cfg.gbce_t))
         evaluate_fn = None
         if valid is not None and len(valid):
             from recforge.evaluate.evaluator import evaluate
