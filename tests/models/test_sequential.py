@@ -155,24 +155,27 @@ def test_recommend_history_for_an_anonymous_session(split):
     assert f"i{successor[successor[start]]}" in recs.items[0]
 
 
+@pytest.fixture(scope="module")
+def large_catalog():
+    """The successor world with 2,000 items: 256 sampled negatives are a small fraction of the catalogue."""
+    return leave_last_out(sequential_world(n_users=500, n_items=2000, length=10, p_follow=0.9, seed=4))
+
+
+@pytest.mark.parametrize("name", ["sasrec", "hstu", "gru4rec"])
 @pytest.mark.parametrize("loss", ["bce", "sampled_softmax", "gbce"])
 @pytest.mark.parametrize("sampler", ["uniform", "popularity"])
-def test_every_loss_trains(loss, sampler, split):
-    train = TrainConfig(epochs=2, batch_size=64, lr=5e-3, threads=1)
-    model = SASRec(SASRecConfig(dim=16, n_layers=1, n_heads=1, max_len=10, loss=loss, sampler=sampler,
-                                n_negatives=20, train=train)).fit(split.train)
+def test_every_loss_learns_a_large_catalog(name, loss, sampler, large_catalog):
+    """Each sampled loss learns the rule (NDCG@10 0.12-0.45; popularity scores ~0.005 here). Guards the binary
+    losses' start at the prior logit: from a zero bias, gBCE pushed every score down together and every user's
+    state collapsed onto one direction (SASRec NDCG@10 0.004)."""
+    arch = {"gru4rec": {"hidden": 32}}.get(name, {"n_layers": 1, "n_heads": 1})
+    cfg = {"sasrec": SASRecConfig, "hstu": HSTUConfig, "gru4rec": GRU4RecConfig}[name](
+        dim=32, max_len=10, loss=loss, sampler=sampler, n_negatives=256, **arch,
+        train=TrainConfig(epochs=6, batch_size=32, lr=5e-3, threads=1))
+    model = {"sasrec": SASRec, "hstu": HSTU, "gru4rec": GRU4Rec}[name](cfg).fit(large_catalog.train)
     losses = [r["loss"] for r in model.train_result_.history]
-    assert all(np.isfinite(losses)) and losses[1] < losses[0]
-
-
-def test_gbce_with_many_negatives_learns_a_large_catalog():
-    """256 negatives out of 2,000 items: from a zero bias every score is first pushed down together and the states
-    collapse onto one direction (NDCG@10 0.004 here); starting at the prior logit the rule is learned."""
-    world = leave_last_out(sequential_world(n_users=500, n_items=2000, length=10, p_follow=0.9, seed=4))
-    model = SASRec(SASRecConfig(dim=32, n_layers=1, n_heads=1, max_len=10, loss="gbce", n_negatives=256,
-                                train=TrainConfig(epochs=6, batch_size=32, lr=5e-3, threads=1))).fit(world.train)
-    ndcg = evaluate(model, world, metrics=("ndcg@10",), n_boot=0, progress=False).mean("ndcg@10")
-    assert ndcg > 0.2
+    assert all(np.isfinite(losses)) and losses[-1] < losses[0]
+    assert evaluate(model, large_catalog, metrics=("ndcg@10",), n_boot=0, progress=False).mean("ndcg@10") > 0.08
 
 
 @pytest.mark.parametrize("name", ["sasrec", "hstu", "gru4rec", "bert4rec"])
