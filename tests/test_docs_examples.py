@@ -2,8 +2,9 @@
 
 A line right before the fence can say ``<!-- example: not run (why) -->`` (it needs a live server or the reader's
 own file), ``<!-- example: needs RECFORGE_DATA_DIR -->`` (it reads a dataset that is not bundled; skipped, with
-the reason, where the data folder is absent) or ``<!-- example: after `recforge ...` -->`` (a CLI command from the
-text before it, run first in the same folder).
+the reason, where the data folder is absent), ``<!-- example: after `recforge ...` -->`` (a CLI command from the
+text before it, run first in the same folder) and ``with `recforge serve ... --port P` `` (a real server on 127.0.0.1:P
+while the example runs; the test fails if the port is taken).
 """
 
 from __future__ import annotations
@@ -13,8 +14,12 @@ import re
 import shlex
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext, suppress
 from pathlib import Path
 
+import httpx
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,8 +36,10 @@ def examples() -> list:
             marker = match.group(1) or ""
             marks = [pytest.mark.skip(reason=marker[5:-4].strip())] if "not run" in marker else []
             after = re.search(r"after `(recforge [^`]+)`", marker)
+            serve = re.search(r"with `(recforge serve [^`]+)`", marker)
             found.append(pytest.param(match.group(2), "needs RECFORGE_DATA_DIR" in marker,
-                                      after.group(1) if after else "", id=name, marks=marks))
+                                      after.group(1) if after else "", serve.group(1) if serve else "",
+                                      id=name, marks=marks))
     return found
 
 
@@ -40,8 +47,31 @@ def test_the_docs_have_examples():
     assert len(examples()) >= 15
 
 
-@pytest.mark.parametrize(("code", "needs_data", "after"), examples())
-def test_example_runs(code: str, needs_data: bool, after: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+@contextmanager
+def serving(command: str, cwd: Path, env: dict[str, str]) -> Iterator[None]:
+    """``command`` (``recforge serve ... --port P``) as a process until the block ends; waits for /health."""
+    args = shlex.split(command)
+    url = f"http://127.0.0.1:{args[args.index('--port') + 1]}/health"
+    with open(cwd / "serve.log", "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", *args], cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert proc.poll() is None, (cwd / "serve.log").read_text()[-3000:]
+            with suppress(httpx.TransportError):
+                if httpx.get(url, timeout=1).status_code == 200:
+                    break
+            assert time.monotonic() < deadline, "server not healthy in 90 s"
+            time.sleep(0.2)
+        yield
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+@pytest.mark.parametrize(("code", "needs_data", "after", "serve"), examples())
+def test_example_runs(code: str, needs_data: bool, after: str, serve: str, tmp_path: Path,
+                      request: pytest.FixtureRequest) -> None:
     if needs_data:
         request.getfixturevalue("data_dir")  # skips with its reason where RECFORGE_DATA_DIR is absent
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
@@ -49,6 +79,7 @@ def test_example_runs(code: str, needs_data: bool, after: str, tmp_path: Path, r
         setup = subprocess.run([sys.executable, "-m", *shlex.split(after)], cwd=tmp_path, env=env,
                                capture_output=True, text=True, timeout=600)
         assert setup.returncode == 0, setup.stderr[-3000:]
-    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
-                          timeout=600)
+    with serving(serve, tmp_path, env) if serve else nullcontext():
+        done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                              timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
