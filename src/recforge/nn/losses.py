@@ -134,7 +134,8 @@ def prior_logit(name: str, n_negatives: int, n_items: int, t: float = 0.75) -> f
     beta (1 - sigmoid(s)) = K sigmoid(s), i.e. s = log(beta / K): -6.9 for gBCE with 256 negatives on Amazon Beauty.
     Starting the per-item output bias there matters: from 0, the first updates spend the encoder on pushing every
     score down together, and its states collapse onto one shared direction (same for every user) that training
-    does not leave (SASRec + gBCE on Beauty stayed at validation NDCG@10 < 0.01 for 18 epochs; docs/sequential.md).
+    does not leave (SASRec + gBCE on Beauty stayed below validation NDCG@10 0.008 for 18 epochs; docs/benchmarks.md,
+    "Which loss?").
     """
     if name not in ("bce", "gbce"):
         return 0.0
