@@ -2,13 +2,14 @@
 
 A line right before the fence can say ``<!-- example: not run (why) -->`` (it needs a live server or the reader's
 own file), ``<!-- example: needs RECFORGE_DATA_DIR -->`` (it reads a dataset that is not bundled; skipped, with
-the reason, where the data folder is absent), ``<!-- example: after `recforge ...` -->`` (a CLI command from the
+the reason, where the data folder is absent; ``, NAME = PATH`` puts that data file, unzipped, in the folder as NAME), ``<!-- example: after `recforge ...` -->`` (a CLI command from the
 text before it, run first in the same folder) and ``with `recforge serve ... --port P` `` (a real server on 127.0.0.1:P
 while the example runs; the test fails if the port is taken).
 """
 
 from __future__ import annotations
 
+import gzip
 import os
 import re
 import shlex
@@ -37,9 +38,10 @@ def examples() -> list:
             marks = [pytest.mark.skip(reason=marker[5:-4].strip())] if "not run" in marker else []
             after = re.search(r"after `(recforge [^`]+)`", marker)
             serve = re.search(r"with `(recforge serve [^`]+)`", marker)
+            data_file = re.search(r"(\S+) = (\S+) -->", marker)
             found.append(pytest.param(match.group(2), "needs RECFORGE_DATA_DIR" in marker,
                                       after.group(1) if after else "", serve.group(1) if serve else "",
-                                      id=name, marks=marks))
+                                      data_file.groups() if data_file else None, id=name, marks=marks))
     return found
 
 
@@ -69,11 +71,15 @@ def serving(command: str, cwd: Path, env: dict[str, str]) -> Iterator[None]:
         proc.wait(timeout=30)
 
 
-@pytest.mark.parametrize(("code", "needs_data", "after", "serve"), examples())
-def test_example_runs(code: str, needs_data: bool, after: str, serve: str, tmp_path: Path,
-                      request: pytest.FixtureRequest) -> None:
+@pytest.mark.parametrize(("code", "needs_data", "after", "serve", "data_file"), examples())
+def test_example_runs(code: str, needs_data: bool, after: str, serve: str, data_file: tuple[str, str] | None,
+                      tmp_path: Path, request: pytest.FixtureRequest) -> None:
     if needs_data:
-        request.getfixturevalue("data_dir")  # skips with its reason where RECFORGE_DATA_DIR is absent
+        data_dir = request.getfixturevalue("data_dir")  # skips with its reason where RECFORGE_DATA_DIR is absent
+        if data_file:
+            name, source = data_file
+            with (gzip.open if source.endswith(".gz") else open)(data_dir / source, "rb") as src:
+                (tmp_path / name).write_bytes(src.read())
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
     if after:
         setup = subprocess.run([sys.executable, "-m", *shlex.split(after)], cwd=tmp_path, env=env,
