@@ -1,10 +1,13 @@
 """Every ```python example in README.md and docs/*.md runs as written, in a scratch folder, so the docs cannot rot.
 
-A line right before the fence can say ``<!-- example: not run (why) -->`` (it needs a live server or the reader's
-own file), ``<!-- example: needs RECFORGE_DATA_DIR -->`` (it reads a dataset that is not bundled; skipped, with
-the reason, where the data folder is absent; ``, NAME = PATH`` puts that data file, unzipped, in the folder as NAME), ``<!-- example: after `recforge ...` -->`` (a CLI command from the
-text before it, run first in the same folder) and ``with `recforge serve ... --port P` `` (a real server on 127.0.0.1:P
-while the example runs; the test fails if the port is taken).
+An HTML comment on the line right before the fence, ``<!-- example: ... -->``, can say:
+
+- ``not run (why)``: skipped with that reason;
+- ``needs RECFORGE_DATA_DIR``: reads a dataset that is not bundled (skipped, with the reason, where the data folder
+  is absent); ``, NAME = PATH`` also puts that data file, unzipped, into the scratch folder as NAME;
+- ``after `recforge ...` ``: a CLI command from the text before the example, run first in the same folder;
+- ``with `recforge serve ... --port P` ``: a real server on 127.0.0.1:P while the example runs (fails if the port
+  is taken).
 """
 
 from __future__ import annotations
