@@ -52,6 +52,12 @@ def test_the_docs_have_examples():
     assert len(examples()) >= 15
 
 
+def python(args: list[str], cwd: Path, env: dict[str, str]) -> None:
+    """Run ``python *args`` in ``cwd``; fail with the tail of its stderr."""
+    done = subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
 @contextmanager
 def serving(command: str, cwd: Path, env: dict[str, str]) -> Iterator[None]:
     """``command`` (``recforge serve ... --port P``) as a process until the block ends; waits for /health."""
@@ -85,10 +91,6 @@ def test_example_runs(code: str, needs_data: bool, after: str, serve: str, data_
                 (tmp_path / name).write_bytes(src.read())
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
     if after:
-        setup = subprocess.run([sys.executable, "-m", *shlex.split(after)], cwd=tmp_path, env=env,
-                               capture_output=True, text=True, timeout=600)
-        assert setup.returncode == 0, setup.stderr[-3000:]
+        python(["-m", *shlex.split(after)], tmp_path, env)
     with serving(serve, tmp_path, env) if serve else nullcontext():
-        done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
-                              timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
+        python(["-c", code], tmp_path, env)

@@ -19,6 +19,7 @@ from recforge.models.gru4rec import GRU4Rec, GRU4RecConfig
 from recforge.models.hstu import HSTU, HSTUConfig, time_buckets
 from recforge.models.popular import MostPopular
 from recforge.models.sasrec import SASRec, SASRecConfig
+from recforge.registry import get_model
 from recforge.train.trainer import TrainConfig
 
 FAST = TrainConfig(epochs=12, batch_size=32, lr=5e-3, threads=1, patience=3)
@@ -169,10 +170,9 @@ def test_every_loss_learns_a_large_catalog(name, loss, sampler, large_catalog):
     losses' start at the prior logit: from a zero bias, gBCE pushed every score down together and every user's
     state collapsed onto one direction (SASRec NDCG@10 0.004)."""
     arch = {"gru4rec": {"hidden": 32}}.get(name, {"n_layers": 1, "n_heads": 1})
-    cfg = {"sasrec": SASRecConfig, "hstu": HSTUConfig, "gru4rec": GRU4RecConfig}[name](
-        dim=32, max_len=10, loss=loss, sampler=sampler, n_negatives=256, **arch,
-        train=TrainConfig(epochs=6, batch_size=32, lr=5e-3, threads=1))
-    model = {"sasrec": SASRec, "hstu": HSTU, "gru4rec": GRU4Rec}[name](cfg).fit(large_catalog.train)
+    cls = get_model(name)
+    model = cls(cls.config_class(dim=32, max_len=10, loss=loss, sampler=sampler, n_negatives=256, **arch,
+                                 train=TrainConfig(epochs=6, batch_size=32, lr=5e-3, threads=1))).fit(large_catalog.train)
     losses = [r["loss"] for r in model.train_result_.history]
     assert all(np.isfinite(losses)) and losses[-1] < losses[0]
     assert evaluate(model, large_catalog, metrics=("ndcg@10",), n_boot=0, progress=False).mean("ndcg@10") > 0.08
