@@ -169,12 +169,14 @@ def train_run(
     if int(os.environ.get("RANK", "0")) != 0:
         _fit(cfg, out, resume, dataset, split)
         return None
+    fresh = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(out / "train.log", encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger("recforge")
     root.addHandler(handler)
     root.setLevel(min(root.level or logging.INFO, logging.INFO))
+    written = False
     try:
         dump_toml(to_dict(cfg), out / "config.toml")
         dataset, split, model, t_data, fit_s = _fit(cfg, out, resume, dataset, split)
@@ -208,9 +210,14 @@ def train_run(
         }
         (out / "run.json").write_text(json.dumps(meta, indent=2, default=str), encoding="utf-8")
         log.info("run written to %s", out)
+        written = True
     finally:
         root.removeHandler(handler)
         handler.close()
+        # A run that failed before its first checkpoint (bad config value, unknown dataset, ...) has nothing to
+        # resume: leave no half-made folder behind. A folder with checkpoints is kept for --resume.
+        if not written and fresh and not (out / "checkpoints").exists():
+            shutil.rmtree(out, ignore_errors=True)
     run = Run(out)
     run.__dict__["model"] = model
     return run

@@ -60,6 +60,53 @@ def test_recommend_masks_seen(ease_run, capsys):
     assert not seen & set(out["items"])
 
 
+def test_recommend_for_an_anonymous_history(ease_run, capsys):
+    """--history scores a session of item ids (strings on the command line); unknown ids are ignored, on stderr."""
+    assert main(["recommend", str(ease_run), "--history", "i0", "i3", "i7", "nosuchitem", "-k", "5", "--json"]) == 0
+    captured = capsys.readouterr()
+    out = json.loads(captured.out)  # stdout stays pure JSON: the warning goes to stderr
+    assert out["ignored"] == ["nosuchitem"] and "nosuchitem" in captured.err
+    assert len(out["items"]) == 5 and not {"i0", "i3", "i7"} & set(out["items"])
+    # the planted groups: a history of group-0 items (i0..i14) gets group-0 items
+    assert all(int(item[1:]) < 15 for item in out["items"])
+    assert main(["recommend", str(ease_run), "--history", "i0", "--include-seen", "-k", "3"]) == 0
+    assert "after a history of 1 item" in " ".join(capsys.readouterr().out.split())  # rich wraps the title
+
+
+def test_recommend_history_of_a_sequential_run(csv_log, tmp_path, capsys):
+    out_dir = tmp_path / "sasrec"
+    overrides = ["model.dim=16", "model.n_layers=1", "model.n_heads=1", "model.max_len=12",
+                 "model.train.epochs=2", "model.train.threads=1"]
+    assert main(["train", "sasrec", "--data", str(csv_log), *sum((["--set", o] for o in overrides), []),
+                 "--out", str(out_dir)]) == 0
+    capsys.readouterr()
+    assert main(["recommend", str(out_dir), "--history", "i20", "i21", "-k", "4", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert len(out["items"]) == 4 and out["ignored"] == [] and not {"i20", "i21"} & set(out["items"])
+    assert out["scores"] == sorted(out["scores"], reverse=True)
+
+
+@pytest.mark.parametrize(
+    ("extra", "code", "message"),
+    [
+        (["--history", "x", "y"], 1, "none of the history's items is known"),
+        (["--history", "i1", "--user", "u1"], 2, "not allowed with argument"),
+        ([], 2, "one of the arguments --user --history is required"),
+    ],
+)
+def test_recommend_history_errors(ease_run, extra, code, message, capsys):
+    assert main(["recommend", str(ease_run), *extra]) == code
+    assert message in capsys.readouterr().err
+
+
+def test_recommend_history_needs_a_model_that_scores_histories(csv_log, tmp_path, capsys):
+    out_dir = tmp_path / "userknn"
+    assert main(["train", "userknn", "--data", str(csv_log), "--out", str(out_dir)]) == 0
+    capsys.readouterr()
+    assert main(["recommend", str(out_dir), "--history", "i1"]) == 2
+    assert "cannot score ad-hoc histories" in capsys.readouterr().err
+
+
 def test_compare_and_split_guard(ease_run, csv_log, tmp_path, capsys):
     other = tmp_path / "pop"
     assert main(["train", "popular", "--data", str(csv_log), "--out", str(other)]) == 0
@@ -84,11 +131,25 @@ def test_compare_and_split_guard(ease_run, csv_log, tmp_path, capsys):
         (["train"], 2, ""),
     ],
 )
-def test_errors_are_one_line_with_exit_codes(argv, code, message, capsys):
+def test_errors_are_one_line_with_exit_codes(argv, code, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the default run folder is runs/ under the working directory
     assert main(argv) == code
     err = capsys.readouterr().err
     assert message in err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "argv", [["train", "ease", "--set", "model.l2=-1"], ["train", "popular", "--data", "/nonexistent/file.csv"]]
+)
+def test_a_failed_train_leaves_no_half_made_run_folder(argv, tmp_path, capsys):
+    fresh, existing = tmp_path / "fresh", tmp_path / "existing"
+    assert main([*argv, "--out", str(fresh)]) != 0
+    assert not fresh.exists()
+    existing.mkdir()
+    (existing / "notes.txt").write_text("mine")
+    assert main([*argv, "--out", str(existing)]) != 0
+    assert (existing / "notes.txt").read_text() == "mine"  # a folder the user made is never removed
 
 
 def test_unknown_user_exit_code(ease_run, capsys):

@@ -36,9 +36,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--protocol", choices=("full", "sampled-uniform", "sampled-popularity"), default="full")
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("recommend", help="top-k items for a user from a run folder")
+    p = sub.add_parser("recommend", help="top-k items for a user, or for an anonymous history, from a run folder")
     p.add_argument("run")
-    p.add_argument("--user", required=True, help="external user id")
+    who = p.add_mutually_exclusive_group(required=True)
+    who.add_argument("--user", help="external user id")
+    who.add_argument("--history", nargs="+", metavar="ITEM",
+                     help="an anonymous session: external item ids, oldest first (models that score histories)")
     p.add_argument("-k", type=int, default=10)
     p.add_argument("--include-seen", action="store_true", help="do not mask items the user already has")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -67,6 +70,13 @@ def _console() -> Any:
     from recforge.cli import console
 
     return console
+
+
+def _err_console() -> Any:
+    """stderr: warnings that must not mix into ``--json`` output."""
+    from recforge.cli import err_console
+
+    return err_console
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -103,29 +113,48 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _lookup_user(vocab: Any, raw: str) -> Any:
-    """CLI ids arrive as strings; datasets may use ints."""
+def _as_vocab_id(vocab: Any, raw: str) -> Any:
+    """CLI ids arrive as strings; datasets may use ints. Returns the id as the vocabulary holds it, or ``raw``."""
     if raw in vocab:
         return raw
     try:
         as_int = int(raw)
     except ValueError:
-        as_int = None
-    if as_int is not None and as_int in vocab:
-        return as_int
-    raise UnknownIdError(f"unknown user {raw!r}")
+        return raw
+    return as_int if as_int in vocab else raw
+
+
+def _lookup_user(vocab: Any, raw: str) -> Any:
+    user = _as_vocab_id(vocab, raw)
+    if user not in vocab:
+        raise UnknownIdError(f"unknown user {raw!r}")
+    return user
 
 
 def cmd_recommend(args: argparse.Namespace) -> int:
     from recforge.runs import load_run
 
     model = load_run(args.run).model
-    user = _lookup_user(model.user_vocab, args.user)
-    recs = model.recommend([user], k=args.k, exclude_seen=not args.include_seen)
+    if args.history is not None:
+        history = [_as_vocab_id(model.item_vocab, raw) for raw in args.history]
+        recs, ignored = model.recommend_history(history, k=args.k, exclude_seen=not args.include_seen)
+        if len(ignored) == len(history):
+            raise UnknownIdError(f"none of the history's items is known to the model: {args.history}")
+        if ignored:
+            _err_console().print(f"[bold yellow]WARNING:[/] ignored {len(ignored)} unknown item(s): "
+                                 f"{', '.join(map(str, ignored))}", highlight=False)
+        title = f"top-{args.k} after a history of {len(history) - len(ignored)} item(s)"
+    else:
+        user = _lookup_user(model.user_vocab, args.user)
+        recs, ignored = model.recommend([user], k=args.k, exclude_seen=not args.include_seen), []
+        title = f"top-{args.k} for user {user}"
     if args.json:
-        _console().print_json(json.dumps(recs.to_dict()[0], default=str))
+        out = recs.to_dict()[0]
+        if args.history is not None:
+            out["ignored"] = ignored
+        _console().print_json(json.dumps(out, default=str))
         return 0
-    table = Table(title=f"top-{args.k} for user {user}")
+    table = Table(title=title)
     table.add_column("rank", justify="right")
     table.add_column("item")
     table.add_column("score", justify="right")
