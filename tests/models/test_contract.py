@@ -96,6 +96,12 @@ def test_score_histories(fitted, split):
     torch.testing.assert_close(scores[1:2], one, rtol=1e-5, atol=1e-5)
     with pytest.raises(UnknownIdError):
         fitted.score_histories([np.array([split.train.n_items + 5])])
+    known = list(split.train.item_vocab.decode(hists[0]))
+    recs, ignored = fitted.recommend_history(known + ["never-seen"], k=5)
+    assert ignored == ["never-seen"] and len(recs.items[0]) == 5 and not set(known) & set(recs.items[0])
+    for bad_k in (0, -3, split.train.n_items + 1):
+        with pytest.raises(ConfigError, match="k must be in"):
+            fitted.recommend_history(known, k=bad_k)
 
 
 @by_name

@@ -167,8 +167,7 @@ class Recommender:
     ) -> Recommendations:
         """Top-``k`` external item ids for external user ids. Unknown users raise, get popular items, or are skipped."""
         self._check_fitted()
-        if not 1 <= k <= self.n_items:
-            raise ConfigError(f"k must be in 1..{self.n_items}, got {k}")
+        self._check_k(k)
         users = [users] if np.isscalar(users) or isinstance(users, str) else list(users)
         dense = self.user_vocab.encode(users, on_unknown="raise" if on_unknown == "raise" else "zero")
         if on_unknown == "skip":
@@ -196,6 +195,7 @@ class Recommender:
     ) -> tuple[Recommendations, list[Any]]:
         """Top-``k`` for an anonymous session given as external item ids. Returns (recommendations, ignored ids)."""
         self._check_fitted()
+        self._check_k(k)
         dense = self.item_vocab.encode(history, on_unknown="zero")
         ignored = [h for h, d in zip(history, dense) if d == 0]
         dense = dense[dense > 0]
@@ -206,6 +206,10 @@ class Recommender:
             cols = self.item_vocab.encode(exclude, on_unknown="zero")
             scores[:, torch.from_numpy(cols[cols > 0])] = -torch.inf
         return self._to_recommendations([None], scores, k, [False]), ignored
+
+    def _check_k(self, k: int) -> None:
+        if not 1 <= k <= self.n_items:
+            raise ConfigError(f"k must be in 1..{self.n_items}, got {k}")
 
     def _to_recommendations(self, users: list[Any], scores: torch.Tensor, k: int, fallback: list[bool]) -> Recommendations:
         k = min(k, self.n_items)
