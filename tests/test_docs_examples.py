@@ -90,6 +90,8 @@ def test_example_runs(code: str, needs_data: bool, after: str, serve: str, data_
             with (gzip.open if source.endswith(".gz") else open)(data_dir / source, "rb") as src:
                 (tmp_path / name).write_bytes(src.read())
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    if env.get("RECFORGE_DATA_DIR"):  # the examples run in a scratch folder: a relative data path would point nowhere
+        env["RECFORGE_DATA_DIR"] = str(Path(env["RECFORGE_DATA_DIR"]).resolve())
     if after:
         python(["-m", *shlex.split(after)], tmp_path, env)
     with serving(serve, tmp_path, env) if serve else nullcontext():
