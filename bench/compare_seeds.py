@@ -14,6 +14,7 @@ an option existed match its default (new options default to the old behaviour).
     .venv/bin/python bench/compare_seeds.py bench/results/sequential-beauty-lineardim-256.jsonl \
         bench/results/sequential-beauty-lr-wd.jsonl --a hstu --a-where linear_dim=256 --b hstu --b-where linear_dim=0 \
         --where train.lr=0.001 dropout=0.35 train.weight_decay=0.2
+    # --plot PATH also draws the comparison: each seed's A and B joined by a line, and the differences with their CI
 """
 
 from __future__ import annotations
@@ -66,6 +67,40 @@ def interval(ci: dict[str, float], sign: str = "") -> str:
     return f"[{ci['ci_low']:{sign}.4f}, {ci['ci_high']:{sign}.4f}]"
 
 
+def plot(path: Path, seeds: list[int], a: np.ndarray, b: np.ndarray, names: tuple[str, str], metric: str) -> None:
+    """Two panels: per seed, A and B's test ``metric`` joined by a line (a slope per seed shows who is ahead where);
+    the per-seed differences A − B with their mean and t 95% CI, against the zero line."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display on servers and CI
+    import matplotlib.pyplot as plt
+
+    diff = a - b
+    ci = seed_ci(diff)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.6), gridspec_kw={"width_ratios": [1, 1.3]})
+    for s, va, vb in zip(seeds, a, b):
+        left.plot([0, 1], [va, vb], color="tab:green" if va > vb else "tab:red", alpha=0.6, marker="o")
+        left.annotate(str(s), (0, va), xytext=(-14, 0), textcoords="offset points", va="center", fontsize=7)
+    left.set_xticks([0, 1], [f"A: {names[0]}", f"B: {names[1]}"])
+    left.set_xlim(-0.3, 1.3)
+    left.set_ylabel(f"test {metric}")
+    left.set_title("per seed (green: A ahead)", fontsize=9)
+    right.axvline(0, color="grey", lw=1)
+    right.scatter(diff, np.zeros_like(diff) + np.linspace(-0.15, 0.15, len(diff)), color="tab:blue", zorder=3)
+    right.errorbar([ci["mean"]], [-0.5], xerr=[[ci["mean"] - ci["ci_low"]], [ci["ci_high"] - ci["mean"]]],
+                   fmt="D", color="black", capsize=4)
+    right.set_yticks([0, -0.5], ["seeds", "mean [t 95% CI]"])
+    right.set_ylim(-0.9, 0.4)
+    right.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(5))
+    right.margins(x=0.15)
+    right.set_xlabel(f"A − B, test {metric}")
+    right.set_title(f"A ahead in {int((diff > 0).sum())}/{len(diff)} seeds; mean {ci['mean']:+.4f}", fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("files", nargs="+", type=Path)
@@ -75,6 +110,7 @@ def main() -> None:
     p.add_argument("--where", nargs="*", default=[], help="config filters, e.g. train.lr=0.001 dropout=0.35")
     p.add_argument("--a-where", nargs="*", default=[], help="filters for A only")
     p.add_argument("--b-where", nargs="*", default=[], help="filters for B only")
+    p.add_argument("--plot", type=Path, default=None, metavar="PNG", help="also draw the comparison into this file")
     args = p.parse_args()
 
     try:
@@ -103,6 +139,10 @@ def main() -> None:
         ci = seed_ci(diff)
         print(f"{part} A - B per seed: {', '.join(f'{d:+.4f}' for d in diff)}; mean {ci['mean']:+.4f} "
               f"{interval(ci, '+')}; A ahead in {int((diff > 0).sum())}/{len(seeds)}")
+    if args.plot:
+        test = {name: np.array([rows[s]["test"][args.metric]["mean"] for s in seeds]) for name, rows in (("a", a), ("b", b))}
+        plot(args.plot, seeds, test["a"], test["b"], (args.a, args.b), args.metric)
+        print(f"plot written to {args.plot}")
 
 
 if __name__ == "__main__":

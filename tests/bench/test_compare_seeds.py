@@ -80,3 +80,13 @@ def test_one_seed_prints_no_interval(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert "| A: hstu | 0.60000 | 0.5000 [no CI: one seed] | — |" in out
     assert "test A - B per seed: +0.1000; mean +0.1000 [no CI: one seed]; A ahead in 1/1" in out
     assert "nan" not in out
+
+
+def test_plot_is_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "r.jsonl"
+    path.write_text("\n".join([_row("hstu", 0, 0.5, 0.6), _row("sasrec", 0, 0.4, 0.7), _row("hstu", 1, 0.3, 0.6),
+                               _row("sasrec", 1, 0.35, 0.45)]) + "\n", encoding="utf-8")
+    png = tmp_path / "img" / "cmp.png"
+    out = _run(_bench(), [str(path), "--a", "hstu", "--b", "sasrec", "--plot", str(png)], monkeypatch, capsys)
+    assert f"plot written to {png}" in out
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5_000
