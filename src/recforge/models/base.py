@@ -212,7 +212,6 @@ class Recommender:
             raise ConfigError(f"k must be in 1..{self.n_items}, got {k}")
 
     def _to_recommendations(self, users: list[Any], scores: torch.Tensor, k: int, fallback: list[bool]) -> Recommendations:
-        k = min(k, self.n_items)
         top = torch.topk(scores, k, dim=1)
         items, vals = [], []
         for row_idx, row_val in zip(top.indices.numpy(), top.values.numpy()):
