@@ -140,8 +140,8 @@ def main() -> None:
         print(f"{part} A - B per seed: {', '.join(f'{d:+.4f}' for d in diff)}; mean {ci['mean']:+.4f} "
               f"{interval(ci, '+')}; A ahead in {int((diff > 0).sum())}/{len(seeds)}")
     if args.plot:
-        test = {name: np.array([rows[s]["test"][args.metric]["mean"] for s in seeds]) for name, rows in (("a", a), ("b", b))}
-        plot(args.plot, seeds, test["a"], test["b"], (args.a, args.b), args.metric)
+        a_test, b_test = (np.array([rows[s]["test"][args.metric]["mean"] for s in seeds]) for rows in (a, b))
+        plot(args.plot, seeds, a_test, b_test, (args.a, args.b), args.metric)
         print(f"plot written to {args.plot}")
 
 
