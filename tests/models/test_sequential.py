@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 
 import numpy as np
@@ -154,6 +155,28 @@ def test_recommend_history_for_an_anonymous_session(split):
     recs, ignored = model.recommend_history(session + ["never-seen"], k=5)
     assert ignored == ["never-seen"]
     assert f"i{successor[successor[start]]}" in recs.items[0]
+
+
+def test_hstu_scores_an_anonymous_session_with_its_timestamps(split):
+    """recommend_history hands ``times`` to HSTU's time-gap bias, aligned with the items that are kept."""
+    model = copy.deepcopy(fitted("hstu", split))
+    g = torch.Generator().manual_seed(0)
+    for layer in model.net_.layers:  # a strong time-gap bias, so the timestamps visibly move the scores
+        layer.time_bias.weight.data = 3.0 * torch.randn(layer.time_bias.weight.shape, generator=g)
+    session, times = ["i3", "i5", "i7"], [0, 10, 10**6]
+    dense = model.item_vocab.encode(session)
+    with_times = model.score_histories([dense], times=np.array(times))
+    assert not torch.allclose(with_times, model.score_histories([dense], times=np.array([0, 1, 2])))
+    scores = with_times.clone()
+    scores[0, torch.from_numpy(dense)] = -torch.inf
+    expected = model.item_vocab.decode(torch.topk(scores[0], 5).indices.numpy())
+    without = model.score_histories([dense]).clone()
+    without[0, torch.from_numpy(dense)] = -torch.inf
+    assert model.item_vocab.decode(torch.topk(without[0], 5).indices.numpy()) != expected  # the test can tell
+    recs, ignored = model.recommend_history(["i3", "never-seen", "i5", "i7"], k=5, times=[0, 5, 10, 10**6])
+    assert ignored == ["never-seen"] and recs.items[0] == expected  # the unknown item's time left out with it
+    with pytest.raises(ConfigError, match="one value per history item"):
+        model.recommend_history(session, k=5, times=[0, 10])
 
 
 @pytest.fixture(scope="module")

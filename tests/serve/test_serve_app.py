@@ -115,6 +115,9 @@ def test_history_needs_a_history_model(tmp_path, dot_model):
         ({"user_id": "u1", "exclude": "abc"}, "valid list"),
         ({"history": [{"a": 1}]}, "history"),
         ({"user_id": ""}, "at least 1 character"),
+        ({"history": [1, 2], "times": [5]}, "one timestamp per history item"),
+        ({"user_id": "u1", "times": [5]}, "times needs a history"),
+        ({"history": [1], "times": [1.5]}, "times"),
     ],
 )
 def test_recommend_bad_input_is_422(pop, body, needle):
@@ -378,6 +381,26 @@ def test_sasrec_feedback_extends_the_time_ordered_sequence(serve_log, tmp_path):
     scores[torch.from_numpy(history)] = -torch.inf
     assert after["source"] == "history"
     assert [x["item"] for x in after["items"]] == model.item_vocab.decode(torch.topk(scores, 5).indices.numpy())
+
+
+def test_hstu_history_with_timestamps(serve_log, tmp_path):
+    """/recommend's ``times`` reach HSTU's time-gap bias, aligned with the known history items."""
+    from recforge.models.hstu import HSTU
+    from recforge.train.trainer import TrainConfig
+
+    model = HSTU(dim=16, n_heads=1, n_layers=1, max_len=20, train=TrainConfig(epochs=1, device="cpu")).fit(serve_log)
+    g = torch.Generator().manual_seed(0)
+    for layer in model.net_.layers:  # a strong time-gap bias, so the timestamps visibly move the ranking
+        layer.time_bias.weight.data = 3.0 * torch.randn(layer.time_bias.weight.shape, generator=g)
+    model.save(tmp_path / "run" / "model")
+    history, times = [1, "ghost", 2, 3], [0, 7, 10, 10**6]
+    with client(tmp_path / "run", tmp_path) as c:
+        out = c.post("/recommend", json={"history": history, "times": times, "k": 5}).json()
+        plain = c.post("/recommend", json={"history": history, "k": 5}).json()
+    recs, _ = model.recommend_history(history, k=5, times=times)
+    assert out["ignored"] == ["ghost"] and [x["item"] for x in out["items"]] == recs.items[0]
+    assert [x["item"] for x in plain["items"]] == model.recommend_history(history, k=5)[0].items[0]
+    assert plain["items"] != out["items"]
 
 
 def test_registered_als_serves_through_faiss(tmp_path, serve_log):

@@ -191,15 +191,23 @@ class Recommender:
         return self._to_recommendations(users, scores, k, (~known).tolist())
 
     def recommend_history(
-        self, history: list[Any], k: int = 10, exclude_seen: bool = True, exclude: list[Any] | None = None
+        self, history: list[Any], k: int = 10, exclude_seen: bool = True, exclude: list[Any] | None = None,
+        times: list[int] | np.ndarray | None = None,
     ) -> tuple[Recommendations, list[Any]]:
-        """Top-``k`` for an anonymous session given as external item ids. Returns (recommendations, ignored ids)."""
+        """Top-``k`` for an anonymous session given as external item ids. Returns (recommendations, ignored ids).
+
+        ``times`` (optional, one per history item, in the training data's time unit) feed models that use timestamps
+        (``uses_time``: HSTU's time-gap bias, which was trained with them); other models ignore them."""
         self._check_fitted()
         self._check_k(k)
+        if times is not None and len(times) != len(history):
+            raise ConfigError(f"times must have one value per history item ({len(history)}), got {len(times)}")
         dense = self.item_vocab.encode(history, on_unknown="zero")
         ignored = [h for h, d in zip(history, dense) if d == 0]
-        dense = dense[dense > 0]
-        scores = self.score_histories([dense]).clone()  # an inference tensor cannot be edited in place
+        known = dense > 0
+        dense = dense[known]
+        t = np.asarray(times, dtype=np.int64)[known] if times is not None else None
+        scores = self.score_histories([dense], times=t).clone()  # an inference tensor cannot be edited in place
         if exclude_seen and len(dense):
             scores[0, torch.from_numpy(dense)] = -torch.inf
         if exclude:

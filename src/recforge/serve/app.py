@@ -125,7 +125,7 @@ def _add_routes(app: FastAPI, state: ServeState) -> None:
         """Top-k items for a user (with their live feedback) or for an anonymous history."""
         h = state.handle  # one handle for the whole request, even if a reload swaps it meanwhile
         if req.history is not None:
-            return JSONResponse(h.recommend_history(req.history, req.k, req.exclude, req.exclude_seen))
+            return JSONResponse(h.recommend_history(req.history, req.k, req.exclude, req.exclude_seen, req.times))
         user = _canonical(h, req.user_id, user=True)
         feedback = state.store.history(user, state.settings.negative_events, state.settings.max_history)
         out = h.recommend_user(user, req.k, req.exclude, req.exclude_seen, feedback)

@@ -169,13 +169,19 @@ class ModelHandle:
         return self._top(user, scores, k, source, ignored)
 
     @torch.inference_mode()
-    def recommend_history(self, history: list[Any], k: int, exclude: list[Any], exclude_seen: bool) -> dict[str, Any]:
-        """Top-k for an anonymous session (oldest item first); unknown items are ignored and listed."""
+    def recommend_history(self, history: list[Any], k: int, exclude: list[Any], exclude_seen: bool,
+                          times: list[int] | None = None) -> dict[str, Any]:
+        """Top-k for an anonymous session (oldest item first); unknown items are ignored and listed. ``times`` (one
+        per history item) reach models that use timestamps."""
         if not self.model.supports_histories:
             raise ConfigError(f"model {self.model.name!r} cannot score ad-hoc histories; send user_id instead")
         dense, ignored = encode(self.model.item_vocab, history)
         excl, ignored_excl = encode(self.model.item_vocab, exclude)
-        scores = self.model.score_histories([dense[-self.settings.max_history :]])[0]
+        t = None
+        if times is not None:
+            known = np.array([lookup(self.model.item_vocab, x) > 0 for x in history], dtype=bool)
+            t = np.asarray(times, dtype=np.int64)[known][-self.settings.max_history :]
+        scores = self.model.score_histories([dense[-self.settings.max_history :]], times=t)[0]
         scores[torch.from_numpy(np.concatenate([excl, dense if exclude_seen else excl[:0]]))] = -torch.inf
         return self._top(None, scores, min(k, self.n_items), "history", ignored + ignored_excl)
 

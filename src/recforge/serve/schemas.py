@@ -29,6 +29,10 @@ class RecommendRequest(_Strict):
 
     user_id: Id | None = None
     history: list[Id] | None = Field(None, max_length=1000)
+    times: list[StrictInt] | None = Field(
+        None, max_length=1000,
+        description="timestamps of the history's items, in the training data's unit (models with a time signal, "
+                    "HSTU, use them; others ignore them)")
     k: K = 10
     exclude: list[Id] = Field(default_factory=list, max_length=10_000, description="item ids never to return")
     exclude_seen: StrictBool = True
@@ -37,6 +41,8 @@ class RecommendRequest(_Strict):
     def _one_of(self) -> RecommendRequest:
         if (self.user_id is None) == (self.history is None):
             raise ValueError("give exactly one of user_id or history")
+        if self.times is not None and (self.history is None or len(self.times) != len(self.history)):
+            raise ValueError("times needs a history, one timestamp per history item")
         return self
 
 
