@@ -84,6 +84,8 @@ def test_recommend_history_of_a_sequential_run(csv_log, tmp_path, capsys):
     out = json.loads(capsys.readouterr().out)
     assert len(out["items"]) == 4 and out["ignored"] == [] and not {"i20", "i21"} & set(out["items"])
     assert out["scores"] == sorted(out["scores"], reverse=True)
+    assert main(["recommend", str(out_dir), "--history", "i20", "i21", "--times", "100", "160", "--json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)["items"]) == 10  # SASRec takes the times and ignores them
 
 
 @pytest.mark.parametrize(
@@ -92,6 +94,8 @@ def test_recommend_history_of_a_sequential_run(csv_log, tmp_path, capsys):
         (["--history", "x", "y"], 1, "none of the history's items is known"),
         (["--history", "i1", "--user", "u1"], 2, "not allowed with argument"),
         ([], 2, "one of the arguments --user --history is required"),
+        (["--user", "u1", "--times", "5"], 2, "--times needs --history"),
+        (["--history", "i1", "i2", "--times", "5"], 2, "times must have one value per history item"),
     ],
 )
 def test_recommend_history_errors(ease_run, extra, code, message, capsys):

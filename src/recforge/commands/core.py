@@ -9,7 +9,7 @@ from typing import Any
 
 from rich.table import Table
 
-from recforge.errors import UnknownIdError
+from recforge.errors import ConfigError, UnknownIdError
 
 QUICKSTART_MODELS = ("popular", "itemknn", "ease", "als")
 
@@ -42,6 +42,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     who.add_argument("--user", help="external user id")
     who.add_argument("--history", nargs="+", metavar="ITEM",
                      help="an anonymous session: external item ids, oldest first (models that score histories)")
+    p.add_argument("--times", nargs="+", type=int, metavar="T",
+                   help="the history's timestamps, one per item, in the training data's unit (used by HSTU)")
     p.add_argument("-k", type=int, default=10)
     p.add_argument("--include-seen", action="store_true", help="do not mask items the user already has")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -135,9 +137,12 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     from recforge.runs import load_run
 
     model = load_run(args.run).model
+    if args.times is not None and args.history is None:
+        raise ConfigError("--times needs --history (one timestamp per history item)")
     if args.history is not None:
         history = [_as_vocab_id(model.item_vocab, raw) for raw in args.history]
-        recs, ignored = model.recommend_history(history, k=args.k, exclude_seen=not args.include_seen)
+        recs, ignored = model.recommend_history(history, k=args.k, exclude_seen=not args.include_seen,
+                                                times=args.times)
         if len(ignored) == len(history):
             raise UnknownIdError(f"none of the history's items is known to the model: {args.history}")
         if ignored:
