@@ -214,9 +214,10 @@ def train_run(
     finally:
         root.removeHandler(handler)
         handler.close()
-        # A run that failed before its first checkpoint (bad config value, unknown dataset, ...) has nothing to
-        # resume: leave no half-made folder behind. A folder with checkpoints is kept for --resume.
-        if not written and fresh and not (out / "checkpoints").exists():
+        # A run that failed before its first checkpoint or saved model (bad config value, unknown dataset, ...)
+        # holds nothing to keep: leave no half-made folder behind. Checkpoints (for --resume) and a model saved
+        # before a later failure are kept.
+        if not written and fresh and not any((out / name).exists() for name in ("checkpoints", "model")):
             shutil.rmtree(out, ignore_errors=True)
     run = Run(out)
     run.__dict__["model"] = model

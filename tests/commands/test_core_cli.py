@@ -156,6 +156,19 @@ def test_a_failed_train_leaves_no_half_made_run_folder(argv, tmp_path, capsys):
     assert (existing / "notes.txt").read_text() == "mine"  # a folder the user made is never removed
 
 
+def test_a_train_that_fails_after_saving_keeps_the_model(csv_log, tmp_path, monkeypatch):
+    import recforge.runs
+
+    def failing_evaluate(*args, **kwargs):
+        raise RuntimeError("evaluation failed")
+
+    monkeypatch.setattr(recforge.runs, "evaluate", failing_evaluate)
+    out = tmp_path / "ease"
+    with pytest.raises(RuntimeError, match="evaluation failed"):
+        main(["train", "ease", "--data", str(csv_log), "--out", str(out)])
+    assert (out / "model" / "model.json").is_file() and (out / "train.log").is_file()  # the fitted model is not lost
+
+
 def test_unknown_user_exit_code(ease_run, capsys):
     assert main(["recommend", str(ease_run), "--user", "nobody"]) == 1
     assert "unknown user 'nobody'" in capsys.readouterr().err
