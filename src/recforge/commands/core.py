@@ -136,15 +136,15 @@ def _lookup_user(vocab: Any, raw: str) -> Any:
 def cmd_recommend(args: argparse.Namespace) -> int:
     from recforge.runs import load_run
 
-    model = load_run(args.run).model
     if args.times is not None and args.history is None:
         raise ConfigError("--times needs --history (one timestamp per history item)")
+    model = load_run(args.run).model
     if args.history is not None:
         history = [_as_vocab_id(model.item_vocab, raw) for raw in args.history]
+        if not any(item in model.item_vocab for item in history):
+            raise UnknownIdError(f"none of the history's items is known to the model: {args.history}")
         recs, ignored = model.recommend_history(history, k=args.k, exclude_seen=not args.include_seen,
                                                 times=args.times)
-        if len(ignored) == len(history):
-            raise UnknownIdError(f"none of the history's items is known to the model: {args.history}")
         if ignored:
             _err_console().print(f"[bold yellow]WARNING:[/] ignored {len(ignored)} unknown item(s): "
                                  f"{', '.join(map(str, ignored))}", highlight=False)
