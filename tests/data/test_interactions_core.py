@@ -26,6 +26,14 @@ def test_vocab_numpy_scalars_match_python_ints():
     assert v.encode([np.int64(20), 10]).tolist() == [2, 1]
 
 
+@pytest.mark.parametrize(("ids", "raw", "expected"), [
+    ([1, 42], "42", 42), (["a", "42"], 42, "42"), ([1, 42], np.int64(42), 42), ([-3], "-3", -3),
+    (["x"], "x", "x"), ([1, 42], "4.2", None), ([1, 42], "zz", None), (["x"], 7, None),
+])
+def test_vocab_canonical_matches_text_and_integer_ids(ids, raw, expected):
+    assert Vocab(ids).canonical(raw) == expected
+
+
 def test_vocab_rejects_duplicates():
     with pytest.raises(ValueError, match="duplicate"):
         Vocab([1, 1])

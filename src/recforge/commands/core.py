@@ -115,20 +115,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _as_vocab_id(vocab: Any, raw: str) -> Any:
-    """CLI ids arrive as strings; datasets may use ints. Returns the id as the vocabulary holds it, or ``raw``."""
-    if raw in vocab:
-        return raw
-    try:
-        as_int = int(raw)
-    except ValueError:
-        return raw
-    return as_int if as_int in vocab else raw
-
-
 def _lookup_user(vocab: Any, raw: str) -> Any:
-    user = _as_vocab_id(vocab, raw)
-    if user not in vocab:
+    user = vocab.canonical(raw)  # CLI ids arrive as strings; datasets may use ints
+    if user is None:
         raise UnknownIdError(f"unknown user {raw!r}")
     return user
 
@@ -140,9 +129,10 @@ def cmd_recommend(args: argparse.Namespace) -> int:
         raise ConfigError("--times needs --history (one timestamp per history item)")
     model = load_run(args.run).model
     if args.history is not None:
-        history = [_as_vocab_id(model.item_vocab, raw) for raw in args.history]
-        if not any(item in model.item_vocab for item in history):
+        known = [model.item_vocab.canonical(raw) for raw in args.history]
+        if all(item is None for item in known):
             raise UnknownIdError(f"none of the history's items is known to the model: {args.history}")
+        history = [raw if item is None else item for raw, item in zip(args.history, known)]
         recs, ignored = model.recommend_history(history, k=args.k, exclude_seen=not args.include_seen,
                                                 times=args.times)
         if ignored:

@@ -53,6 +53,17 @@ class Vocab:
             raise UnknownIdError(f"unknown {self.name}(s): {', '.join(map(repr, missing))}")
         return out
 
+    def canonical(self, external: Any) -> Any | None:
+        """The id as this vocabulary holds it, or None when unknown. For ids that arrive as text (JSON, the command
+        line), a string "42" also matches an integer id 42, and an integer 42 a string id "42"."""
+        if external in self:
+            return _plain(external)
+        if isinstance(external, str) and external.lstrip("-").isdigit() and int(external) in self:
+            return int(external)
+        if isinstance(external, int) and str(external) in self:
+            return str(external)
+        return None
+
     def decode(self, dense: Sequence[int] | np.ndarray) -> list[Any]:
         """Dense ints -> external ids (0 decodes to ``None``)."""
         return [self._ids[i - 1] if i > 0 else None for i in np.asarray(dense, dtype=np.int64).ravel().tolist()]

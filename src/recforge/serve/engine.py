@@ -57,17 +57,18 @@ def load_artifact(path: str | Path) -> tuple[Recommender, str]:
 
 def lookup(vocab: Vocab, external: Any) -> int:
     """External id -> dense id (0 when unknown). JSON "42" also matches an integer id 42 and vice versa."""
-    dense = int(vocab.encode([external], on_unknown="zero")[0])
-    if dense == 0 and isinstance(external, str) and external.lstrip("-").isdigit():
-        dense = int(vocab.encode([int(external)], on_unknown="zero")[0])
-    elif dense == 0 and isinstance(external, int):
-        dense = int(vocab.encode([str(external)], on_unknown="zero")[0])
-    return dense
+    canonical = vocab.canonical(external)
+    return 0 if canonical is None else int(vocab.encode([canonical])[0])
+
+
+def lookups(vocab: Vocab, ids: list[Any]) -> np.ndarray:
+    """External ids -> dense ids int64 (n,), 0 where unknown."""
+    return np.array([lookup(vocab, x) for x in ids], dtype=np.int64)
 
 
 def encode(vocab: Vocab, ids: list[Any]) -> tuple[np.ndarray, list[Any]]:
     """External ids -> (known dense ids int64 (n,), unknown external ids)."""
-    dense = np.array([lookup(vocab, x) for x in ids], dtype=np.int64)
+    dense = lookups(vocab, ids)
     return dense[dense > 0], [x for x, d in zip(ids, dense) if d == 0]
 
 
@@ -175,12 +176,12 @@ class ModelHandle:
         per history item) reach models that use timestamps."""
         if not self.model.supports_histories:
             raise ConfigError(f"model {self.model.name!r} cannot score ad-hoc histories; send user_id instead")
-        dense, ignored = encode(self.model.item_vocab, history)
+        dense = lookups(self.model.item_vocab, history)
+        known = dense > 0
+        ignored = [x for x, d in zip(history, dense) if d == 0]
+        dense = dense[known]
+        t = np.asarray(times, dtype=np.int64)[known][-self.settings.max_history :] if times is not None else None
         excl, ignored_excl = encode(self.model.item_vocab, exclude)
-        t = None
-        if times is not None:
-            known = np.array([lookup(self.model.item_vocab, x) > 0 for x in history], dtype=bool)
-            t = np.asarray(times, dtype=np.int64)[known][-self.settings.max_history :]
         scores = self.model.score_histories([dense[-self.settings.max_history :]], times=t)[0]
         scores[torch.from_numpy(np.concatenate([excl, dense if exclude_seen else excl[:0]]))] = -torch.inf
         return self._top(None, scores, min(k, self.n_items), "history", ignored + ignored_excl)
