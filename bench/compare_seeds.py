@@ -28,7 +28,7 @@ import numpy as np
 
 from recforge.config import apply_overrides, from_dict, to_dict
 from recforge.errors import ConfigError
-from recforge.evaluate.seeds import seed_ci
+from recforge.experiments.seeds import seed_ci
 from recforge.registry import get_model
 
 

@@ -84,7 +84,7 @@ def main() -> None:
 
 def _paired(results: dict) -> None:
     """Paired bootstrap of SR@15 differences between consecutive policies of the target ordering (same dialogues)."""
-    from recforge.evaluate.stats import paired_bootstrap
+    from recforge.metrics.stats import paired_bootstrap
 
     results["paired"] = []
     for mode in {r["mode"] for r in results["rows"]}:

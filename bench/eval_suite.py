@@ -22,10 +22,10 @@ import torch
 
 from recforge.data.datasets import load_dataset
 from recforge.data.split import leave_last_out
-from recforge.evaluate import stats
 from recforge.evaluate.beyond import beyond_accuracy
 from recforge.evaluate.evaluator import _history, evaluate
-from recforge.evaluate.stats import bootstrap_ci, bootstrap_cis, compare_paired
+from recforge.metrics import stats
+from recforge.metrics.stats import bootstrap_ci, bootstrap_cis, compare_paired
 from recforge.registry import get_model
 
 CPU: dict[str, float] = {}  # step -> median process CPU seconds (the machine is shared: wall time is inflated)

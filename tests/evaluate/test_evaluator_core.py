@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
+from recforge.data.jagged import gather_jagged
 from recforge.data.split import leave_last_out, user_holdout
 from recforge.errors import ConfigError
 from recforge.evaluate import evaluate
-from recforge.evaluate.evaluator import gather_jagged
-from recforge.evaluate.stats import bootstrap_ci
+from recforge.metrics.stats import bootstrap_ci
 from recforge.models.popular import MostPopular
 
 

@@ -9,7 +9,7 @@ from recforge.data.datasets import load_dataset
 from recforge.data.split import leave_last_out
 from recforge.evaluate.beyond import beyond_accuracy
 from recforge.evaluate.evaluator import evaluate
-from recforge.evaluate.stats import compare_paired
+from recforge.metrics.stats import compare_paired
 from recforge.registry import get_model
 
 pytestmark = pytest.mark.realdata

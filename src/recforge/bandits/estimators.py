@@ -17,6 +17,7 @@ import numpy as np
 from recforge.bandits.bootstrap import bootstrap_stat
 from recforge.bandits.logged import LoggedFeedback
 from recforge.errors import ConfigError, DataError
+from recforge.registry import resolve
 
 logger = logging.getLogger(__name__)
 
@@ -280,7 +281,6 @@ class DRShrinkage(_Tuned):
 
 def make_estimator(name: str, **params: float) -> Estimator:
     """Build a registered estimator by name (see ``recforge.registry.ESTIMATORS``)."""
-    from recforge.registry import resolve
 
     cls = resolve("estimator", name)
     try:

@@ -20,7 +20,7 @@ from recforge.conversational.policies.base import ConversationalRecommender, Epi
 from recforge.conversational.simulator import UserSimulator
 from recforge.conversational.state import Ask, CRSSetting, DialogueState
 from recforge.errors import ConfigError
-from recforge.evaluate.stats import bootstrap_ci
+from recforge.metrics.stats import bootstrap_ci
 from recforge.progress import track
 from recforge.threads import single_thread
 

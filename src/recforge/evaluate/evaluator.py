@@ -14,10 +14,11 @@ import numpy as np
 import torch
 
 from recforge.data.interactions import Interactions
+from recforge.data.jagged import gather_jagged
 from recforge.data.split import Split
 from recforge.errors import ConfigError
-from recforge.evaluate.metrics import compute, parse_metric
-from recforge.evaluate.stats import bootstrap_cis
+from recforge.metrics.ranking import compute, parse_metric
+from recforge.metrics.stats import bootstrap_cis
 from recforge.progress import track
 
 log = logging.getLogger(__name__)
@@ -55,15 +56,6 @@ def _history(split: Split, on: str) -> Interactions:
     if split.fold_in is not None:
         hist = hist.concat(split.fold_in)
     return hist
-
-
-def gather_jagged(items: np.ndarray, offsets: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Select rows of a jagged array: (items (N,), offsets (R+1,)) for ``rows`` without a Python loop per row."""
-    starts, ends = offsets[rows], offsets[rows + 1]
-    lengths = ends - starts
-    new_offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-    idx = np.repeat(starts - new_offsets[:-1], lengths) + np.arange(new_offsets[-1])
-    return items[idx], new_offsets
 
 
 def evaluate(

@@ -16,8 +16,8 @@ import scipy.sparse as sp
 from recforge.data.interactions import Interactions
 from recforge.errors import ConfigError
 from recforge.evaluate.beyond import head_items, hits_from_targets, item_popularity
-from recforge.evaluate.metrics import compute, parse_metric
-from recforge.evaluate.stats import bootstrap_cis
+from recforge.metrics.ranking import compute, parse_metric
+from recforge.metrics.stats import bootstrap_cis
 
 #: Default history-length bucket edges: [1, 5), [5, 10), [10, 20), [20, 50), [50, inf).
 DEFAULT_EDGES = (1, 5, 10, 20, 50)

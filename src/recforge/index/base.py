@@ -12,6 +12,8 @@ from typing import Any, Literal, Protocol, runtime_checkable
 import torch
 
 from recforge.errors import ConfigError
+from recforge.index.exact import ExactRetriever
+from recforge.index.faiss_index import FaissRetriever
 
 log = logging.getLogger(__name__)
 
@@ -58,9 +60,5 @@ def build_retriever(
     if kind == "auto":
         kind = "exact" if n_items < ann_threshold else "hnsw"
     if kind == "exact":
-        from recforge.index.exact import ExactRetriever
-
         return ExactRetriever(vectors)
-    from recforge.index.faiss_index import FaissRetriever
-
     return FaissRetriever(vectors, kind, recall_queries=recall_queries, recall_k=recall_k, seed=seed, **params)

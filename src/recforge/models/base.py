@@ -20,8 +20,10 @@ from safetensors.torch import load_file, save_file
 
 from recforge.config import from_dict, to_dict
 from recforge.data.interactions import Interactions
+from recforge.data.jagged import as_jagged
 from recforge.data.vocab import Vocab
 from recforge.errors import ConfigError, DataError, NotFittedError, UnknownIdError
+from recforge.registry import get_model
 
 OnUnknown = Literal["raise", "popular", "skip"]
 
@@ -256,20 +258,8 @@ class Recommender:
         return path
 
 
-def as_jagged(histories: list[np.ndarray] | tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """A list of int arrays, or an (items, offsets) pair, -> (items int64 (N,), offsets int64 (B+1,))."""
-    if isinstance(histories, tuple):
-        items, offsets = histories
-        return np.asarray(items, dtype=np.int64), np.asarray(offsets, dtype=np.int64)
-    lengths = np.fromiter((len(h) for h in histories), dtype=np.int64, count=len(histories))
-    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-    items = np.concatenate([np.asarray(h, dtype=np.int64) for h in histories]) if histories else np.zeros(0, np.int64)
-    return items, offsets
-
-
 def load_model(path: str | Path) -> Recommender:
     """Load any saved model from a directory written by :meth:`Recommender.save` (no pickle involved)."""
-    from recforge.registry import get_model
 
     path = Path(path)
     meta_file, weights = path / "model.json", path / "model.safetensors"

@@ -21,6 +21,7 @@ from torch import nn
 
 from recforge.data.batches import SequenceData, build_sequence_data, last_window
 from recforge.data.interactions import Interactions
+from recforge.data.jagged import gather_jagged
 from recforge.data.split import Split
 from recforge.errors import ConfigError
 from recforge.models.base import Recommender
@@ -239,8 +240,6 @@ class SequentialRecommender(Recommender):
         return self._run(self._window(items, offsets), self._window(times, offsets) if times is not None else None)
 
     def _score(self, users: np.ndarray) -> torch.Tensor:
-        from recforge.evaluate.evaluator import gather_jagged
-
         offs = self.seq_offsets_.numpy()
         items, sub = gather_jagged(self.seq_items_.numpy(), offs, users)
         times = None

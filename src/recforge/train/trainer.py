@@ -29,7 +29,7 @@ from torch import nn
 
 from recforge.config import to_dict
 from recforge.errors import ConfigError, DataError
-from recforge.evaluate.metrics import parse_metric
+from recforge.metrics.ranking import parse_metric
 from recforge.nn.optim import AdamW
 from recforge.progress import enabled as progress_enabled
 

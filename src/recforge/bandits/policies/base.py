@@ -18,6 +18,7 @@ from safetensors.numpy import load_file, save_file
 
 from recforge.config import from_dict, to_dict
 from recforge.errors import ConfigError, DataError
+from recforge.registry import resolve
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,6 @@ def _plain(v: Any) -> Any:
 
 def load_policy(path: str | Path, seed: int = 0) -> Policy:
     """Load a policy written by :meth:`Policy.save` (safetensors + JSON, no pickle)."""
-    from recforge.registry import resolve
 
     path = Path(path)
     meta_file, arrays_file = path / "policy.json", path / "policy.safetensors"

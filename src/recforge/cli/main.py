@@ -1,6 +1,6 @@
 """The ``recforge`` command. Every subcommand calls one library function; output is printed with rich.
 
-Subcommand groups live next to their library code and are listed in the literal table ``COMMANDS``:
+Subcommand groups are modules of this package, listed in the literal table ``COMMANDS``:
 each entry is "module:function" where ``function(subparsers)`` adds its parser(s) and sets ``func`` on them.
 ``func(args) -> int`` returns the exit code. Exit codes: 0 ok, 2 usage/config error, 1 data error.
 """
@@ -12,21 +12,17 @@ import importlib
 import logging
 import sys
 
-from rich.console import Console
-
+from recforge.cli.console import err_console
 from recforge.errors import RecforgeError
 
 COMMANDS: list[str] = [
-    "recforge.commands.core:add_commands",
-    "recforge.commands.bandit:add_commands",
-    "recforge.commands.evaluation:add_commands",
-    "recforge.commands.serve:add_commands",
-    "recforge.commands.data:add_commands",
-    "recforge.commands.crs:add_commands",
+    "recforge.cli.core:add_commands",
+    "recforge.cli.bandit:add_commands",
+    "recforge.cli.evaluation:add_commands",
+    "recforge.cli.serve:add_commands",
+    "recforge.cli.data:add_commands",
+    "recforge.cli.crs:add_commands",
 ]
-
-console = Console()
-err_console = Console(stderr=True)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -29,10 +29,12 @@ import numpy as np
 import torch
 
 from recforge.config import apply_overrides, dump_toml, from_dict, load_toml, to_dict
+from recforge.data.datasets import load_dataset
 from recforge.data.split import Split
 from recforge.errors import ConfigError, DataError
 from recforge.evaluate.evaluator import Report, evaluate
-from recforge.evaluate.provenance import dataset_files, provenance
+from recforge.experiments.provenance import dataset_files, provenance
+from recforge.models.base import load_model
 from recforge.registry import get_model, resolve
 
 log = logging.getLogger(__name__)
@@ -123,8 +125,6 @@ def build_model(cfg: RunConfig) -> Any:
 
 def load_data(cfg: RunConfig) -> Any:
     """Load the configured dataset (named or path)."""
-    from recforge.data.datasets import load_dataset
-
     return load_dataset(cfg.data.name, **cfg.data.options)
 
 
@@ -291,8 +291,6 @@ class Run:
 
     @cached_property
     def model(self) -> Any:
-        from recforge.models.base import load_model
-
         return load_model(self.path / "model")
 
     @property

@@ -2,7 +2,7 @@
 
 One seed says little about a model (neural models especially): initialisation, negative sampling and, for random
 splitters, the split itself move the numbers. :func:`train_seeds` calls the single-run trainer
-(:func:`recforge.runs.train_run`) once per seed, each into its own run folder, and aggregates the per-seed test means
+(:func:`recforge.experiments.runs.train_run`) once per seed, each into its own run folder, and aggregates the per-seed test means
 with a Student-t 95% CI (n - 1 degrees of freedom), the honest interval for a handful of seeds.
 """
 
@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from recforge.errors import ConfigError
+from recforge.experiments.runs import default_out, train_run
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +51,6 @@ def train_seeds(cfg: Any, n_seeds: int, out: str | Path | None = None, progress:
     Returns {"seeds", "runs", "split_hashes", "per_seed": {seed: test metrics}, "aggregate": {metric: {mean, std,
     ci_low, ci_high, n}}}. The seed also drives seeded splitters, so their split hashes may differ per seed.
     """
-    from recforge.runs import default_out, train_run
-
     if n_seeds < 1:
         raise ConfigError(f"--seeds must be >= 1, got {n_seeds}")
     out = Path(out) if out else default_out(cfg)

@@ -9,7 +9,7 @@ import pytest
 from scipy import stats as sst
 
 from recforge.errors import ConfigError
-from recforge.evaluate import stats as st
+from recforge.metrics import stats as st
 
 A = np.array([1.0, 0.0, 1.0, 1.0])
 B = np.array([0.0, 0.0, 1.0, 0.0])  # d = [1, 0, 0, 1]: mean .5, sd sqrt(1/3)

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from recforge.data.split import leave_last_out
-from recforge.evaluate.provenance import dataset_files, provenance
+from recforge.experiments.provenance import dataset_files, provenance
 
 
 def test_provenance_with_split_and_config(tiny_log, tmp_path: Path):

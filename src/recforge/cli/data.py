@@ -45,7 +45,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def _console() -> Any:
-    from recforge.cli import console
+    from recforge.cli.console import console
 
     return console
 

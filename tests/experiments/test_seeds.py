@@ -11,7 +11,7 @@ from scipy import stats as sst
 
 from recforge.cli import main
 from recforge.errors import ConfigError
-from recforge.evaluate.seeds import aggregate, seed_ci
+from recforge.experiments.seeds import aggregate, seed_ci
 
 
 def test_seed_ci_hand_values():

@@ -30,14 +30,14 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def _console() -> Any:
-    from recforge.cli import console
+    from recforge.cli.console import console
 
     return console
 
 
 def cmd_protocol_check(args: argparse.Namespace) -> int:
     from recforge.evaluate.protocol import protocol_check
-    from recforge.runs import build_model, load_data, make_split, resolve_config, seed_everything
+    from recforge.experiments.runs import build_model, load_data, make_split, resolve_config, seed_everything
 
     if len(args.models) < 2:
         raise ConfigError(f"protocol-check needs at least two models, got {args.models}")
@@ -90,9 +90,9 @@ def print_protocol_check(res: dict[str, Any], data: str) -> None:
 
 
 def write_report(args: argparse.Namespace) -> int:
-    """``recforge compare RUN... --report DIR``: the HTML report (see recforge.evaluate.report_html)."""
-    from recforge.evaluate.report_html import build_report
-    from recforge.runs import load_run
+    """``recforge compare RUN... --report DIR``: the HTML report (see recforge.experiments.report_html)."""
+    from recforge.experiments.report_html import build_report
+    from recforge.experiments.runs import load_run
 
     runs = [load_run(p) for p in args.runs]
     with _console().status("building the report (re-evaluating with sampled negatives, plotting) ..."):
@@ -103,7 +103,7 @@ def write_report(args: argparse.Namespace) -> int:
 
 def train_seeds_cmd(cfg: Any, n_seeds: int, out: str | None) -> int:
     """``recforge train MODEL --seeds N``: N runs and a mean ± t-CI table across seeds."""
-    from recforge.evaluate.seeds import train_seeds
+    from recforge.experiments.seeds import train_seeds
 
     res = train_seeds(cfg, n_seeds, out=out)
     table = Table(title=f"{res['model']} on {res['dataset']}: test metrics over seeds {res['seeds']}")

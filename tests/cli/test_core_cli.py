@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from recforge.cli import main
-from recforge.runs import load_run
+from recforge.experiments.runs import load_run
 
 
 @pytest.fixture(scope="module")
@@ -157,12 +157,12 @@ def test_a_failed_train_leaves_no_half_made_run_folder(argv, tmp_path, capsys):
 
 
 def test_a_train_that_fails_after_saving_keeps_the_model(csv_log, tmp_path, monkeypatch):
-    import recforge.runs
+    import recforge.experiments.runs
 
     def failing_evaluate(*args, **kwargs):
         raise RuntimeError("evaluation failed")
 
-    monkeypatch.setattr(recforge.runs, "evaluate", failing_evaluate)
+    monkeypatch.setattr(recforge.experiments.runs, "evaluate", failing_evaluate)
     out = tmp_path / "ease"
     with pytest.raises(RuntimeError, match="evaluation failed"):
         main(["train", "ease", "--data", str(csv_log), "--out", str(out)])

@@ -69,20 +69,20 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def _console() -> Any:
-    from recforge.cli import console
+    from recforge.cli.console import console
 
     return console
 
 
 def _err_console() -> Any:
     """stderr: warnings that must not mix into ``--json`` output."""
-    from recforge.cli import err_console
+    from recforge.cli.console import err_console
 
     return err_console
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from recforge.runs import resolve_config, run_config, train_run
+    from recforge.experiments.runs import resolve_config, run_config, train_run
 
     if args.resume:  # an interrupted run folder has config.toml and checkpoints, not yet metrics.json
         cfg = run_config(args.resume)
@@ -91,7 +91,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         cfg = resolve_config(args.model, args.data, args.config, args.overrides, args.seed)
         out = args.out
         if args.seeds is not None:
-            from recforge.commands.evaluation import train_seeds_cmd
+            from recforge.cli.evaluation import train_seeds_cmd
 
             return train_seeds_cmd(cfg, args.seeds, out)
     run = train_run(cfg, out=out, resume=bool(args.resume))
@@ -104,7 +104,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from recforge.runs import load_run, reevaluate
+    from recforge.experiments.runs import load_run, reevaluate
 
     run = load_run(args.run)
     report = reevaluate(run, on=args.on, metrics=tuple(args.metrics) if args.metrics else None, protocol=args.protocol)
@@ -123,7 +123,7 @@ def _lookup_user(vocab: Any, raw: str) -> Any:
 
 
 def cmd_recommend(args: argparse.Namespace) -> int:
-    from recforge.runs import load_run
+    from recforge.experiments.runs import load_run
 
     if args.times is not None and args.history is None:
         raise ConfigError("--times needs --history (one timestamp per history item)")
@@ -185,13 +185,13 @@ def print_leaderboard(rows: list[dict[str, Any]], title: str, max_metrics: int =
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from recforge.runs import compare_runs
+    from recforge.experiments.runs import compare_runs
 
     rows = compare_runs(args.runs, on=args.on, force=args.force)
     rows.sort(key=lambda r: -next(iter(r["metrics"].values()))["mean"])
     print_leaderboard(rows, title=f"{args.on} leaderboard")
     if args.report:
-        from recforge.commands.evaluation import write_report
+        from recforge.cli.evaluation import write_report
 
         return write_report(args)
     return 0
@@ -207,7 +207,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 def cmd_quickstart(args: argparse.Namespace) -> int:
     """The main job: the classic models on the bundled ML-latest-small, one leaderboard with CIs."""
-    from recforge.runs import load_data, make_split, resolve_config, train_run
+    from recforge.experiments.runs import load_data, make_split, resolve_config, train_run
 
     console = _console()
     base = resolve_config("popular", args.data)

@@ -12,8 +12,8 @@ import pytest
 
 from recforge.cli import main
 from recforge.errors import ConfigError
-from recforge.evaluate.report_html import build_report
-from recforge.runs import load_run
+from recforge.experiments.report_html import build_report
+from recforge.experiments.runs import load_run
 
 FIGURES = ("leaderboard", "metric_at_k", "popularity_bias", "segments", "training_curves", "sampled_vs_full")
 

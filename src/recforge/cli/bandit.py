@@ -79,7 +79,7 @@ def run_simulate(args: argparse.Namespace) -> int:
     from recforge.bandits.build import make_env, make_policy
     from recforge.bandits.plots import plot_curves
     from recforge.bandits.simulators import simulate
-    from recforge.cli import console
+    from recforge.cli.console import console
 
     env_params = _overrides(args.env_set)
     policy_params = _overrides(args.policy_set)
@@ -125,7 +125,7 @@ def run_replay(args: argparse.Namespace) -> int:
 
     from recforge.bandits.logged import read_logged_csv
     from recforge.bandits.replay import replay
-    from recforge.cli import console
+    from recforge.cli.console import console
     from recforge.config import from_dict
     from recforge.registry import resolve
 
@@ -206,7 +206,7 @@ def run_ope(args: argparse.Namespace) -> int:
     from recforge.bandits.logged import read_logged_csv
     from recforge.bandits.refit import refit_bootstrap
     from recforge.bandits.reward_model import LogisticRewardModel, cross_fitted
-    from recforge.cli import console
+    from recforge.cli.console import console
 
     names = [n.strip() for n in args.estimators.split(",") if n.strip()]
     for n in names:

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from recforge.errors import ConfigError
-from recforge.evaluate.metrics import METRICS, compute, parse_metric
+from recforge.metrics.ranking import METRICS, compute, parse_metric
 
 # One user, 2 relevant items, ranked list hits at positions 1 and 3 (0-based), k = 4.
 HITS = np.array([[False, True, False, True]])

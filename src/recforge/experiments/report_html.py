@@ -24,10 +24,12 @@ import numpy as np
 from recforge.data.split import Split
 from recforge.errors import ConfigError, DataError
 from recforge.evaluate.beyond import beyond_accuracy, hits_from_targets, item_popularity
-from recforge.evaluate.evaluator import _history
-from recforge.evaluate.metrics import compute
+from recforge.evaluate.evaluator import _history, evaluate
+from recforge.evaluate.protocol import flips as find_flips
 from recforge.evaluate.slices import slice_metrics
-from recforge.evaluate.stats import compare_paired
+from recforge.experiments.runs import load_data, make_split
+from recforge.metrics.ranking import compute
+from recforge.metrics.stats import compare_paired
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +49,7 @@ class RunData:
 
 
 def read_run(run: Any) -> RunData:
-    """Load a :class:`recforge.runs.Run`'s per-user file and optional training curves."""
+    """Load a :class:`recforge.experiments.runs.Run`'s per-user file and optional training curves."""
     import polars as pl
 
     path = Path(run.path) / "per_user.parquet"
@@ -226,7 +228,7 @@ def build_report(
     n_negatives: int = 100,
     seed: int = 0,
 ) -> Path:
-    """Write ``out/report.html`` and ``out/*.png`` comparing ``runs`` (:class:`recforge.runs.Run` objects).
+    """Write ``out/report.html`` and ``out/*.png`` comparing ``runs`` (:class:`recforge.experiments.runs.Run` objects).
 
     ``split`` defaults to the one rebuilt from the first run's config (whose item catalog, if any, then provides
     ``item_features`` for intra-list diversity). Runs on different split hashes are refused
@@ -241,8 +243,6 @@ def build_report(
         detail = ", ".join(f"{r.name}={r.meta.get('split_hash')}" for r in runs)
         raise ConfigError(f"runs were evaluated on different splits ({detail}); use --force to compare anyway")
     if split is None:
-        from recforge.runs import load_data, make_split
-
         dataset = load_data(runs[0].config)
         split = make_split(runs[0].config, dataset.interactions)
         if item_features is None and getattr(dataset, "catalog", None) is not None:
@@ -314,15 +314,11 @@ def build_report(
 
     flips: list[str] = []
     if sampled:
-        from recforge.evaluate.evaluator import evaluate
-
         for run, d in zip(runs, data):
             rep = evaluate(run.model, split, metrics=[metric], protocol="sampled-uniform", n_negatives=n_negatives,
                            seed=seed, n_boot=0, progress=False)
             d.sampled = {metric: rep.mean(metric)}
         figures["sampled_vs_full"] = plot_sampled_vs_full(data, metric, n_negatives)
-        from recforge.evaluate.protocol import flips as find_flips
-
         for f in find_flips({d.name: d.metrics[metric]["mean"] for d in data}, {d.name: d.sampled[metric] for d in data}):
             flips.append(f"{f['full_better']} > {f['full_worse']} by full ranking, but < with sampled negatives")
 

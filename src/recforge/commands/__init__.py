@@ -1,1 +1,0 @@
-"""CLI subcommand groups (see ``recforge.cli.COMMANDS``)."""

@@ -1,0 +1,1 @@
+"""Pure functions of arrays (layer 2): ranking metrics on hit matrices, statistics (bootstrap CIs, paired tests)."""

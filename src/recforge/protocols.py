@@ -1,0 +1,138 @@
+"""Capabilities, declared as small typed protocols. Callers ask ``isinstance(obj, Protocol)``, never ``hasattr``.
+
+A model, policy or estimator declares a capability by implementing the method(s) below (the base classes and mixins in
+``recforge.models.base`` do the id checks around them). Serving, the evaluator and run folders branch on these
+protocols only, and ``recforge.testing`` checks each one's contract over every registry table.
+
+Conventions shared by all of them: ids are dense 1-based ints (0 = padding, see ``recforge.data.vocab``); a score
+matrix has ``n_items + 1`` columns with column 0 at ``-inf``; histories are oldest first.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+import torch
+
+#: A batch of histories: a list of dense item-id arrays, or the jagged pair (items (N,), offsets (B+1,)).
+Histories = list[np.ndarray] | tuple[np.ndarray, np.ndarray]
+
+
+@runtime_checkable
+class Scorer(Protocol):
+    """Scores every item for known users: the full score matrix."""
+
+    def score(self, users: np.ndarray) -> torch.Tensor:
+        """Dense user ids (U,) -> float32 scores (U, n_items+1); column 0 is -inf."""
+        ...
+
+
+@runtime_checkable
+class HistoryScorer(Protocol):
+    """Scores every item for histories it was not trained on (cold-start users, serving sessions, fold-in splits)."""
+
+    def score_histories(self, histories: Histories) -> torch.Tensor:
+        """B histories -> float32 scores (B, n_items+1); column 0 is -inf."""
+        ...
+
+
+@runtime_checkable
+class TimedHistoryScorer(HistoryScorer, Protocol):
+    """A history scorer that also uses each event's timestamp (e.g. HSTU's time-gap bias)."""
+
+    def score_timed_histories(self, histories: Histories, times: np.ndarray) -> torch.Tensor:
+        """B histories plus ``times`` (N,) aligned with the jagged items -> scores (B, n_items+1)."""
+        ...
+
+
+@runtime_checkable
+class TopK(Protocol):
+    """Ranks without a full score matrix (beam search over semantic ids, multi-vector retrieval)."""
+
+    def topk(self, users: np.ndarray, k: int, exclude: list[np.ndarray] | None = None
+             ) -> tuple[np.ndarray, np.ndarray]:
+        """Dense user ids (U,) -> (items int64 (U, k), scores float32 (U, k)), best first; 0 pads a short row.
+
+        ``exclude[u]`` lists dense item ids that must not appear in row u."""
+        ...
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """Scores are inner products of query and item vectors, so an index (exact or faiss) can serve the model."""
+
+    def user_embeddings(self, users: np.ndarray) -> torch.Tensor:
+        """Dense user ids (U,) -> query vectors (U, d), or (U, V, d) for V interest vectors per user (score = max)."""
+        ...
+
+    def item_embeddings(self) -> torch.Tensor:
+        """Item vectors (n_items+1, d); row 0 is padding."""
+        ...
+
+
+@runtime_checkable
+class LogProb(Protocol):
+    """A normalised likelihood over items given a history (what preference alignment and DPO work on)."""
+
+    def log_prob(self, histories: Histories, targets: np.ndarray) -> torch.Tensor:
+        """B histories and dense target ids (B,) -> log p(target | history) (B,)."""
+        ...
+
+
+@runtime_checkable
+class Policy(Protocol):
+    """A bandit policy: chooses ``len_list`` distinct actions per round and learns from the rewards, in batches."""
+
+    n_actions: int
+    len_list: int
+
+    def select(self, context: np.ndarray | None, n: int) -> np.ndarray:
+        """Contexts (n, d) or None -> actions int64 (n, len_list), distinct per row."""
+        ...
+
+    def update(self, context: np.ndarray | None, actions: np.ndarray, rewards: np.ndarray) -> None:
+        """Learn from n rounds: actions and rewards (n, len_list)."""
+        ...
+
+
+@runtime_checkable
+class Estimator(Protocol):
+    """An off-policy estimator of a policy's value from logged feedback."""
+
+    name: str
+
+    def estimate(self, inp: Any, n_boot: int = 1000, alpha: float = 0.05, seed: int = 0) -> Any:
+        """Logged feedback plus the evaluated policy's action distribution -> value with a bootstrap CI."""
+        ...
+
+
+@runtime_checkable
+class Environment(Protocol):
+    """A simulated world a policy acts in (bandit simulators, user simulators for long-term value)."""
+
+    n_actions: int
+    len_list: int
+
+    def contexts(self, n: int) -> np.ndarray | None:
+        """The next n rounds' contexts (n, d), or None for a context-free world."""
+        ...
+
+    def step(self, context: np.ndarray | None, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Actions (n, len_list) -> (rewards (n, len_list), expected rewards (n, len_list), best expected (n,))."""
+        ...
+
+
+@runtime_checkable
+class ConversationalPolicy(Protocol):
+    """A conversational recommender: asks about attributes or recommends items, turn by turn."""
+
+    name: str
+
+    def begin(self, state: Any, rng: np.random.Generator) -> None: ...
+
+    def act(self, state: Any) -> Any: ...
+
+    def observe(self, state: Any, action: Any, accepted: tuple[int, ...] | None) -> None: ...
+
+    def end(self, state: Any, outcome: Any) -> None: ...
