@@ -1,0 +1,48 @@
+"""The common run folder: config, metrics, provenance, artifact; nothing half-made left after a failure."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+from recforge.experiments.folder import RunFolder
+
+
+@dataclass(frozen=True)
+class _Cfg:
+    alpha: float = 0.5
+
+
+def test_a_finished_run_has_config_metrics_and_provenance(tmp_path):
+    data = tmp_path / "log.csv"
+    data.write_text("u,i\n1,2\n")
+    with RunFolder.create(tmp_path / "run", kind="bandit-simulate", name="linucb", config=_Cfg(), seed=3) as run:
+        run.write_metrics({"test": {"reward": {"mean": np.float64(0.25), "ci_low": 0.2, "ci_high": 0.3}}})
+        run.finish(data_files=[data], extra={"timings": {"fit_s": 1.0}})
+    meta = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert meta["kind"] == "bandit-simulate" and meta["name"] == "linucb"
+    assert meta["provenance"]["seed"] == 3 and meta["provenance"]["config"] == {"alpha": 0.5}
+    assert str(data) in meta["provenance"]["data_sha256"]
+    assert {"versions", "git_commit", "hardware"} <= set(meta["provenance"])
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["test"]["reward"]["mean"] == 0.25
+    assert "alpha = 0.5" in (tmp_path / "run" / "config.toml").read_text()
+
+
+def test_a_failed_run_leaves_no_half_made_folder(tmp_path):
+    with pytest.raises(RuntimeError), RunFolder.create(tmp_path / "run", kind="crs", name="ear", config={}):
+        raise RuntimeError("boom")
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_failed_run_keeps_a_saved_artifact_and_an_existing_folder(tmp_path):
+    with pytest.raises(RuntimeError), RunFolder.create(tmp_path / "a", kind="crs", name="ear", config={}) as run:
+        run.artifact_dir.mkdir()
+        raise RuntimeError("boom")
+    assert (tmp_path / "a" / "artifact").is_dir()
+    (tmp_path / "b").mkdir()
+    with pytest.raises(RuntimeError), RunFolder.create(tmp_path / "b", kind="crs", name="ear", config={}):
+        raise RuntimeError("boom")
+    assert (tmp_path / "b").is_dir()
