@@ -6,8 +6,10 @@ Add a row to register something; there are no decorators and no directory scanni
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping
 from typing import Any
 
+from recforge.config import from_dict
 from recforge.errors import ConfigError
 
 MODELS: dict[str, str] = {
@@ -95,3 +97,17 @@ def resolve(kind: str, name: str) -> Any:
 def get_model(name: str) -> Any:
     """The Recommender class registered as ``name``."""
     return resolve("model", name)
+
+
+def configured(kind: str, spec: Mapping[str, Any], prefix: str = "") -> tuple[Any, Any]:
+    """A registered thing plus its parameters, spelled one way everywhere: ``{"name": <registry key>, **fields}``.
+
+    Returns (the registered class, an instance of its ``config_class`` built from the other fields). Unknown or
+    badly typed fields raise a ConfigError naming ``prefix + field``. Used for models, splitters' callers, bandit
+    policies, estimators, environments and CRS policies alike.
+    """
+    if "name" not in spec:
+        raise ConfigError(f"{prefix}name is required (one of {sorted(TABLES.get(kind, {}))})")
+    cls = resolve(kind, spec["name"])
+    fields = {k: v for k, v in spec.items() if k != "name"}
+    return cls, from_dict(cls.config_class, fields, prefix=prefix)
