@@ -111,6 +111,15 @@ def from_dict(cls: type[T], data: dict[str, Any], prefix: str = "") -> T:
         raise ConfigError(f"{cls.__name__}: {exc}") from None
 
 
+def check_choices(obj: Any, prefix: str = "") -> None:
+    """Check every ``Literal``-typed field of dataclass instance ``obj`` (call it from ``__post_init__``, so that a
+    config built directly, not through :func:`from_dict`, is checked too). ConfigError names field, expected, actual."""
+    hints = typing.get_type_hints(type(obj))
+    for f in dataclasses.fields(obj):
+        if typing.get_origin(hints[f.name]) is typing.Literal:
+            _coerce(getattr(obj, f.name), hints[f.name], prefix + f.name)
+
+
 def to_dict(obj: Any) -> dict[str, Any]:
     """Dataclass -> plain dict (tuples become lists; ``None`` values are dropped since TOML has no null)."""
 
