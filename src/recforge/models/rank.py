@@ -1,0 +1,210 @@
+"""The one ranking path: top-k over scores or candidates, seen/exclude masking, and one tie rule.
+
+Every caller that turns scores into a ranked list goes through here: ``Recommender.recommend`` and
+``recommend_history``, the server, the evaluator and early stopping on validation.
+
+**Tie rule.** Items are ordered by score (higher first); equal scores are ordered by dense item index (lower first).
+``NaN`` counts as masked. Masked items (``-inf``) are never returned: a row with fewer than ``k`` rankable items is
+padded with item 0 and score ``-inf``. The order is a total order over the rankable items, so ``top_k(s, k1)`` is a
+prefix of ``top_k(s, k2)`` for ``k1 < k2``: a metric at cut-off 10 does not depend on which other cut-offs were asked.
+
+Speed: one ``torch.topk`` of ``k + 1`` per row; only rows where two of those ``k + 1`` finite scores are equal get the
+exact treatment (a lexicographic sort of the ``k + 1`` candidates and, when the tie crosses the cut-off, one scan of the
+row for the lowest-index members of the boundary group).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from recforge.errors import ConfigError
+
+#: Which already-consumed items are masked before ranking (see :func:`seen_policy`).
+SeenPolicy = Literal["all-seen", "none", "seen-except-repeatable"]
+SEEN_POLICIES: tuple[str, ...] = ("all-seen", "none", "seen-except-repeatable")
+
+
+def seen_policy(value: SeenPolicy | bool) -> SeenPolicy:
+    """Normalise an ``exclude_seen`` argument: ``True`` is ``"all-seen"``, ``False`` is ``"none"``.
+
+    - ``"all-seen"``: every item in the user's history is masked.
+    - ``"none"``: nothing is masked (re-consumption of anything can be recommended).
+    - ``"seen-except-repeatable"``: history items are masked unless they are *repeatable* (an item set given by the
+      caller; the evaluator's default is every item some user consumed more than once in the history it masks).
+    """
+    if value is True:
+        return "all-seen"
+    if value is False:
+        return "none"
+    if value not in SEEN_POLICIES:
+        raise ConfigError(f"exclude_seen must be one of {', '.join(SEEN_POLICIES)} (or True/False), got {value!r}")
+    return value
+
+
+def repeated_items(user: np.ndarray, item: np.ndarray, n_items: int) -> np.ndarray:
+    """Dense ids of the items some user consumed more than once in the log given as aligned (N,) arrays -> (R,)."""
+    keys = user.astype(np.int64) * (n_items + 1) + item
+    uniq, counts = np.unique(keys, return_counts=True)
+    return np.unique(uniq[counts > 1] % (n_items + 1))
+
+
+@dataclass(frozen=True)
+class Ranked:
+    """Top-k of a batch. ``items`` int64 (B, k) dense ids best first, 0 where a row ran out of rankable items;
+    ``scores`` float (B, k), ``-inf`` at padding; ``next_score`` (B,) the (k+1)-th best score (``-inf`` if none)."""
+
+    items: torch.Tensor
+    scores: torch.Tensor
+    next_score: torch.Tensor
+
+    @property
+    def valid(self) -> torch.Tensor:
+        """bool (B, k): True where a real item (not padding) is ranked."""
+        return self.items > 0
+
+    def tied_at(self, k: int) -> torch.Tensor:
+        """bool (B,): the k-th and (k+1)-th best finite scores are equal, so the tie rule decides what enters the top k."""
+        if not 1 <= k <= self.scores.shape[1]:
+            raise ConfigError(f"k must be in 1..{self.scores.shape[1]}, got {k}")
+        kth = self.scores[:, k - 1]
+        after = self.scores[:, k] if k < self.scores.shape[1] else self.next_score
+        return torch.isfinite(kth) & (kth == after)
+
+    def lists(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per row, (items int64 (n,), scores float (n,)) without the padding."""
+        items, scores, valid = self.items.numpy(), self.scores.numpy(), self.valid.numpy()
+        return [(i[v], s[v]) for i, s, v in zip(items, scores, valid)]
+
+
+def _lexsort(vals: torch.Tensor, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Reorder each row of (vals, idx) (R, m) by value descending, then index ascending."""
+    by_idx = torch.sort(idx, dim=1, stable=True)
+    vals = vals.gather(1, by_idx.indices)
+    by_val = torch.sort(vals, dim=1, descending=True, stable=True)
+    return by_val.values, by_idx.values.gather(1, by_val.indices)
+
+
+def top_k(scores: torch.Tensor, k: int) -> Ranked:
+    """Top ``k`` of each row of ``scores`` (B, n_items+1) under the tie rule. Column 0 (padding) is never returned.
+
+    ``scores`` is not modified (rows with NaN are copied first). ``k`` may exceed the number of columns: the rest of
+    each row is padding.
+    """
+    if k < 1:
+        raise ConfigError(f"k must be >= 1, got {k}")
+    b, n = scores.shape
+    if torch.isnan(scores).any() or (scores[:, 0] > -torch.inf).any():
+        scores = torch.nan_to_num(scores, nan=-torch.inf, posinf=torch.inf, neginf=-torch.inf)
+        scores[:, 0] = -torch.inf
+    kk = min(k + 1, n)
+    vals, idx = torch.topk(scores, kk, dim=1)
+    if kk > 1:
+        tied = ((vals[:, 1:] == vals[:, :-1]) & (vals[:, 1:] > -torch.inf)).any(1)
+    else:
+        tied = torch.zeros(b, dtype=torch.bool)
+    rows = torch.nonzero(tied).ravel()
+    if len(rows):
+        vals_r, idx_r = _lexsort(vals[rows], idx[rows])
+        vals[rows], idx[rows] = vals_r, idx_r
+        _resolve_boundary(scores, vals, idx, rows, min(k, n))
+    idx = torch.where(vals > -torch.inf, idx, torch.zeros((), dtype=idx.dtype))
+    next_score = vals[:, k] if kk > k else torch.full((b,), -torch.inf, dtype=vals.dtype)
+    items, top_vals = idx[:, : min(k, kk)], vals[:, : min(k, kk)]
+    if items.shape[1] < k:  # fewer columns than k: pad
+        pad = k - items.shape[1]
+        items = torch.nn.functional.pad(items, (0, pad))
+        top_vals = torch.nn.functional.pad(top_vals, (0, pad), value=-torch.inf)
+    return Ranked(items=items, scores=top_vals, next_score=next_score)
+
+
+def _resolve_boundary(scores: torch.Tensor, vals: torch.Tensor, idx: torch.Tensor, rows: torch.Tensor, k: int) -> None:
+    """Where the k-th best finite score of a row is tied with one outside ``idx``, replace the boundary group's
+    members in positions < k by the group's lowest-index items (in place on ``vals`` / ``idx``, (B, k+1))."""
+    if k >= vals.shape[1]:
+        return  # k covers every column: nothing lies outside
+    t = vals[rows, k - 1]
+    boundary = (t > -torch.inf) & (vals[rows, k] == t)
+    rows, t = rows[boundary], t[boundary]
+    if not len(rows):
+        return
+    above = (vals[rows, :k] > t[:, None]).sum(1)  # members of higher groups: all already in the top-(k+1)
+    need = k - above
+    eq = scores[rows] == t[:, None]
+    eq[:, 0] = False
+    rank_in_group = eq.cumsum(1)
+    chosen = eq & (rank_in_group <= need[:, None])
+    r, c = torch.nonzero(chosen, as_tuple=True)  # row-major: ascending item index within each row
+    pos = above[r] + rank_in_group[r, c] - 1
+    idx[rows[r], pos] = c
+    vals[rows[r], pos] = t[r]
+
+
+def top_k_candidates(items: torch.Tensor, scores: torch.Tensor, k: int,
+                     banned: list[np.ndarray] | None = None) -> Ranked:
+    """Top ``k`` among per-row candidates (models and indexes that return candidates instead of a full row).
+
+    ``items`` int64 (B, C) dense ids (0 = no candidate), ``scores`` (B, C); ``banned[b]`` lists dense ids masked in row
+    b. Duplicated candidates keep their best score. Same tie rule and padding as :func:`top_k`.
+    """
+    items = items.to(torch.int64)
+    scores = scores.float().clone()
+    scores[items <= 0] = -torch.inf
+    if banned is not None:
+        for row, ban in enumerate(banned):
+            if len(ban):
+                scores[row, torch.from_numpy(np.isin(items[row].numpy(), ban))] = -torch.inf
+    scores = torch.nan_to_num(scores, nan=-torch.inf, posinf=torch.inf, neginf=-torch.inf)
+    # order by (score desc, item asc); then drop repeated ids (their first occurrence holds the best score)
+    vals, ids = _lexsort(scores, items)
+    dup = torch.zeros_like(ids, dtype=torch.bool)
+    if ids.shape[1] > 1:
+        order = torch.sort(ids, dim=1, stable=True)
+        first = torch.ones_like(ids, dtype=torch.bool)
+        first[:, 1:] = order.values[:, 1:] != order.values[:, :-1]
+        dup.scatter_(1, order.indices, ~first)
+    vals = torch.where(dup, torch.tensor(-torch.inf), vals)
+    by_val = torch.sort(vals, dim=1, descending=True, stable=True)  # keeps the (score, item) order of the rest
+    vals, ids = by_val.values, ids.gather(1, by_val.indices)
+    ids = torch.where(vals > -torch.inf, ids, torch.zeros((), dtype=ids.dtype))
+    m = ids.shape[1]
+    if m < k + 1:
+        ids = torch.nn.functional.pad(ids, (0, k + 1 - m))
+        vals = torch.nn.functional.pad(vals, (0, k + 1 - m), value=-torch.inf)
+    return Ranked(items=ids[:, :k], scores=vals[:, :k], next_score=vals[:, k])
+
+
+def mask_pairs(scores: torch.Tensor, rows: np.ndarray, cols: np.ndarray) -> None:
+    """Set ``scores[rows[i], cols[i]] = -inf`` in place (int arrays (N,))."""
+    if len(rows):
+        scores[torch.from_numpy(np.asarray(rows, np.int64)), torch.from_numpy(np.asarray(cols, np.int64))] = -torch.inf
+
+
+def mask_columns(scores: torch.Tensor, cols: np.ndarray) -> None:
+    """Mask dense item ids ``cols`` (N,) in every row, in place."""
+    cols = np.asarray(cols, np.int64)
+    if len(cols):
+        scores[:, torch.from_numpy(cols)] = -torch.inf
+
+
+def mask_seen(scores: torch.Tensor, seen: sp.csr_array, policy: SeenPolicy | bool = "all-seen",
+              repeatable: np.ndarray | None = None) -> None:
+    """Mask each row's history items in place under ``policy``.
+
+    ``seen`` (B, n_items+1) csr: row b holds the history of score row b; ``repeatable`` (R,) dense ids kept rankable
+    under ``"seen-except-repeatable"``.
+    """
+    policy = seen_policy(policy)
+    if policy == "none":
+        return
+    r, c = seen.nonzero()
+    if policy == "seen-except-repeatable":
+        if repeatable is None:
+            raise ConfigError('exclude_seen="seen-except-repeatable" needs the repeatable items')
+        keep = ~np.isin(c, repeatable)
+        r, c = r[keep], c[keep]
+    mask_pairs(scores, r, c)
