@@ -9,6 +9,7 @@ import pytest
 
 from recforge.cli import main
 from recforge.experiments.runs import load_run
+from recforge.models.base import load_model
 
 
 @pytest.fixture(scope="module")
@@ -33,16 +34,22 @@ def ease_run(csv_log, tmp_path_factory):
     return out
 
 
-def test_train_writes_run_folder(ease_run):
-    for name in ("config.toml", "metrics.json", "run.json", "per_user.parquet", "train.log", "model/model.json"):
+def test_train_writes_run_folder(ease_run, csv_log):
+    for name in ("config.toml", "metrics.json", "run.json", "per_user.parquet", "train.log"):
         assert (ease_run / name).is_file(), name
+    assert not (ease_run / "model").exists()
+    assert type(load_model(ease_run / "artifact")).__name__ == "EASE"  # the fitted model, in the artifact format
     metrics = json.loads((ease_run / "metrics.json").read_text())
     m = metrics["test"]["ndcg@10"]
     assert m["ci_low"] <= m["mean"] <= m["ci_high"]
     assert m["mean"] > 0.3  # planted groups make the held-out item easy for EASE
     meta = json.loads((ease_run / "run.json").read_text())
     assert meta["split_hash"] and meta["provenance"]["versions"]["torch"]
-    assert load_run(ease_run).config.model == {"name": "ease", "l2": 10.0}
+    assert (meta["kind"], meta["name"], meta["model"]) == ("recommender", "ease", "ease")
+    assert meta["provenance"]["split"]["hash"] == meta["split_hash"]
+    cfg = load_run(ease_run).config
+    assert cfg.model == {"name": "ease", "l2": 10.0}
+    assert cfg.split == {"name": "leave_last_out"} and cfg.data == {"name": str(csv_log)}
 
 
 def test_evaluate_reproduces_recorded_metrics(ease_run, capsys):
@@ -117,7 +124,7 @@ def test_compare_and_split_guard(ease_run, csv_log, tmp_path, capsys):
     assert main(["compare", str(ease_run), str(other)]) == 0
     assert "ease" in capsys.readouterr().out
     shifted = tmp_path / "pop2"
-    assert main(["train", "popular", "--data", str(csv_log), "--set", "split.params.n=2", "--out", str(shifted)]) == 0
+    assert main(["train", "popular", "--data", str(csv_log), "--set", "split.n=2", "--out", str(shifted)]) == 0
     assert main(["compare", str(ease_run), str(shifted)]) == 2
     assert "different splits" in capsys.readouterr().err
     assert main(["compare", str(ease_run), str(shifted), "--force"]) == 0
@@ -129,7 +136,7 @@ def test_compare_and_split_guard(ease_run, csv_log, tmp_path, capsys):
         (["train", "nosuchmodel"], 2, "unknown model"),
         (["train", "ease", "--set", "model.lambda=3"], 2, "unknown config key"),
         (["train", "ease", "--set", "model.l2=-1"], 2, "l2 must be > 0"),
-        (["train", "ease", "--set", "split.kind=weird"], 2, "unknown splitter"),
+        (["train", "ease", "--set", "split.name=weird"], 2, "unknown splitter"),
         (["train", "popular", "--data", "/nonexistent/file.csv"], 1, "unknown dataset"),
         (["recommend", "/nonexistent/run", "--user", "1"], 1, "not a run folder"),
         (["train"], 2, ""),
@@ -166,7 +173,8 @@ def test_a_train_that_fails_after_saving_keeps_the_model(csv_log, tmp_path, monk
     out = tmp_path / "ease"
     with pytest.raises(RuntimeError, match="evaluation failed"):
         main(["train", "ease", "--data", str(csv_log), "--out", str(out)])
-    assert (out / "model" / "model.json").is_file() and (out / "train.log").is_file()  # the fitted model is not lost
+    assert (out / "train.log").is_file() and not (out / "metrics.json").exists()
+    assert type(load_model(out / "artifact")).__name__ == "EASE"  # the fitted model is not lost
 
 
 def test_unknown_user_exit_code(ease_run, capsys):

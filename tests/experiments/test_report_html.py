@@ -48,7 +48,7 @@ def test_report_files_and_content(report_dir: Path):
 
 def test_report_refuses_different_splits_and_bad_input(eval_runs, cluster_csv, tmp_path):
     other = tmp_path / "other"
-    assert main(["train", "popular", "--data", str(cluster_csv), "--out", str(other), "--set", "split.kind=random",
+    assert main(["train", "popular", "--data", str(cluster_csv), "--out", str(other), "--set", "split.name=random",
                  "--set", "eval.n_boot=10"]) == 0
     assert main(["compare", str(eval_runs["popular"]), str(other), "--report", str(tmp_path / "r")]) == 2
     assert not (tmp_path / "r" / "report.html").exists()

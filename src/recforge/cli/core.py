@@ -21,7 +21,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", default=None, help="dataset name or path (default: the bundled ml-latest-small)")
     p.add_argument("--config", default=None, help="TOML run config")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value, e.g. --set model.l2=300 --set split.kind=temporal")
+                   help="override a config value, e.g. --set model.l2=300 --set split.name=temporal")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--out", default=None, help="run folder (default: runs/<model>-<data>-<time>)")
     p.add_argument("--resume", default=None, metavar="RUN", help="resume an interrupted run folder (neural models)")

@@ -23,7 +23,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--n-negatives", type=int, default=100)
     p.add_argument("--sampling", choices=("uniform", "popularity"), default="uniform")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value for every model, e.g. --set split.kind=temporal")
+                   help="override a config value for every model, e.g. --set split.name=temporal")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", dest="json_out", default=None, metavar="FILE", help="also write the result as JSON")
     p.set_defaults(func=cmd_protocol_check)

@@ -40,7 +40,7 @@ from recforge.experiments.provenance import provenance
 log = logging.getLogger(__name__)
 
 #: What a failed run keeps (anything else it wrote is removed when it created the folder).
-KEEP_ON_FAILURE = ("checkpoints", "artifact", "model")
+KEEP_ON_FAILURE = ("checkpoints", "artifact")
 
 
 class RunFolder:

@@ -1,13 +1,25 @@
-"""Run folders: train one model on one dataset split, evaluate it, and write everything needed to trust the numbers.
+"""Recommender runs: train one model on one dataset split, evaluate it, and write everything needed to trust the numbers.
 
-A run folder holds::
+A recommender run is a :class:`~recforge.experiments.folder.RunFolder` of kind ``"recommender"``::
 
     config.toml      the resolved RunConfig (re-runnable with --config)
     run.json         model, dataset, split summary + hash, timings, provenance (seed, versions, git, hardware, sha256)
     metrics.json     {"valid": {...}, "test": {"ndcg@10": {"mean", "ci_low", "ci_high"}, ..., "_info": {...}}}
     per_user.parquet per-user test metrics and top-k lists (dense + external ids), for paired statistics
-    model/           model.json + model.safetensors (load with recforge.models.base.load_model)
+    artifact/        the fitted model in the one artifact format (load with recforge.models.base.load_model)
+    curves.json      training curves of Trainer-based models (and curves.png), next to checkpoints/
     train.log        the log of the run
+
+The config spells every registered thing one way, ``{"name": <registry key>, **its parameters}``::
+
+    [model]
+    name = "ease"
+    l2 = 300.0
+    [data]
+    name = "ml-100k"          # a registered dataset or a file path; other keys go to load_dataset
+    [split]
+    name = "leave_last_out"   # a registered splitter; other keys are its parameters
+    n = 1
 """
 
 from __future__ import annotations
@@ -28,34 +40,21 @@ from typing import Any
 import numpy as np
 import torch
 
-from recforge.config import apply_overrides, dump_toml, from_dict, load_toml, to_dict
+from recforge.config import apply_overrides, from_dict, load_toml
 from recforge.data.datasets import load_dataset
 from recforge.data.split import Split
 from recforge.errors import ConfigError, DataError
 from recforge.evaluate.evaluator import Report, evaluate
-from recforge.experiments.provenance import dataset_files, provenance
+from recforge.experiments.folder import RunFolder
+from recforge.experiments.provenance import dataset_files
 from recforge.models.base import load_model
 from recforge.registry import get_model, resolve
 
 log = logging.getLogger(__name__)
 
 DEFAULT_METRICS = ("ndcg@10", "recall@10", "hit@10", "mrr@10", "ndcg@20", "recall@20")
-
-
-@dataclass(frozen=True)
-class DataConfig:
-    """Which data to load. ``name`` is a registered dataset name or a path; ``options`` go to ``load_dataset``."""
-
-    name: str = "ml-latest-small"
-    options: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class SplitConfig:
-    """Which splitter (registry name) and its keyword arguments."""
-
-    kind: str = "leave_last_out"
-    params: dict[str, Any] = field(default_factory=dict)
+DEFAULT_DATA = "ml-latest-small"
+DEFAULT_SPLITTER = "leave_last_out"
 
 
 @dataclass(frozen=True)
@@ -76,17 +75,21 @@ class EvalConfig:
 
 @dataclass(frozen=True)
 class RunConfig:
-    """Everything that defines a run. ``model`` holds ``name`` plus the model's own config fields."""
+    """Everything that defines a run. ``model``, ``data`` and ``split`` each hold ``name`` (a registry key; for data a
+    registered dataset or a path) plus that thing's own parameters: the model's config fields, ``load_dataset``'s
+    options, the splitter's keyword arguments."""
 
     model: dict[str, Any]
     seed: int = 0
-    data: DataConfig = DataConfig()
-    split: SplitConfig = SplitConfig()
+    data: dict[str, Any] = field(default_factory=lambda: {"name": DEFAULT_DATA})
+    split: dict[str, Any] = field(default_factory=lambda: {"name": DEFAULT_SPLITTER})
     eval: EvalConfig = EvalConfig()
 
     def __post_init__(self) -> None:
-        if "name" not in self.model:
-            raise ConfigError("model.name is required (e.g. model.name='ease')")
+        for section, example in (("model", "ease"), ("data", DEFAULT_DATA), ("split", DEFAULT_SPLITTER)):
+            name = getattr(self, section).get("name")
+            if not isinstance(name, str) or not name:
+                raise ConfigError(f"{section}.name is required (e.g. {section}.name='{example}'), got {name!r}")
 
 
 def resolve_config(
@@ -99,17 +102,22 @@ def resolve_config(
     """Merge (config file) <- (CLI positional model/data) <- (--set overrides) into a validated RunConfig."""
     raw: dict[str, Any] = load_toml(config_file) if config_file else {}
     raw.setdefault("model", {})
+    raw.setdefault("data", {"name": DEFAULT_DATA})
+    raw.setdefault("split", {"name": DEFAULT_SPLITTER})
     if model is not None:
         if raw["model"].get("name") not in (None, model):
             raw["model"] = {}  # a different model than the file's: its fields do not apply
         raw["model"]["name"] = model
     if data is not None:
-        raw.setdefault("data", {})["name"] = data
+        if raw["data"].get("name") not in (None, data):
+            raw["data"] = {}  # a different dataset than the file's: its options do not apply
+        raw["data"]["name"] = data
     if seed is not None:
         raw["seed"] = seed
     raw = apply_overrides(raw, list(overrides))
     cfg = from_dict(RunConfig, raw)
-    build_model(cfg)  # validates the model section early (unknown keys, bad values)
+    build_model(cfg)  # validates the model and split sections early (unknown keys, bad values)
+    _split_params(cfg)
     return cfg
 
 
@@ -124,20 +132,30 @@ def build_model(cfg: RunConfig) -> Any:
 
 
 def load_data(cfg: RunConfig) -> Any:
-    """Load the configured dataset (named or path)."""
-    return load_dataset(cfg.data.name, **cfg.data.options)
+    """Load the configured dataset (named or path); the keys beside ``name`` go to ``load_dataset``."""
+    options = {k: v for k, v in cfg.data.items() if k != "name"}
+    return load_dataset(cfg.data["name"], **options)
+
+
+def _split_params(cfg: RunConfig) -> tuple[Any, dict[str, Any]]:
+    """The configured splitter and its keyword arguments (``seed`` follows the run seed unless set); ConfigError for
+    an unknown splitter or parameter. Splitters are plain functions, so their parameters are their signature's."""
+    name = cfg.split["name"]
+    splitter = resolve("splitter", name)
+    params = {k: v for k, v in cfg.split.items() if k != "name"}
+    allowed = set(inspect.signature(splitter).parameters) - {"data"}
+    unknown = sorted(set(params) - allowed)
+    if unknown:
+        raise ConfigError(f"unknown split parameter(s) {['split.' + u for u in unknown]} for {name} "
+                          f"(known: {sorted(allowed)})")
+    if "seed" in allowed and "seed" not in params:
+        params["seed"] = cfg.seed
+    return splitter, params
 
 
 def make_split(cfg: RunConfig, interactions: Any) -> Split:
     """Apply the configured splitter, with a ConfigError for unknown parameters."""
-    splitter = resolve("splitter", cfg.split.kind)
-    allowed = set(inspect.signature(splitter).parameters) - {"data"}
-    unknown = sorted(set(cfg.split.params) - allowed)
-    if unknown:
-        raise ConfigError(f"unknown split parameter(s) {unknown} for {cfg.split.kind} (known: {sorted(allowed)})")
-    params = dict(cfg.split.params)
-    if "seed" in allowed and "seed" not in params:
-        params["seed"] = cfg.seed
+    splitter, params = _split_params(cfg)
     return splitter(interactions, **params)
 
 
@@ -148,7 +166,8 @@ def seed_everything(seed: int) -> None:
 
 def default_out(cfg: RunConfig) -> Path:
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    data = Path(cfg.data.name).stem if "/" in cfg.data.name else cfg.data.name
+    name = cfg.data["name"]
+    data = Path(name).stem if "/" in name else name
     return Path("runs") / f"{cfg.model['name']}-{data}-{stamp}"
 
 
@@ -164,26 +183,19 @@ def train_run(
 
     ``dataset``/``split`` may be passed in to reuse an already loaded log (the quickstart trains several models).
     Under ``torchrun`` every process trains, but only rank 0 writes the folder; the other ranks return None.
+    A run that fails leaves an existing folder as it was and removes one it created, unless checkpoints (for
+    ``--resume``) or the fitted model's artifact were already written.
     """
     out = Path(out) if out else default_out(cfg)
     if int(os.environ.get("RANK", "0")) != 0:
         _fit(cfg, out, resume, dataset, split)
         return None
-    fresh = not out.exists()
-    out.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(out / "train.log", encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger("recforge")
-    root.addHandler(handler)
-    root.setLevel(min(root.level or logging.INFO, logging.INFO))
-    written = False
-    try:
-        dump_toml(to_dict(cfg), out / "config.toml")
+    with RunFolder.create(out, kind="recommender", name=cfg.model["name"], config=cfg, seed=cfg.seed) as folder:
         dataset, split, model, t_data, fit_s = _fit(cfg, out, resume, dataset, split)
         for name in ("curves.json", "curves.png"):  # the trainer writes them next to its checkpoints
             if (out / "checkpoints" / name).is_file():
                 shutil.copyfile(out / "checkpoints" / name, out / name)
-        model.save(out / "model")
+        model.save(folder.artifact_dir)
         ev = cfg.eval
         kw = {"metrics": ev.metrics, "batch_size": ev.batch_size, "exclude_seen": ev.exclude_seen, "n_boot": ev.n_boot,
               "seed": cfg.seed, "progress": progress}
@@ -194,31 +206,16 @@ def train_run(
         metrics = {"test": test_report.to_dict()}
         if valid_report is not None:
             metrics["valid"] = valid_report.to_dict()
-        (out / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
+        folder.write_metrics(metrics)
         write_per_user(out / "per_user.parquet", test_report, split)
         info = dict(getattr(dataset, "info", {}) or {})
-        data_files = info.get("files") or dataset_files(info)
-        meta = {
+        folder.finish(data_files=info.get("files") or dataset_files(info), split=split, extra={
             "model": cfg.model["name"],
-            "dataset": cfg.data.name,
+            "dataset": cfg.data["name"],
             "dataset_info": {k: v for k, v in info.items() if k != "files"},
             "split": split.summary(),
-            "split_hash": split.hash,
             "timings": {"data_s": round(t_data, 3), "fit_s": round(fit_s, 3), "eval_s": round(eval_s, 3)},
-            "created": datetime.now(UTC).isoformat(timespec="seconds"),
-            "provenance": provenance(seed=cfg.seed, data_files=data_files, split=split, config=to_dict(cfg)),
-        }
-        (out / "run.json").write_text(json.dumps(meta, indent=2, default=str), encoding="utf-8")
-        log.info("run written to %s", out)
-        written = True
-    finally:
-        root.removeHandler(handler)
-        handler.close()
-        # A run that failed before its first checkpoint or saved model (bad config value, unknown dataset, ...)
-        # holds nothing to keep: leave no half-made folder behind. Checkpoints (for --resume) and a model saved
-        # before a later failure are kept.
-        if not written and fresh and not any((out / name).exists() for name in ("checkpoints", "model")):
-            shutil.rmtree(out, ignore_errors=True)
+        })
     run = Run(out)
     run.__dict__["model"] = model
     return run
@@ -291,7 +288,7 @@ class Run:
 
     @cached_property
     def model(self) -> Any:
-        return load_model(self.path / "model")
+        return load_model(self.path / "artifact")
 
     @property
     def name(self) -> str:

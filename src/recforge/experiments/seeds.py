@@ -62,7 +62,7 @@ def train_seeds(cfg: Any, n_seeds: int, out: str | Path | None = None, progress:
         per_seed[s] = {k: v for k, v in run.metrics["test"].items() if not k.startswith("_")}
         hashes[s] = run.meta.get("split_hash")
         log.info("seed %d: %s", s, {k: round(v["mean"], 4) for k, v in per_seed[s].items()})
-    result = {"model": cfg.model["name"], "dataset": cfg.data.name, "seeds": seeds, "runs": runs,
+    result = {"model": cfg.model["name"], "dataset": cfg.data["name"], "seeds": seeds, "runs": runs,
               "split_hashes": hashes, "per_seed": per_seed, "aggregate": aggregate(per_seed),
               "ci": "Student-t 95% over seeds"}
     out.mkdir(parents=True, exist_ok=True)
