@@ -98,11 +98,12 @@ def top_k(scores: torch.Tensor, k: int) -> Ranked:
     if k < 1:
         raise ConfigError(f"k must be >= 1, got {k}")
     b, n = scores.shape
-    if torch.isnan(scores).any() or (scores[:, 0] > -torch.inf).any():
+    kk = min(k + 1, n)
+    vals, idx = torch.topk(scores, kk, dim=1)  # NaN sorts above everything, so a row holding one shows it here
+    if (torch.isnan(vals) | (idx == 0) & (vals > -torch.inf)).any():  # rare: clean a copy and rank again
         scores = torch.nan_to_num(scores, nan=-torch.inf, posinf=torch.inf, neginf=-torch.inf)
         scores[:, 0] = -torch.inf
-    kk = min(k + 1, n)
-    vals, idx = torch.topk(scores, kk, dim=1)
+        vals, idx = torch.topk(scores, kk, dim=1)
     if kk > 1:
         tied = ((vals[:, 1:] == vals[:, :-1]) & (vals[:, 1:] > -torch.inf)).any(1)
     else:
@@ -135,11 +136,12 @@ def _resolve_boundary(scores: torch.Tensor, vals: torch.Tensor, idx: torch.Tenso
     above = (vals[rows, :k] > t[:, None]).sum(1)  # members of higher groups: all already in the top-(k+1)
     need = k - above
     eq = scores[rows] == t[:, None]
-    eq[:, 0] = False
-    rank_in_group = eq.cumsum(1)
-    chosen = eq & (rank_in_group <= need[:, None])
-    r, c = torch.nonzero(chosen, as_tuple=True)  # row-major: ascending item index within each row
-    pos = above[r] + rank_in_group[r, c] - 1
+    eq[:, 0] = False  # padding column, in case a caller left it unmasked
+    r, c = torch.nonzero(eq, as_tuple=True)  # row-major: ascending item index within each row
+    counts = eq.sum(1)
+    rank_in_group = torch.arange(len(r)) - (counts.cumsum(0) - counts)[r]
+    chosen = rank_in_group < need[r]
+    r, c, pos = r[chosen], c[chosen], above[r[chosen]] + rank_in_group[chosen]
     idx[rows[r], pos] = c
     vals[rows[r], pos] = t[r]
 
