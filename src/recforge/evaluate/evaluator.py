@@ -20,6 +20,7 @@ from recforge.errors import ConfigError
 from recforge.metrics.ranking import compute, parse_metric
 from recforge.metrics.stats import bootstrap_cis
 from recforge.progress import track
+from recforge.protocols import HistoryScorer, TimedHistoryScorer
 
 log = logging.getLogger(__name__)
 
@@ -93,10 +94,10 @@ def evaluate(
     n_items = hist.n_items
     k_eff = min(k_max, n_items)
 
-    use_hist = {"auto": bool(getattr(model, "supports_histories", False)), "train": False, "train+valid": True}[history]
+    use_hist = {"auto": isinstance(model, HistoryScorer), "train": False, "train+valid": True}[history]
     if split.fold_in is not None and not use_hist:
         raise ConfigError(f"split {split.name!r} holds out whole users; model {getattr(model, 'name', model)!r} "
-                          "must score ad-hoc histories (supports_histories) to be evaluated on it")
+                          "must score ad-hoc histories (a HistoryScorer) to be evaluated on it")
     users = target.active_users()
     target_csr = target.to_csr()
     seen_csr = hist.to_csr()
@@ -112,9 +113,9 @@ def evaluate(
     buffer = torch.empty(0)  # reused score buffer: fresh 50 MB allocations per batch cost page faults, not just copies
     batches = [users[i : i + batch_size] for i in range(0, len(users), batch_size)]
     for batch in track(batches, f"evaluating {on}", total=len(batches), show=progress):
-        if use_hist and getattr(model, "uses_time", False):  # e.g. HSTU's time-gap bias needs the timestamps
-            scores = model.score_histories(gather_jagged(h_items, h_offsets, batch),
-                                           times=gather_jagged(hist.time, h_offsets, batch)[0])
+        if use_hist and isinstance(model, TimedHistoryScorer):  # e.g. HSTU's time-gap bias needs the timestamps
+            scores = model.score_timed_histories(gather_jagged(h_items, h_offsets, batch),
+                                                 gather_jagged(hist.time, h_offsets, batch)[0])
         elif use_hist:
             scores = model.score_histories(gather_jagged(h_items, h_offsets, batch))
         else:
