@@ -96,3 +96,26 @@ def test_example_runs(code: str, needs_data: bool, after: str, serve: str, data_
         python(["-m", *shlex.split(after)], tmp_path, env)
     with serving(serve, tmp_path, env) if serve else nullcontext():
         python(["-c", code], tmp_path, env)
+
+
+TOML_FENCE = re.compile(r"^```toml\n(.*?)^```", re.S | re.M)
+
+
+def run_configs() -> list:
+    """Every ```toml block in README.md and docs/*.md that is a run config (it has a [model] table)."""
+    found = []
+    for doc in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        text = doc.read_text()
+        for match in TOML_FENCE.finditer(text):
+            if "[model]" in match.group(1):
+                found.append(pytest.param(match.group(1), id=f"{doc.relative_to(ROOT)}:{text.count(chr(10), 0, match.start(1))}"))
+    return found
+
+
+@pytest.mark.parametrize("text", run_configs())
+def test_run_config_examples_resolve(text: str, tmp_path: Path) -> None:
+    """A run config shown in the docs is valid as written: known keys, registered names, splitter parameters."""
+    from recforge.experiments.runs import resolve_config
+
+    (tmp_path / "run.toml").write_text(text)
+    resolve_config(config_file=tmp_path / "run.toml")  # raises ConfigError for an unknown key, name or parameter

@@ -188,3 +188,10 @@ def test_quickstart_on_a_small_file(csv_log, tmp_path, capsys):
     for name in ("popular", "itemknn", "ease", "als"):
         assert name in out
         assert (tmp_path / "qs" / name / "metrics.json").is_file()
+
+
+def test_resume_needs_a_model_that_checkpoints(ease_run, capsys):
+    before = sorted(p.name for p in ease_run.iterdir())
+    assert main(["train", "ease", "--resume", str(ease_run)]) == 2
+    assert "resume" in capsys.readouterr().err
+    assert sorted(p.name for p in ease_run.iterdir()) == before  # nothing added or removed
