@@ -1,11 +1,11 @@
 """recforge vs RecBole 1.2.1 on the identical ML-100K split (issue 7): SASRec, BERT4Rec, GRU4Rec (+ our HSTU).
 
 Every run is its own subprocess so that peak RSS (ru_maxrss) belongs to one library and one model. RecBole runs
-through bench/.recbole-venv/bin/python (see /work/shared/peers/README.md; never a project dependency) via
+through bench/.recbole-venv/bin/python (see README.md in the peers folder; never a project dependency) via
 bench/recbole_driver.py; ours runs this file's ``ours`` / ``ours-beauty`` sub-tasks. Jobs are queued peer, ours,
 peer, ours, ...; with ``--parallel`` > 1 they overlap (compare CPU seconds then).
 
-The split is /work/shared/peers/recbole-ml-100k-split.json — what RecBole's own dataloaders produce (float32-rescaled
+The split is recbole-ml-100k-split.json in the peers folder — what RecBole's own dataloaders produce (float32-rescaled
 timestamp order), so both libraries hold out the same valid/test item for every user. RecBole's sequential models do
 not mask already-seen items: ours is reported that way (``test``) and with masking (``test_masked``).
 
@@ -40,7 +40,9 @@ import numpy as np
 log = logging.getLogger("bench.recbole_side_by_side")
 
 ROOT = Path(__file__).resolve().parents[1]
-SPLIT_JSON = Path("/work/shared/peers/recbole-ml-100k-split.json")
+#: Peer libraries' material (RecBole's exported split, its setup notes): RECFORGE_PEERS_DIR, else ../shared/peers.
+PEERS_DIR = Path(os.environ.get("RECFORGE_PEERS_DIR") or ROOT.parent / "shared" / "peers")
+SPLIT_JSON = PEERS_DIR / "recbole-ml-100k-split.json"
 RECBOLE_PY = ROOT / "bench" / ".recbole-venv" / "bin" / "python"
 OUT_DIR = ROOT / "bench" / "out"
 
@@ -377,7 +379,7 @@ def orchestrate(args: argparse.Namespace) -> None:
                                "argv": sys.argv[1:], "cpu_count": os.cpu_count(), "models": {}}
     run_recbole = args.recbole_epochs > 0
     if run_recbole and not RECBOLE_PY.is_file():
-        raise SystemExit(f"{RECBOLE_PY} missing: set up RecBole as /work/shared/peers/README.md says")
+        raise SystemExit(f"{RECBOLE_PY} missing: set up RecBole as {PEERS_DIR / 'README.md'} says")
     reused = json.loads(args.reuse.read_text(encoding="utf-8"))["models"] if args.reuse else {}
     driver = [str(RECBOLE_PY), str(ROOT / "bench" / "recbole_driver.py")]
     # Jobs in order peer, ours, peer, ours, ... (alternating libraries spreads the machine's load drift).

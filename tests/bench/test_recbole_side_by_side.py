@@ -11,8 +11,6 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-SPLIT_JSON = Path("/work/shared/peers/recbole-ml-100k-split.json")
-
 
 def _bench():
     spec = importlib.util.spec_from_file_location("recbole_side_by_side", ROOT / "bench" / "recbole_side_by_side.py")
@@ -47,6 +45,7 @@ def test_load_split_keeps_recbole_order_and_parts(tmp_path: Path, monkeypatch: p
 @pytest.mark.realdata
 def test_recbole_ml100k_split_is_identical() -> None:
     """Every user's held-out items and train order come out exactly as RecBole exported them."""
+    SPLIT_JSON = _bench().SPLIT_JSON  # under RECFORGE_PEERS_DIR (default ../shared/peers)
     if not SPLIT_JSON.is_file():
         pytest.skip(f"{SPLIT_JSON} absent (the peers folder is not mounted)")
     if not os.environ.get("RECFORGE_DATA_DIR"):
