@@ -14,17 +14,23 @@ import numpy as np
 import torch
 
 from recforge.data.interactions import Interactions
-from recforge.data.jagged import gather_jagged
 from recforge.data.split import Split
 from recforge.errors import ConfigError
 from recforge.metrics.ranking import compute, parse_metric
 from recforge.metrics.stats import bootstrap_cis
+from recforge.models.rank import Ranked, SeenPolicy, mask_seen, seen_policy, top_k
+from recforge.models.validation import MaskedTargets, Targets, repeatable_items, score_users
 from recforge.progress import track
-from recforge.protocols import HistoryScorer, TimedHistoryScorer
+from recforge.protocols import HistoryScorer
 
 log = logging.getLogger(__name__)
 
 Protocol = Literal["full", "sampled-uniform", "sampled-popularity"]
+#: "index": one ranking, ties broken by the documented rule (lower item index first); "expected": the expected
+#: metric over a uniformly random order within each group of tied scores (McSherry & Najork, ECIR 2008).
+Ties = Literal["index", "expected"]
+#: Metrics linear in the hit vector (given |relevant| and k): their tie-aware expectation is exact.
+LINEAR_METRICS = ("ndcg", "recall", "precision", "f1", "rprec")
 SAMPLED_WARNING = (
     "SAMPLED METRICS: the held-out items were ranked against {n} sampled negatives, not the full catalog. "
     "Sampled metrics can flip model orderings (Krichene & Rendle, KDD 2020); use full ranking to compare models."
@@ -65,20 +71,32 @@ def evaluate(
     metrics: tuple[str, ...] | list[str] = ("ndcg@10", "recall@10"),
     on: Literal["valid", "test"] = "test",
     batch_size: int = 1024,
-    exclude_seen: bool = True,
+    exclude_seen: SeenPolicy | bool = "all-seen",
     history: Literal["auto", "train", "train+valid"] = "auto",
     protocol: Protocol = "full",
     n_negatives: int = 100,
     n_boot: int = 1000,
     seed: int = 0,
     progress: bool | None = None,
+    repeatable: np.ndarray | None = None,
+    masked_targets: MaskedTargets = "drop",
+    ties: Ties = "index",
 ) -> Report:
     """Rank all items for every user with a ``on`` event and compute ``metrics`` (per user, mean, bootstrap 95% CI).
 
     ``history="auto"`` lets models that score ad-hoc histories see train (+ valid when ``on="test"``) as the user's
-    history; other models score from what they were trained on. Seen items (that same history) are masked unless
-    ``exclude_seen=False``. ``protocol`` other than "full" ranks each target among ``n_negatives`` sampled items and
-    adds a loud warning to the report.
+    history; other models score from what they were trained on. ``protocol`` other than "full" ranks each target among
+    ``n_negatives`` sampled items and adds a loud warning to the report.
+
+    ``exclude_seen`` is the repeat policy (``models.rank.seen_policy``; True/False mean "all-seen"/"none"): which
+    items of that same history are masked. Under "seen-except-repeatable", ``repeatable`` (dense item ids) stay
+    rankable; by default the items some user consumed more than once in the history. A target the policy masks can
+    never be ranked: ``masked_targets="drop"`` removes it from the user's relevant set (users left with none are not
+    evaluated), "miss" keeps it as a guaranteed miss; ``info`` counts both.
+
+    Ranking follows ``models.rank.top_k`` (ties: lower item index first), so a metric does not depend on which other
+    metrics were asked; ``info["tied_share"]`` is the share of users whose top-k boundary is tied, per cut-off.
+    ``ties="expected"`` reports the expectation over random orders within tied groups instead (linear metrics only).
     """
     t0 = time.perf_counter()
     names = [m.lower() for m in metrics]
@@ -89,6 +107,15 @@ def evaluate(
         raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
     if protocol not in ("full", "sampled-uniform", "sampled-popularity"):
         raise ConfigError(f"protocol must be full, sampled-uniform or sampled-popularity, got {protocol!r}")
+    if masked_targets not in ("drop", "miss"):
+        raise ConfigError(f"masked_targets must be drop or miss, got {masked_targets!r}")
+    if ties not in ("index", "expected"):
+        raise ConfigError(f"ties must be index or expected, got {ties!r}")
+    nonlinear = [m for m in names if parse_metric(m)[0] not in LINEAR_METRICS]
+    if ties == "expected" and nonlinear:
+        raise ConfigError(f"ties='expected' is exact only for metrics linear in the hits ({', '.join(LINEAR_METRICS)}); "
+                          f"got {', '.join(nonlinear)}")
+    policy = seen_policy(exclude_seen)
     target = split.part(on)
     hist = _history(split, on)
     n_items = hist.n_items
@@ -98,50 +125,38 @@ def evaluate(
     if split.fold_in is not None and not use_hist:
         raise ConfigError(f"split {split.name!r} holds out whole users; model {getattr(model, 'name', model)!r} "
                           "must score ad-hoc histories (a HistoryScorer) to be evaluated on it")
-    users = target.active_users()
+    rep_items = repeatable_items(hist, repeatable) if policy == "seen-except-repeatable" else None
+    # Relevant (user, item) keys after the policy: hits are looked up for the top-k only (no dense target matrix).
+    targets = Targets.build(target, hist, policy, rep_items, masked_targets)
+    users = targets.users
     target_csr = target.to_csr()
     seen_csr = hist.to_csr()
-    h_items, h_offsets = hist.sequences()
-    n_rel_all = np.diff(target_csr.indptr)
     popularity = torch.from_numpy(split.train.item_counts().astype(np.float64))
     gen = torch.Generator().manual_seed(seed)
+    cut_offs = sorted({parse_metric(m)[1] for m in names})
+    n_tied = dict.fromkeys(cut_offs, 0)
 
     hits_parts, top_parts = [], []
-    # Sorted (user, item) keys of the targets: with full ranking, hits are looked up for the top-k only, so no dense
-    # (batch x n_items) target matrix is built.
-    target_keys = np.sort(target.user.astype(np.int64) * (n_items + 1) + target.item)
     buffer = torch.empty(0)  # reused score buffer: fresh 50 MB allocations per batch cost page faults, not just copies
     batches = [users[i : i + batch_size] for i in range(0, len(users), batch_size)]
     for batch in track(batches, f"evaluating {on}", total=len(batches), show=progress):
-        if use_hist and isinstance(model, TimedHistoryScorer):  # e.g. HSTU's time-gap bias needs the timestamps
-            scores = model.score_timed_histories(gather_jagged(h_items, h_offsets, batch),
-                                                 gather_jagged(hist.time, h_offsets, batch)[0])
-        elif use_hist:
-            scores = model.score_histories(gather_jagged(h_items, h_offsets, batch))
-        else:
-            scores = model.score(batch)
+        scores = score_users(model, batch, hist if use_hist else None)
         if buffer.shape[0] < len(batch) or buffer.shape[1] != scores.shape[1]:
             buffer = torch.empty(len(batch), scores.shape[1])
         scores = buffer[: len(batch)].copy_(scores)  # never write into a tensor the model may still own
         scores[:, 0] = -torch.inf
-        if exclude_seen:
-            seen = seen_csr[batch]
-            r, c = seen.nonzero()
-            scores[torch.from_numpy(r), torch.from_numpy(c)] = -torch.inf
+        mask_seen(scores, seen_csr[batch], policy, rep_items)
         if protocol != "full":
             tgt = torch.from_numpy(target_csr[batch].toarray() > 0)
             scores = _restrict_to_sample(scores, tgt, protocol, n_negatives, popularity, gen)
-        top = torch.topk(scores, k_eff, dim=1).indices
-        keys = (torch.from_numpy(batch.astype(np.int64))[:, None] * (n_items + 1) + top).numpy()
-        pos = np.minimum(np.searchsorted(target_keys, keys), max(len(target_keys) - 1, 0))
-        in_target = torch.from_numpy(target_keys[pos] == keys) if len(target_keys) else torch.zeros_like(top, dtype=torch.bool)
-        hit = in_target & torch.isfinite(scores.gather(1, top))
-        hits_parts.append(hit.numpy())
-        top_parts.append(top.numpy().astype(np.int32))
-    hits = np.concatenate(hits_parts) if hits_parts else np.zeros((0, k_eff), bool)
-    if k_eff < k_max:  # catalog smaller than k: pad with misses
-        hits = np.pad(hits, ((0, 0), (0, k_max - k_eff)))
-    n_rel = n_rel_all[users]
+        ranked = top_k(scores, k_max)  # a catalog smaller than k pads with item 0: misses
+        for k in cut_offs:
+            n_tied[k] += int(ranked.tied_at(k).sum())
+        hit = targets.hits(batch, ranked.items)
+        hits_parts.append(_expected_hits(scores, ranked, batch, hit, targets) if ties == "expected" else hit)
+        top_parts.append(ranked.items[:, :k_eff].numpy().astype(np.int32))
+    hits = np.concatenate(hits_parts) if hits_parts else np.zeros((0, k_max), bool)
+    n_rel = targets.n_rel[users]
     per_user = compute(names, hits, n_rel)
     summary = {}
     # one set of resamples for all metrics: the CIs of every metric come from the same resampled user sets
@@ -156,7 +171,13 @@ def evaluate(
         "on": on,
         "protocol": protocol,
         "n_negatives": n_negatives if protocol != "full" else None,
-        "exclude_seen": exclude_seen,
+        "exclude_seen": policy,
+        "n_repeatable": None if rep_items is None else int(len(rep_items)),
+        "masked_targets": masked_targets,
+        "n_targets_masked": targets.n_masked,
+        "n_users_all_targets_masked": targets.n_users_dropped,
+        "ties": ties,
+        "tied_share": {f"@{k}": n_tied[k] / len(users) if len(users) else 0.0 for k in cut_offs},
         "history": "train+valid" if use_hist and on == "test" else "train",
         "n_users": int(len(users)),
         "n_items": int(n_items),
@@ -170,6 +191,36 @@ def evaluate(
     }
     tops = np.concatenate(top_parts) if top_parts else np.zeros((0, k_eff), np.int32)
     return Report(metrics=summary, per_user=per_user, users=users, top_items=tops, info=info)
+
+
+def _expected_hits(scores: torch.Tensor, ranked: Ranked, users: np.ndarray, hits: np.ndarray, targets: Targets
+                   ) -> np.ndarray:
+    """Expected hit of each top-k position (B, k) float64 over a uniformly random order within tied groups.
+
+    A position whose score group G (every rankable item with that score) lies inside the top-k shares G's hits with the
+    group's other positions: rel(G)/|G|. The boundary group reaches past k, so its size and relevant count come from
+    the whole row of ``scores`` (B, n_items+1). Both cases are rel(G)/|G|."""
+    vals = ranked.scores
+    real = vals > -torch.inf
+    same = (vals[:, :, None] == vals[:, None, :]) & real[:, :, None]  # (B, k, k): groups seen inside the top-k
+    size = same.sum(2).double()
+    rel = (same.double() * torch.from_numpy(hits).double()[:, None, :]).sum(2)
+    k = vals.shape[1]
+    rows = torch.nonzero(ranked.tied_at(k)).ravel()
+    if len(rows):
+        t = vals[rows, k - 1]
+        group_size = (scores[rows] == t[:, None]).sum(1).double()
+        n = targets.n_items + 1
+        u = users[rows.numpy()].astype(np.int64)
+        starts, ends = np.searchsorted(targets.keys, u * n), np.searchsorted(targets.keys, (u + 1) * n)
+        row_of = np.repeat(np.arange(len(rows)), ends - starts)
+        items = targets.keys[np.concatenate([np.arange(s, e) for s, e in zip(starts, ends)])] % n
+        in_group = scores[rows[row_of], torch.from_numpy(items)] == t[row_of]
+        group_rel = torch.bincount(torch.from_numpy(row_of)[in_group], minlength=len(rows)).double()
+        boundary = vals[rows] == t[:, None]
+        size[rows] = torch.where(boundary, group_size[:, None], size[rows])
+        rel[rows] = torch.where(boundary, group_rel[:, None], rel[rows])
+    return torch.where(real, rel / size.clamp(min=1), 0.0).numpy()
 
 
 def _restrict_to_sample(
