@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
 
+from recforge.artifacts import load_artifact
 from recforge.data.interactions import Interactions
 from recforge.data.split import leave_last_out
 from recforge.data.synthetic import planted_clusters
-from recforge.errors import ConfigError
+from recforge.errors import ConfigError, DataError
 from recforge.models.als import ALS, _side, _solve_cg, _solve_exact, als_loss
-from recforge.models.base import load_model
+from recforge.models.base import Recommender, history_scores, load_model
 from recforge.models.bpr import BPR, BPRConfig
 from recforge.models.ease import EASE
 from recforge.models.itemknn import ItemKNN
+from recforge.models.popular import MostPopular
 from recforge.models.random import RandomRecommender
 from recforge.models.userknn import UserKNN
+from recforge.protocols import Embedder, HistoryScorer, LogProb, TimedHistoryScorer
 from recforge.train.trainer import TrainConfig
 
 
@@ -219,3 +224,62 @@ def test_random_is_batch_invariant_and_seed_dependent(planted):
 def test_bad_config_values_are_config_errors(cls, kwargs, match):
     with pytest.raises(ConfigError, match=match):
         cls(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("cls", "history", "embedder"),
+    [(ALS, True, True), (BPR, False, True), (EASE, True, False), (ItemKNN, True, False), (MostPopular, True, False),
+     (UserKNN, False, False), (RandomRecommender, False, False)],
+)
+def test_declared_capabilities(cls, history, embedder):
+    """Capabilities are the protocols a model implements, nothing else; none of the classic models is a LogProb."""
+    model = cls()
+    assert isinstance(model, HistoryScorer) == history and isinstance(model, Embedder) == embedder
+    assert not isinstance(model, TimedHistoryScorer) and not isinstance(model, LogProb)
+    assert not hasattr(Recommender, "score_histories")
+
+
+@pytest.mark.parametrize("make", [lambda: ALS(factors=8, iterations=2),
+                                  lambda: BPR(BPRConfig(factors=8, train=TrainConfig(epochs=2, patience=0)))])
+def test_embedder_scores_are_inner_products(make, planted):
+    model = make().fit(planted.train)
+    users = np.arange(1, 30)
+    q, v = model.user_embeddings(users), model.item_embeddings()
+    assert v.shape[0] == planted.train.n_items + 1
+    torch.testing.assert_close(model.score(users)[:, 1:], q @ v[1:].T, rtol=1e-5, atol=1e-5)
+
+
+def test_non_history_models_refuse_ad_hoc_histories(planted):
+    model = UserKNN().fit(planted.train)
+    with pytest.raises(ConfigError, match="cannot score ad-hoc histories"):
+        model.recommend_history(list(planted.train.item_vocab.decode(np.array([1, 2]))), k=3)
+    with pytest.raises(ConfigError, match="cannot score ad-hoc histories"):
+        history_scores(model, [np.array([1, 2])])
+
+
+def test_saved_model_is_an_artifact_and_tampering_is_caught(planted, tmp_path):
+    model = EASE(l2=50.0).fit(planted.train)
+    path = model.save(tmp_path / "m")
+    art = load_artifact(path)
+    assert art.table == "model" and art.name == "ease" and art.config == {"l2": 50.0, "binary": True, "recency": 1.0}
+    assert sorted(p.name for p in path.iterdir()) == ["meta.json", "weights.safetensors"]
+    assert art.extra["item_vocab"]["ids"] == list(planted.train.item_vocab.ids)
+    weights = path / "weights.safetensors"
+    raw = bytearray(weights.read_bytes())
+    raw[-1] ^= 0xFF  # one flipped bit in the last tensor's data
+    weights.write_bytes(bytes(raw))
+    with pytest.raises(DataError, match="changed since they were written"):
+        load_model(path)
+
+
+def test_load_model_errors_are_one_data_error_line(planted, tmp_path):
+    MostPopular().fit(planted.train).save(tmp_path / "m")
+    meta = json.loads((tmp_path / "m" / "meta.json").read_text())
+    (tmp_path / "m" / "meta.json").write_text(json.dumps(meta | {"name": "no-such-model"}))
+    with pytest.raises(DataError, match="cannot load model.*no-such-model"):
+        load_model(tmp_path / "m")
+    (tmp_path / "m" / "meta.json").write_text(json.dumps(meta | {"table": "policy"}))
+    with pytest.raises(DataError, match="holds a policy artifact, expected a model"):
+        load_model(tmp_path / "m")
+    with pytest.raises(DataError, match="artifact not found"):
+        load_model(tmp_path / "nothing")

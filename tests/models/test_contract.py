@@ -18,6 +18,7 @@ from recforge.data.synthetic import planted_clusters
 from recforge.errors import ConfigError, NotFittedError, UnknownIdError
 from recforge.evaluate.evaluator import evaluate
 from recforge.models.base import Recommender, load_model
+from recforge.protocols import HistoryScorer
 
 NAMES = sorted(registry.MODELS)
 
@@ -82,9 +83,9 @@ def test_score_is_batch_invariant(fitted):
 
 @by_name
 def test_score_histories(fitted, split):
-    if not fitted.supports_histories:
+    if not isinstance(fitted, HistoryScorer):
         with pytest.raises(ConfigError):
-            fitted.score_histories([np.array([1, 2])])
+            fitted.recommend_history(list(split.train.item_vocab.decode(np.array([1, 2]))), k=5)
         return
     items, offsets = split.train.sequences()
     hists = [items[offsets[u] : offsets[u + 1]] for u in (1, 2, 3)]
@@ -145,7 +146,7 @@ def test_save_load_round_trip(fitted, split, tmp_path):
     assert torch.equal(fitted.score(users), loaded.score(users))
     ext = list(split.train.user_vocab.decode(users[:5]))
     assert fitted.recommend(ext, k=5).items == loaded.recommend(ext, k=5).items
-    if fitted.supports_histories:
+    if isinstance(fitted, HistoryScorer):
         hist = [np.array([1, 5, 9])]
         assert torch.equal(fitted.score_histories(hist), loaded.score_histories(hist))
 

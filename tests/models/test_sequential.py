@@ -13,13 +13,15 @@ from recforge.cli import main
 from recforge.config import from_dict
 from recforge.data.split import leave_last_out
 from recforge.data.synthetic import sequential_world
-from recforge.errors import ConfigError
+from recforge.errors import ConfigError, UnknownIdError
 from recforge.evaluate.evaluator import evaluate
+from recforge.models.base import history_scores
 from recforge.models.bert4rec import BERT4Rec, BERT4RecConfig
 from recforge.models.gru4rec import GRU4Rec, GRU4RecConfig
 from recforge.models.hstu import HSTU, HSTUConfig, time_buckets
 from recforge.models.popular import MostPopular
 from recforge.models.sasrec import SASRec, SASRecConfig
+from recforge.protocols import Embedder, HistoryScorer, LogProb, TimedHistoryScorer
 from recforge.registry import get_model
 from recforge.train.trainer import TrainConfig
 
@@ -79,11 +81,12 @@ def test_trimmed_chunked_scoring_equals_one_full_width_pass(name, split, monkeyp
     hists = [rng.integers(1, split.train.n_items, size=n) for n in rng.integers(1, 26, size=40)]
     times = [np.cumsum(rng.integers(1, 10_000, size=len(h))) for h in hists]
     monkeypatch.setattr(seq, "SCORE_TOKENS", 30)  # many small chunks of different widths
-    got = model.score_histories(hists, times=np.concatenate(times) if model.uses_time else None)
+    timed = isinstance(model, TimedHistoryScorer)
+    got = history_scores(model, hists, np.concatenate(times) if timed else None)
     items = np.concatenate(hists)
     offsets = np.concatenate([[0], np.cumsum([len(h) for h in hists])])
     window = torch.from_numpy(model._window(items, offsets))
-    t = torch.from_numpy(model._window(np.concatenate(times), offsets)) if model.uses_time else None
+    t = torch.from_numpy(model._window(np.concatenate(times), offsets)) if timed else None
     if name == "bert4rec":  # the prediction at an appended [mask] token
         window = torch.cat([window[:, 1:], torch.full_like(window[:, :1], model.net_.mask_token)], dim=1)
     with torch.inference_mode():
@@ -106,12 +109,68 @@ def test_hstu_uses_timestamps_when_given(split):
     items, offsets = split.train.sequences()
     hist, times = [items[offsets[1] : offsets[2]]], split.train.time[offsets[1] : offsets[2]]
     # Known users are scored with their time gaps; so are histories that come with times (as in evaluation).
-    torch.testing.assert_close(model.score([1]), model.score_histories(hist, times=times))
+    torch.testing.assert_close(model.score([1]), model.score_timed_histories(hist, times))
     # Without times only the position bias applies: the learned time bias makes the scores differ.
     assert not torch.allclose(model.score([1]), model.score_histories(hist))
     no_time = HSTU(HSTUConfig(dim=16, n_layers=1, n_heads=1, max_len=10, time_bias=False,
                               train=TrainConfig(epochs=1, threads=1))).fit(split.train)
     torch.testing.assert_close(no_time.score([1]), no_time.score_histories(hist))
+
+
+@pytest.mark.parametrize("name", ["sasrec", "gru4rec", "bert4rec", "hstu"])
+def test_declared_capabilities(name, split):
+    model = fitted(name, split)
+    assert isinstance(model, HistoryScorer) and isinstance(model, LogProb) and not isinstance(model, Embedder)
+    assert isinstance(model, TimedHistoryScorer) == (name == "hstu")
+
+
+@pytest.mark.parametrize("name", ["sasrec", "gru4rec", "bert4rec", "hstu"])
+def test_log_prob_is_a_softmax_over_items(name, split):
+    model = fitted(name, split)
+    items, offsets = split.train.sequences()
+    n = split.train.n_items
+    hists = [items[offsets[u] : offsets[u + 1]] for u in (1, 2)]
+    for hist in hists:
+        every = model.log_prob([hist] * n, np.arange(1, n + 1))  # log p(i | hist) for every item i
+        assert every.shape == (n,)
+        torch.testing.assert_close(every.exp().sum(), torch.tensor(1.0), rtol=1e-5, atol=1e-5)
+    # a softmax of the scores: log-probability differences are score differences
+    scores = model.score_histories(hists)
+    a, b = np.array([3, 7]), np.array([11, 2])
+    diff = model.log_prob(hists, a) - model.log_prob(hists, b)
+    torch.testing.assert_close(diff, scores[[0, 1], a] - scores[[0, 1], b], rtol=1e-4, atol=1e-4)
+    with pytest.raises(UnknownIdError):
+        model.log_prob(hists, np.array([0, 1]))
+    with pytest.raises(ConfigError, match="one id per history"):
+        model.log_prob(hists, np.array([1]))
+
+
+def test_history_is_the_time_ordered_training_sequence(split):
+    model = fitted("sasrec", split)
+    items, offsets = split.train.sequences()
+    assert np.array_equal(model.history(5), items[offsets[5] : offsets[6]])
+    assert model.history(0).size == 0 and model.history(5).dtype == np.int64
+
+
+def test_the_sequential_configs_share_one_base():
+    """The fields every sequential model has live once, in SequentialConfig; the choices are Literal types, checked
+    for a config built directly as well as through from_dict."""
+    from typing import get_args
+
+    from recforge.models.sequential import AttentionConfig, Loss, SequentialConfig
+    from recforge.nn.losses import LOSSES
+
+    assert set(get_args(Loss)) == set(LOSSES)
+    shared = {f for f in SequentialConfig.__dataclass_fields__}
+    for cls in (SASRecConfig, GRU4RecConfig, BERT4RecConfig, HSTUConfig):
+        assert issubclass(cls, SequentialConfig) and shared <= set(cls.__dataclass_fields__)
+    assert all(issubclass(c, AttentionConfig) for c in (SASRecConfig, BERT4RecConfig, HSTUConfig))
+    assert GRU4RecConfig().n_layers == 1 and GRU4RecConfig().train.lr == 3e-3  # its own defaults are kept
+    assert SASRecConfig().n_layers == 2 and SASRecConfig().train.lr == 1e-3
+    with pytest.raises(ConfigError, match="sampler: expected one of"):
+        HSTUConfig(sampler="zipf")
+    with pytest.raises(ConfigError, match="train.schedule: expected one of"):
+        TrainConfig(schedule="step")
 
 
 def test_time_buckets_are_log2_of_the_gap():
@@ -165,8 +224,8 @@ def test_hstu_scores_an_anonymous_session_with_its_timestamps(split):
         layer.time_bias.weight.data = 3.0 * torch.randn(layer.time_bias.weight.shape, generator=g)
     session, times = ["i3", "i5", "i7"], [0, 10, 10**6]
     dense = model.item_vocab.encode(session)
-    with_times = model.score_histories([dense], times=np.array(times))
-    assert not torch.allclose(with_times, model.score_histories([dense], times=np.array([0, 1, 2])))
+    with_times = model.score_timed_histories([dense], np.array(times))
+    assert not torch.allclose(with_times, model.score_timed_histories([dense], np.array([0, 1, 2])))
     scores = with_times.clone()
     scores[0, torch.from_numpy(dense)] = -torch.inf
     expected = model.item_vocab.decode(torch.topk(scores[0], 5).indices.numpy())
@@ -223,7 +282,7 @@ def test_cosine_head_scores_are_cosines_over_temperature(name, split):
     [
         (SASRecConfig, {"dim": 30, "n_heads": 4}, "n_heads must divide dim"),
         (SASRecConfig, {"dropout": 1.0}, "dropout"),
-        (SASRecConfig, {"loss": "hinge"}, "loss must be one of"),
+        (SASRecConfig, {"loss": "hinge"}, "loss: expected one of"),
         (SASRecConfig, {"sampler": "zipf"}, "sampler"),
         (SASRecConfig, {"max_len": 0}, "max_len"),
         (GRU4RecConfig, {"hidden": 0}, "hidden"),

@@ -13,7 +13,9 @@ from recforge.data.split import leave_last_out
 from recforge.data.synthetic import sequential_world
 from recforge.errors import ConfigError
 from recforge.evaluate.evaluator import evaluate
+from recforge.models.bpr import BPR, BPRConfig
 from recforge.models.sasrec import SASRec, SASRecConfig
+from recforge.registry import get_model
 from recforge.train.trainer import TrainConfig, Trainer, lr_factor
 
 
@@ -98,6 +100,35 @@ def test_resume_without_checkpoint_is_a_config_error(split, tmp_path):
         _sasrec(epochs=1).fit(split.train, checkpoint_dir=tmp_path / "none", resume=True)
 
 
+def test_bpr_checkpoints_and_resumes_exactly_like_the_sequential_models(split, tmp_path):
+    def bpr() -> BPR:
+        return BPR(BPRConfig(factors=8, train=TrainConfig(epochs=4, batch_size=256, lr=0.03, clip=0.0, patience=0,
+                                                          threads=1)))
+
+    full = bpr().fit(split.train, checkpoint_dir=tmp_path / "a")
+    interrupted = bpr()
+
+    def stop_after_two(epoch: int, row: dict) -> None:
+        if epoch == 2:
+            raise _Interrupt
+
+    interrupted.callbacks = [stop_after_two]
+    with pytest.raises(_Interrupt):
+        interrupted.fit(split.train, checkpoint_dir=tmp_path / "b")
+    resumed = bpr().fit(split.train, checkpoint_dir=tmp_path / "b", resume=True)
+    assert (tmp_path / "a" / "curves.json").is_file()
+    users = np.arange(1, split.train.n_users + 1)
+    assert torch.equal(full.score(users), resumed.score(users))
+
+
+@pytest.mark.parametrize("name", ["popular", "ease", "als", "itemknn", "userknn", "random"])
+def test_models_without_the_trainer_refuse_resume_and_ignore_checkpoint_dir(name, split, tmp_path):
+    with pytest.raises(ConfigError, match=f"model '{name}' does not support --resume"):
+        get_model(name)().fit(split.train, checkpoint_dir=tmp_path / "c", resume=True)
+    get_model(name)().fit(split.train, checkpoint_dir=tmp_path / "c")
+    assert not (tmp_path / "c").exists()
+
+
 class _Linear(nn.Module):
     """A one-parameter model whose loss pulls the weight towards 3."""
 
@@ -112,6 +143,9 @@ class _Linear(nn.Module):
 class _Rows:
     def __len__(self) -> int:
         return 8
+
+    def order(self, batch_size, generator):
+        return torch.randperm(8, generator=generator)
 
     def batch(self, rows, generator):
         return {"x": rows}

@@ -7,7 +7,7 @@ Approximate indexes measure their recall@k against exact search when they are bu
 from __future__ import annotations
 
 import logging
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, get_args, runtime_checkable
 
 import torch
 
@@ -54,8 +54,8 @@ def build_retriever(
     """
     if vectors.ndim != 2 or vectors.shape[0] < 2:
         raise ConfigError(f"item vectors must be (n_items+1, d) with n_items >= 1, got shape {tuple(vectors.shape)}")
-    if kind not in ("auto", "exact", "flat", "hnsw", "ivf"):
-        raise ConfigError(f"index kind must be one of auto/exact/flat/hnsw/ivf, got {kind!r}")
+    if kind not in get_args(IndexKind):
+        raise ConfigError(f"index kind must be one of {'/'.join(get_args(IndexKind))}, got {kind!r}")
     n_items = vectors.shape[0] - 1
     if kind == "auto":
         kind = "exact" if n_items < ann_threshold else "hnsw"

@@ -16,9 +16,10 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from recforge.config import check_choices
 from recforge.data.interactions import Interactions
 from recforge.errors import ConfigError
-from recforge.models.base import Recommender
+from recforge.models.base import HistoryScoring
 
 log = logging.getLogger(__name__)
 
@@ -38,14 +39,13 @@ class ALSConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        check_choices(self)
         for name in ("factors", "iterations", "cg_steps"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("reg", "alpha", "init_std"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if self.solver not in ("cg", "exact"):
-            raise ConfigError(f"solver must be 'cg' or 'exact', got {self.solver!r}")
 
 
 @dataclass(frozen=True)
@@ -130,12 +130,12 @@ def _solve_cg(current: torch.Tensor, fixed: torch.Tensor, side: _Side, reg: floa
     return x
 
 
-class ALS(Recommender):
-    """Implicit ALS; scores training users from their factors and folds in ad-hoc histories."""
+class ALS(HistoryScoring):
+    """Implicit ALS; scores training users from their factors and folds in ad-hoc histories. An Embedder: the score
+    is X[u] . Y[i]."""
 
     name = "als"
     config_class = ALSConfig
-    supports_histories = True
 
     def _fit(self, train: Interactions, valid: Interactions | None) -> None:
         cfg = self.config

@@ -1,29 +1,38 @@
-"""The Recommender contract and its base class: id mapping, seen-item masking, top-k, save/load without pickle.
+"""The Recommender contract and its base class: id mapping, seen-item masking, top-k, persistence as an artifact.
 
 A model subclass sets ``name`` (its registry name) and ``config_class`` (a frozen dataclass), and implements
-``_fit(train, valid)``, ``_score(users) -> (U, n_items+1)`` and ``_state() / _load_state()``; models that can
-score a history they were not trained on (item-based, sequential) also implement ``_score_histories``.
+``_fit(train, valid)``, ``_score(users) -> (U, n_items+1)`` and ``_state() / _load_state()``. Capabilities beyond
+scoring training users are declared by implementing the protocols of :mod:`recforge.protocols`; the mixins here do the
+id checks around them:
+
+- :class:`HistoryScoring` (a ``HistoryScorer``): the model implements ``_score_histories(items, offsets)``;
+- :class:`TimedHistoryScoring` (a ``TimedHistoryScorer``): ``_score_histories(items, offsets, times=None)``;
+- :class:`TrainerFit`: trained by :class:`~recforge.train.trainer.Trainer` (checkpoints, resume, callbacks);
+- ``Embedder`` and ``LogProb`` need no mixin: a model implements their methods directly.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Protocol, Self, runtime_checkable
+from typing import Any, ClassVar, Literal, Self
 
 import numpy as np
 import scipy.sparse as sp
 import torch
-from safetensors.torch import load_file, save_file
+from torch import nn
 
+from recforge.artifacts import Artifact, load_artifact, save_artifact
 from recforge.config import from_dict, to_dict
 from recforge.data.interactions import Interactions
 from recforge.data.jagged import as_jagged
 from recforge.data.vocab import Vocab
 from recforge.errors import ConfigError, DataError, NotFittedError, UnknownIdError
+from recforge.protocols import Histories, HistoryScorer, TimedHistoryScorer
 from recforge.registry import get_model
+from recforge.train.trainer import BatchSource, Trainer, TrainResult
 
 OnUnknown = Literal["raise", "popular", "skip"]
 
@@ -45,29 +54,11 @@ class Recommendations:
         ]
 
 
-@runtime_checkable
-class EmbeddingModel(Protocol):
-    """Optional protocol: a model whose score is ``user_vector · item_vector`` (serving uses it for /similar and
-    for faiss retrieval on large catalogs). Models without it get a co-occurrence fallback for /similar."""
-
-    def item_embeddings(self) -> torch.Tensor:
-        """Item vectors, float (n_items+1, d); row 0 is padding."""
-        ...
-
-    def user_embeddings(self, users: np.ndarray) -> torch.Tensor:
-        """Dense user ids (U,) -> query vectors (U, d) such that ``score(users)[:, 1:] == q @ items[1:].T``."""
-        ...
-
-
 class Recommender:
     """Base class of every recommender. ``score`` columns are dense item ids; column 0 (padding) is ``-inf``."""
 
     name: ClassVar[str] = "base"
     config_class: ClassVar[type] = object
-    #: True when ``_score_histories`` is implemented (ad-hoc histories, cold-start users, serving sessions).
-    supports_histories: ClassVar[bool] = False
-    #: True when ``_score_histories`` also takes ``times`` (N,) aligned with the items (e.g. HSTU's time-gap bias).
-    uses_time: ClassVar[bool] = False
 
     def __init__(self, config: Any = None, **overrides: Any):
         if config is None:
@@ -83,8 +74,15 @@ class Recommender:
         self.popularity_: np.ndarray | None = None
 
     # ------------------------------------------------------------------ training
-    def fit(self, train: Interactions, valid: Interactions | None = None) -> Self:
-        """Fit on ``train`` (``valid`` may drive early stopping / tuning). Returns self."""
+    def fit(self, train: Interactions, valid: Interactions | None = None, *,
+            checkpoint_dir: str | Path | None = None, resume: bool = False) -> Self:
+        """Fit on ``train`` (``valid`` may drive early stopping / tuning). Returns self.
+
+        ``checkpoint_dir`` and ``resume`` concern models trained by the Trainer (:class:`TrainerFit`): a checkpoint
+        every epoch, and ``resume=True`` continues from it. Other models have nothing to checkpoint: they ignore
+        ``checkpoint_dir`` and refuse ``resume`` with a ConfigError."""
+        if resume and not isinstance(self, TrainerFit):
+            raise ConfigError(f"model {self.name!r} does not support --resume (it is not trained by the Trainer)")
         if len(train) == 0:
             raise DataError("cannot fit on an empty training log")
         self.user_vocab, self.item_vocab = train.user_vocab, train.item_vocab
@@ -125,30 +123,13 @@ class Recommender:
     def _score(self, users: np.ndarray) -> torch.Tensor:
         raise NotImplementedError
 
-    @torch.inference_mode()
-    def score_histories(
-        self, histories: list[np.ndarray] | tuple[np.ndarray, np.ndarray], times: np.ndarray | None = None
-    ) -> torch.Tensor:
-        """Scores for ad-hoc histories -> (B, n_items+1).
-
-        ``histories`` is a list of time-ordered dense item-id arrays, or the jagged pair (items (N,), offsets (B+1,)).
-        ``times`` (N,), aligned with the jagged items, is passed on to models that use timestamps (``uses_time``).
-        """
+    def history(self, dense_user: int) -> np.ndarray:
+        """A training user's items, dense ids int64 (n,): time-ordered where the model kept its training sequences
+        (sequential models), else the seen-item row ordered by id. Empty for the unknown user 0."""
         self._check_fitted()
-        if not self.supports_histories:
-            raise ConfigError(f"model {self.name!r} cannot score ad-hoc histories (it only knows its training users)")
-        items, offsets = as_jagged(histories)
-        if items.size and (items.min() < 1 or items.max() > self.n_items):
-            raise UnknownIdError(f"dense item ids must be in 1..{self.n_items}")
-        if times is not None and self.uses_time:
-            out = self._score_histories(items, offsets, times=np.asarray(times, dtype=np.int64)).float()
-        else:
-            out = self._score_histories(items, offsets).float()
-        out[:, 0] = -torch.inf
-        return out
-
-    def _score_histories(self, items: np.ndarray, offsets: np.ndarray) -> torch.Tensor:
-        raise NotImplementedError
+        if dense_user == 0:
+            return np.zeros(0, np.int64)
+        return self.seen_[[dense_user]].indices.astype(np.int64)
 
     def histories_to_csr(self, items: np.ndarray, offsets: np.ndarray) -> sp.csr_array:
         """Jagged histories -> binary csr (B, n_items+1), a helper for item-based models."""
@@ -199,7 +180,7 @@ class Recommender:
         """Top-``k`` for an anonymous session given as external item ids. Returns (recommendations, ignored ids).
 
         ``times`` (optional, one per history item, in the training data's time unit) feed models that use timestamps
-        (``uses_time``: HSTU's time-gap bias, which was trained with them); other models ignore them."""
+        (a ``TimedHistoryScorer``: HSTU's time-gap bias, which was trained with them); other models ignore them."""
         self._check_fitted()
         self._check_k(k)
         if times is not None and len(times) != len(history):
@@ -209,7 +190,7 @@ class Recommender:
         known = dense > 0
         dense = dense[known]
         t = np.asarray(times, dtype=np.int64)[known] if times is not None else None
-        scores = self.score_histories([dense], times=t).clone()  # an inference tensor cannot be edited in place
+        scores = history_scores(self, [dense], t).clone()  # an inference tensor cannot be edited in place
         if exclude_seen and len(dense):
             scores[0, torch.from_numpy(dense)] = -torch.inf
         if exclude:
@@ -239,50 +220,122 @@ class Recommender:
         raise NotImplementedError
 
     def save(self, path: str | Path) -> Path:
-        """Write ``model.json`` (name + config + vocabs) and ``model.safetensors`` into directory ``path``."""
+        """Write the fitted model as an artifact (:mod:`recforge.artifacts`: ``meta.json`` + ``weights.safetensors``)
+        into directory ``path``: table "model", the registry name, the config, the vocabularies in ``extra``; the
+        learned tensors plus the seen-item matrix and item popularity as weights. Returns ``path``."""
         self._check_fitted()
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        meta = {
-            "model": self.name,
-            "config": to_dict(self.config),
-            "user_vocab": self.user_vocab.to_json(),
-            "item_vocab": self.item_vocab.to_json(),
-        }
-        (path / "model.json").write_text(json.dumps(meta), encoding="utf-8")
         tensors = {k: v.detach().cpu().contiguous() for k, v in self._state().items()}
         tensors["_seen.indptr"] = torch.from_numpy(self.seen_.indptr.astype(np.int64))
         tensors["_seen.indices"] = torch.from_numpy(self.seen_.indices.astype(np.int64))
         tensors["_popularity"] = torch.from_numpy(self.popularity_)
-        save_file(tensors, str(path / "model.safetensors"))
-        return path
+        extra = {"user_vocab": self.user_vocab.to_json(), "item_vocab": self.item_vocab.to_json()}
+        return save_artifact(path, table="model", name=self.name, config=to_dict(self.config), tensors=tensors,
+                             extra=extra)
 
 
 def load_model(path: str | Path) -> Recommender:
-    """Load any saved model from a directory written by :meth:`Recommender.save` (no pickle involved)."""
+    """Load any model saved by :meth:`Recommender.save` (no pickle involved); the weights' sha256 is verified.
 
-    path = Path(path)
-    meta_file, weights = path / "model.json", path / "model.safetensors"
-    if not meta_file.is_file() or not weights.is_file():
-        raise DataError(f"not a saved model (need model.json and model.safetensors): {path}")
+    Raises DataError (one line naming the path) for a missing, tampered or corrupt artifact, an artifact of another
+    table, or a model name this version does not register."""
+    return model_from_artifact(load_artifact(path, table="model"))
+
+
+def model_from_artifact(art: Artifact) -> Recommender:
+    """The model held by a loaded, verified artifact of table "model" (see :func:`load_model`)."""
     try:
-        meta = json.loads(meta_file.read_text(encoding="utf-8"))
-        # Copies into torch's own (64-byte aligned) memory: safetensors hands out lazily mapped views at whatever
-        # offset the header leaves. BLAS kernels take other code paths on misaligned data (a loaded model's ALS
-        # fold-in differed from the saved model's in the last bits), and a serving process would otherwise fault
-        # pages in request by request (resident memory creeping up over a soak).
-        tensors = {name: t.clone() for name, t in load_file(str(weights)).items()}
-    except Exception as exc:  # corrupt files: one clear line
-        raise DataError(f"corrupt model artifact in {path}: {exc}") from None
-    cls = get_model(meta["model"])
-    model = cls(from_dict(cls.config_class, meta["config"]))
-    model.user_vocab = Vocab.from_json(meta["user_vocab"])
-    model.item_vocab = Vocab.from_json(meta["item_vocab"])
-    indptr = tensors.pop("_seen.indptr").numpy()
-    indices = tensors.pop("_seen.indices").numpy()
-    model.seen_ = sp.csr_array(
-        (np.ones(len(indices), np.float32), indices, indptr), shape=(len(model.user_vocab) + 1, len(model.item_vocab) + 1)
-    )
-    model.popularity_ = tensors.pop("_popularity").numpy()
-    model._load_state(tensors)
+        cls = get_model(art.name)
+        model = cls(from_dict(cls.config_class, art.config))
+        model.user_vocab = Vocab.from_json(art.extra["user_vocab"])
+        model.item_vocab = Vocab.from_json(art.extra["item_vocab"])
+        tensors = dict(art.tensors)
+        indptr = tensors.pop("_seen.indptr").numpy()
+        indices = tensors.pop("_seen.indices").numpy()
+        model.seen_ = sp.csr_array((np.ones(len(indices), np.float32), indices, indptr),
+                                   shape=(len(model.user_vocab) + 1, len(model.item_vocab) + 1))
+        model.popularity_ = tensors.pop("_popularity").numpy()
+        model._load_state(tensors)
+    except Exception as exc:  # unknown name, bad config, missing or misshapen tensors: one line, never a traceback
+        raise DataError(f"cannot load model from {art.path}: {type(exc).__name__}: {exc}") from None
     return model
+
+
+def history_scores(model: Recommender, histories: Histories, times: np.ndarray | None = None) -> torch.Tensor:
+    """Scores of ad-hoc histories (B, n_items+1) through the capability the model declares: ``score_timed_histories``
+    when it is a TimedHistoryScorer and ``times`` (N,) are given, else ``score_histories``. ConfigError for a model
+    that is not a HistoryScorer (it only knows its training users)."""
+    if times is not None and isinstance(model, TimedHistoryScorer):
+        return model.score_timed_histories(histories, times)
+    if isinstance(model, HistoryScorer):
+        return model.score_histories(histories)
+    raise ConfigError(f"model {model.name!r} cannot score ad-hoc histories (it only knows its training users)")
+
+
+class HistoryScoring(Recommender):
+    """A recommender that scores histories it was not trained on (a ``HistoryScorer``): item-based, fold-in and
+    sequential models. Subclasses implement ``_score_histories(items, offsets)``; this class checks the ids."""
+
+    @torch.inference_mode()
+    def score_histories(self, histories: Histories) -> torch.Tensor:
+        """B time-ordered histories (a list of dense item-id arrays, or the jagged pair (items (N,), offsets (B+1,)))
+        -> float32 scores (B, n_items+1); column 0 is -inf."""
+        items, offsets = self._jagged(histories)
+        return self._finish(self._score_histories(items, offsets))
+
+    def _score_histories(self, items: np.ndarray, offsets: np.ndarray) -> torch.Tensor:
+        """Jagged histories (items (N,), offsets (B+1,)) -> (B, n_items+1)."""
+        raise NotImplementedError
+
+    def _jagged(self, histories: Histories) -> tuple[np.ndarray, np.ndarray]:
+        self._check_fitted()
+        items, offsets = as_jagged(histories)
+        if items.size and (items.min() < 1 or items.max() > self.n_items):
+            raise UnknownIdError(f"dense item ids must be in 1..{self.n_items}")
+        return items, offsets
+
+    @staticmethod
+    def _finish(scores: torch.Tensor) -> torch.Tensor:
+        out = scores.float()
+        out[:, 0] = -torch.inf
+        return out
+
+
+class TimedHistoryScoring(HistoryScoring):
+    """A history scorer that also uses each event's timestamp (a ``TimedHistoryScorer``, e.g. HSTU's time-gap bias).
+    Subclasses implement ``_score_histories(items, offsets, times=None)``."""
+
+    @torch.inference_mode()
+    def score_timed_histories(self, histories: Histories, times: np.ndarray) -> torch.Tensor:
+        """B histories plus ``times`` (N,) aligned with the jagged items -> float32 scores (B, n_items+1)."""
+        items, offsets = self._jagged(histories)
+        times = np.asarray(times, dtype=np.int64)
+        if times.shape != items.shape:
+            raise ConfigError(f"times must have one value per history item ({len(items)}), got shape {times.shape}")
+        return self._finish(self._score_histories(items, offsets, times=times))
+
+
+class TrainerFit(Recommender):
+    """A recommender trained by :class:`~recforge.train.trainer.Trainer`: ``fit(checkpoint_dir=...)`` receives a
+    checkpoint every epoch plus the training curves, ``fit(resume=True)`` continues from that checkpoint, and
+    ``callbacks`` are called as ``cb(epoch, history_row)`` after each epoch (a callback may raise to interrupt).
+    The config has a ``train: TrainConfig`` field; ``_fit`` builds the module and data and calls :meth:`_train`."""
+
+    def __init__(self, config: Any = None, **overrides: Any):
+        super().__init__(config, **overrides)
+        self.callbacks: list[Callable[[int, dict[str, float]], None]] = []
+        self.train_result_: TrainResult | None = None
+        self._checkpoint_dir: Path | None = None
+        self._resume = False
+
+    def fit(self, train: Interactions, valid: Interactions | None = None, *,
+            checkpoint_dir: str | Path | None = None, resume: bool = False) -> Self:
+        self._checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
+        self._resume = resume
+        return super().fit(train, valid, checkpoint_dir=checkpoint_dir, resume=resume)
+
+    def _train(self, module: nn.Module, data: BatchSource, evaluate_fn: Callable[[], float] | None) -> TrainResult:
+        """Run the Trainer with this fit's checkpoint folder, resume flag and callbacks; the module ends on CPU."""
+        self.train_result_ = Trainer(self.config.train, self.callbacks).fit(
+            module, data, evaluate_fn, self._checkpoint_dir, self._resume)
+        module.cpu().eval()
+        return self.train_result_

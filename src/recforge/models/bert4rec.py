@@ -7,37 +7,26 @@ tied to the item embeddings (plus a per-item bias), after the paper's GELU + Lay
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from recforge.errors import ConfigError
-from recforge.models.sequential import SequenceNet, SequentialRecommender, check_attention_config
+from recforge.models.sequential import AttentionConfig, SequenceNet, SequentialRecommender
 from recforge.nn.attention import TransformerEncoder
 from recforge.train.trainer import TrainConfig
 
 
 @dataclass(frozen=True)
-class BERT4RecConfig:
-    """BERT4Rec hyper-parameters."""
+class BERT4RecConfig(AttentionConfig):
+    """BERT4Rec hyper-parameters: :class:`AttentionConfig` (scoring uses the last max_len - 1 items plus [mask]) and
+    the cloze masking probability."""
 
-    dim: int = 64  # embedding / hidden size
-    n_layers: int = 2  # transformer blocks
-    n_heads: int = 2  # attention heads (must divide dim)
-    dropout: float = 0.2  # dropout on embeddings, attention and feed-forward
-    max_len: int = 50  # window length; scoring uses the last max_len - 1 items plus [mask]
     mask_prob: float = 0.2  # cloze masking probability
-    loss: str = "ce"  # ce | bce | sampled_softmax | gbce
-    n_negatives: int = 256  # negatives for sampled losses
-    sampler: str = "uniform"  # negative sampler: uniform | popularity (with logQ correction)
-    gbce_t: float = 0.75  # gBCE calibration parameter t
-    temperature: float = 0.0  # > 0: cosine scores / temperature (L2-normalised states and items); 0: dot
-    sliding: bool = False  # sliding-window augmentation for histories longer than max_len
-    train: TrainConfig = field(default_factory=TrainConfig)  # the Trainer's settings
 
     def __post_init__(self) -> None:
-        check_attention_config(self)
+        super().__post_init__()
         if not 0.0 < self.mask_prob < 1.0:
             raise ConfigError(f"mask_prob must be in (0, 1), got {self.mask_prob}")
         if self.max_len < 2:

@@ -17,8 +17,8 @@ from torch import nn
 from recforge.data.interactions import Interactions
 from recforge.data.split import Split
 from recforge.errors import ConfigError
-from recforge.models.base import Recommender
-from recforge.train.trainer import TrainConfig, Trainer, TrainResult
+from recforge.models.base import TrainerFit
+from recforge.train.trainer import TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +86,10 @@ class PairData:
     def __len__(self) -> int:
         return len(self.users)
 
+    def order(self, batch_size: int, generator: torch.Generator) -> torch.Tensor:
+        """Row order for one epoch: a random permutation of the pairs."""
+        return torch.randperm(len(self), generator=generator)
+
     def batch(self, rows: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
         u = self.users[rows]
         neg = torch.randint(1, self.n_items + 1, (len(rows),), generator=generator)
@@ -99,8 +103,9 @@ class PairData:
         return {"user": u, "pos": self.items[rows], "neg": neg}
 
 
-class BPR(Recommender):
-    """BPR-MF; scores training users only (a new user has no embedding)."""
+class BPR(TrainerFit):
+    """BPR-MF; scores training users only (a new user has no embedding). An Embedder: the score p_u . q_i + b_i is
+    the inner product of [p_u, 1] and [q_i, b_i]."""
 
     name = "bpr"
     config_class = BPRConfig
@@ -125,12 +130,20 @@ class BPR(Recommender):
                 return report.mean(cfg.train.eval_metric)
 
         log.info("bpr: %d pairs, %d users x %d items, %d factors", len(data), train.n_users, train.n_items, cfg.factors)
-        self.train_result_: TrainResult = Trainer(cfg.train).fit(self.net_, data, evaluate_fn)
-        self.net_.cpu().eval()
+        self._train(self.net_, data, evaluate_fn)
 
     def _score(self, users: np.ndarray) -> torch.Tensor:
         """(U,) dense user ids -> (U, n_items+1)."""
         return self.net_.scores(torch.from_numpy(users))
+
+    def user_embeddings(self, users: np.ndarray) -> torch.Tensor:
+        """Dense user ids (U,) -> [p_u, 1] (U, factors+1): ``score(users)[:, 1:] == q @ item_embeddings()[1:].T``."""
+        p = self.net_.user.weight[torch.from_numpy(np.asarray(users, dtype=np.int64))].detach()
+        return torch.cat([p, torch.ones(len(p), 1)], dim=1)
+
+    def item_embeddings(self) -> torch.Tensor:
+        """[q_i, b_i] (n_items+1, factors+1); row 0 is padding."""
+        return torch.cat([self.net_.item.weight, self.net_.bias[:, None]], dim=1).detach()
 
     def _state(self) -> dict[str, torch.Tensor]:
         return {f"net.{k}": v for k, v in self.net_.state_dict().items()}

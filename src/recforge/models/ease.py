@@ -20,7 +20,7 @@ import torch
 from recforge.data.interactions import Interactions
 from recforge.errors import ConfigError
 from recforge.models._sparse import csr_from_state, csr_to_state, sparse_dense_rows
-from recforge.models.base import Recommender
+from recforge.models.base import HistoryScoring
 
 log = logging.getLogger(__name__)
 
@@ -71,12 +71,11 @@ def ease_weights(gram: torch.Tensor, l2: float) -> torch.Tensor:
     return p.float()
 
 
-class EASE(Recommender):
+class EASE(HistoryScoring):
     """EASE; scores any history (new users and anonymous sessions need no refit)."""
 
     name = "ease"
     config_class = EASEConfig
-    supports_histories = True
 
     def _fit(self, train: Interactions, valid: Interactions | None) -> None:
         x = train.to_csr(binary=self.config.binary)[:, 1:]  # drop the padding column

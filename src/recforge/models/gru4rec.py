@@ -16,29 +16,21 @@ import torch
 from torch import nn
 
 from recforge.errors import ConfigError
-from recforge.models.sequential import SequenceNet, SequentialRecommender, check_sequence_config
+from recforge.models.sequential import SequenceNet, SequentialConfig, SequentialRecommender
 from recforge.train.trainer import TrainConfig
 
 
 @dataclass(frozen=True)
-class GRU4RecConfig:
-    """GRU4Rec hyper-parameters."""
+class GRU4RecConfig(SequentialConfig):
+    """GRU4Rec hyper-parameters: :class:`SequentialConfig` (``dim`` is the item embedding size) plus the GRU state
+    size; one GRU layer and a learning rate of 3e-3 by default."""
 
-    dim: int = 64  # item embedding size
-    hidden: int = 128  # GRU state size
     n_layers: int = 1  # stacked GRU layers
-    dropout: float = 0.2  # dropout on embeddings (and between GRU layers)
-    max_len: int = 50  # history truncated to the last max_len items
-    loss: str = "ce"  # ce | bce | sampled_softmax | gbce
-    n_negatives: int = 256  # negatives for sampled losses
-    sampler: str = "uniform"  # negative sampler: uniform | popularity (with logQ correction)
-    gbce_t: float = 0.75  # gBCE calibration parameter t
-    temperature: float = 0.0  # > 0: cosine scores / temperature (L2-normalised states and items); 0: dot
-    sliding: bool = False  # sliding-window augmentation for histories longer than max_len
     train: TrainConfig = field(default_factory=lambda: TrainConfig(lr=3e-3))  # the Trainer's settings
+    hidden: int = 128  # GRU state size
 
     def __post_init__(self) -> None:
-        check_sequence_config(self)
+        super().__post_init__()
         if self.hidden < 1:
             raise ConfigError(f"hidden must be >= 1, got {self.hidden}")
 

@@ -12,44 +12,34 @@ Beauty they did not help (docs/benchmarks.md).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from recforge.errors import ConfigError
-from recforge.models.sequential import SequenceNet, SequentialRecommender, check_attention_config
+from recforge.models.base import TimedHistoryScoring
+from recforge.models.sequential import AttentionConfig, SequenceNet, SequentialRecommender
 from recforge.nn.attention import right_aligned_positions
 from recforge.train.trainer import TrainConfig
 
 
 @dataclass(frozen=True)
-class HSTUConfig:
-    """HSTU hyper-parameters."""
+class HSTUConfig(AttentionConfig):
+    """HSTU hyper-parameters: :class:`AttentionConfig` (``n_heads`` must also divide linear_dim and attention_dim when
+    set; ``dropout`` is on embeddings and layer outputs) plus HSTU's own."""
 
-    dim: int = 64  # embedding / hidden size
-    n_layers: int = 2  # HSTU layers
-    n_heads: int = 2  # attention heads (must divide dim, and linear_dim / attention_dim when set)
     linear_dim: int = 0  # width of U and V over all heads (the reference code's linear_dim x heads); 0: dim
     attention_dim: int = 0  # width of Q and K over all heads (the reference's attention_dim x heads); 0: dim
-    dropout: float = 0.2  # dropout on embeddings and layer outputs
     attn_dropout: float = 0.0  # dropout on the attention weights SiLU(QK^T + rab) (the reference's attn_dropout_ratio)
-    max_len: int = 50  # history truncated to the last max_len items
     time_bias: bool = True  # add the time-gap relative bias when the data has timestamps
     n_time_buckets: int = 64  # log2 buckets of the time gap (gaps beyond 2^63 share the last one)
     position_emb: bool = False  # add learned absolute position embeddings to the input (the reference code does)
     reference_layer: bool = False  # the reference code's layer details (see HSTULayer); off: torch defaults
-    loss: str = "ce"  # ce | bce | sampled_softmax | gbce
-    n_negatives: int = 256  # negatives for sampled losses
-    sampler: str = "uniform"  # negative sampler: uniform | popularity (with logQ correction)
-    gbce_t: float = 0.75  # gBCE calibration parameter t
-    temperature: float = 0.0  # > 0: cosine scores / temperature (L2-normalised states and items); 0: dot
-    sliding: bool = False  # sliding-window augmentation for histories longer than max_len
-    train: TrainConfig = field(default_factory=TrainConfig)  # the Trainer's settings
 
     def __post_init__(self) -> None:
-        check_attention_config(self)
+        super().__post_init__()
         if self.n_time_buckets < 1:
             raise ConfigError(f"n_time_buckets must be >= 1, got {self.n_time_buckets}")
         if not 0.0 <= self.attn_dropout < 1.0:
@@ -164,12 +154,12 @@ class HSTUNet(SequenceNet):
         return self.encode(items, times, last_only=True)[:, -1]
 
 
-class HSTU(SequentialRecommender):
-    """Generative sequential recommendation with pointwise (softmax-free) gated attention."""
+class HSTU(SequentialRecommender, TimedHistoryScoring):
+    """Generative sequential recommendation with pointwise (softmax-free) gated attention; a TimedHistoryScorer (its
+    time-gap bias uses the events' timestamps)."""
 
     name = "hstu"
     config_class = HSTUConfig
-    uses_time = True
     #: small and fast, for the shared contract tests
     test_config = HSTUConfig(dim=32, n_layers=1, n_heads=1, max_len=20,
                               train=TrainConfig(epochs=8, batch_size=64, lr=3e-3, threads=1))

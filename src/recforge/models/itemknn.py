@@ -16,7 +16,7 @@ import torch
 from recforge.data.interactions import Interactions
 from recforge.errors import ConfigError
 from recforge.models._sparse import csr_from_state, csr_to_state, topk_rows
-from recforge.models.base import Recommender
+from recforge.models.base import HistoryScoring
 
 log = logging.getLogger(__name__)
 
@@ -69,12 +69,11 @@ def cosine_topk(x: sp.csr_array, k: int, shrink: float, block_size: int) -> sp.c
     return w
 
 
-class ItemKNN(Recommender):
+class ItemKNN(HistoryScoring):
     """Item-based kNN with cosine similarity and shrinkage; scores any history, so new users need no refit."""
 
     name = "itemknn"
     config_class = ItemKNNConfig
-    supports_histories = True
 
     def _fit(self, train: Interactions, valid: Interactions | None) -> None:
         cfg = self.config

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from recforge.data.interactions import Interactions
-from recforge.models.base import Recommender
+from recforge.models.base import HistoryScoring
 
 
 @dataclass(frozen=True)
@@ -16,12 +16,11 @@ class PopularConfig:
     """MostPopular has nothing to tune."""
 
 
-class MostPopular(Recommender):
-    """Scores every item by its training interaction count (the same list for every user)."""
+class MostPopular(HistoryScoring):
+    """Scores every item by its training interaction count (the same list for every user, whatever the history)."""
 
     name = "popular"
     config_class = PopularConfig
-    supports_histories = True
 
     def _fit(self, train: Interactions, valid: Interactions | None) -> None:
         self.counts_ = torch.from_numpy(train.item_counts().astype(np.float32))

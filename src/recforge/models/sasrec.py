@@ -7,34 +7,19 @@ configurable (full softmax cross-entropy by default, which trains better than th
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
-from recforge.models.sequential import SequenceNet, SequentialRecommender, check_attention_config
+from recforge.models.sequential import AttentionConfig, SequenceNet, SequentialRecommender
 from recforge.nn.attention import TransformerEncoder
 from recforge.train.trainer import TrainConfig
 
 
 @dataclass(frozen=True)
-class SASRecConfig:
-    """SASRec hyper-parameters."""
-
-    dim: int = 64  # embedding / hidden size
-    n_layers: int = 2  # transformer blocks
-    n_heads: int = 2  # attention heads (must divide dim)
-    dropout: float = 0.2  # dropout on embeddings, attention and feed-forward
-    max_len: int = 50  # history truncated to the last max_len items
-    loss: str = "ce"  # ce | bce | sampled_softmax | gbce
-    n_negatives: int = 256  # negatives for sampled losses (bce uses at most 8 per position)
-    sampler: str = "uniform"  # negative sampler: uniform | popularity (with logQ correction)
-    gbce_t: float = 0.75  # gBCE calibration parameter t
-    temperature: float = 0.0  # > 0: cosine scores / temperature (L2-normalised states and items); 0: dot
-    sliding: bool = False  # sliding-window augmentation for histories longer than max_len
-    train: TrainConfig = field(default_factory=TrainConfig)  # the Trainer's settings
-
-    def __post_init__(self) -> None:
-        check_attention_config(self)
+class SASRecConfig(AttentionConfig):
+    """SASRec hyper-parameters: those of :class:`AttentionConfig` (dim, n_layers, n_heads, dropout, max_len, loss,
+    negatives, temperature, sliding, train), nothing of its own."""
 
 
 class SASRecNet(SequenceNet):

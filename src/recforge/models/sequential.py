@@ -1,32 +1,35 @@
-"""What GRU4Rec, SASRec, BERT4Rec and HSTU share: the Recommender adapter around a next-item network.
+"""What GRU4Rec, SASRec, BERT4Rec and HSTU share: their common config and the Recommender adapter around a net.
 
-A sequential model file defines its config (with the fields of :func:`check_sequence_config` and a nested
-``train: TrainConfig``), an ``nn.Module`` implementing :class:`SequenceNet`, and a subclass of
+A sequential model file defines its config (a subclass of :class:`SequentialConfig`, or of :class:`AttentionConfig`
+for the transformers), an ``nn.Module`` implementing :class:`SequenceNet`, and a subclass of
 :class:`SequentialRecommender` that says how to build the net. Fitting builds the training tensors once
 (``recforge.data.batches``) and hands the net to the one :class:`~recforge.train.trainer.Trainer`; scoring a user
 or an ad-hoc history runs the net on the last ``max_len`` items and scores every item from the final position.
+Sequential models are ``HistoryScorer`` and ``LogProb`` (a softmax over items); HSTU is a ``TimedHistoryScorer``.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import Any, ClassVar, Self
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import ClassVar, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from recforge.config import check_choices
 from recforge.data.batches import SequenceData, build_sequence_data, last_window
 from recforge.data.interactions import Interactions
 from recforge.data.jagged import gather_jagged
 from recforge.data.split import Split
-from recforge.errors import ConfigError
-from recforge.models.base import Recommender
-from recforge.nn.losses import LOSSES, NEGATIVES_FOR, prior_logit, sequence_loss
-from recforge.train.trainer import Trainer, TrainResult
+from recforge.errors import ConfigError, UnknownIdError
+from recforge.models.base import HistoryScoring, TrainerFit
+from recforge.nn.losses import NEGATIVES_FOR, prior_logit, sequence_loss
+from recforge.protocols import Histories, TimedHistoryScorer
+from recforge.train.trainer import TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -36,30 +39,52 @@ SCORE_BATCH = 1024
 SCORE_TOKENS = 8192
 
 
-def check_attention_config(cfg: Any) -> None:
-    """:func:`check_sequence_config` plus the attention-head check of the transformer configs."""
-    check_sequence_config(cfg)
-    if cfg.n_heads < 1 or cfg.dim % cfg.n_heads:
-        raise ConfigError(f"n_heads must divide dim (dim={cfg.dim}, n_heads={cfg.n_heads})")
+Loss = Literal["ce", "bce", "sampled_softmax", "gbce"]
+Sampler = Literal["uniform", "popularity"]
 
 
-def check_sequence_config(cfg: Any) -> None:
-    """Validation shared by the sequential configs (called from their ``__post_init__``)."""
-    if cfg.dim < 1 or cfg.max_len < 1 or cfg.n_layers < 1:
-        raise ConfigError(f"dim, max_len and n_layers must be >= 1 (dim={cfg.dim}, max_len={cfg.max_len}, "
-                          f"n_layers={cfg.n_layers})")
-    if not 0.0 <= cfg.dropout < 1.0:
-        raise ConfigError(f"dropout must be in [0, 1), got {cfg.dropout}")
-    if cfg.loss not in LOSSES:
-        raise ConfigError(f"loss must be one of {list(LOSSES)}, got {cfg.loss!r}")
-    if cfg.n_negatives < 1:
-        raise ConfigError(f"n_negatives must be >= 1, got {cfg.n_negatives}")
-    if cfg.sampler not in ("uniform", "popularity"):
-        raise ConfigError(f"sampler must be 'uniform' or 'popularity', got {cfg.sampler!r}")
-    if not 0.0 <= cfg.gbce_t <= 1.0:
-        raise ConfigError(f"gbce_t must be in [0, 1], got {cfg.gbce_t}")
-    if not cfg.temperature >= 0.0:
-        raise ConfigError(f"temperature must be >= 0 (0 = dot-product scores), got {cfg.temperature}")
+@dataclass(frozen=True)
+class SequentialConfig:
+    """The hyper-parameters every sequential model has; each model's config extends it with its own fields (the
+    fields stay at the top level, so ``--set dropout=0.3`` or ``--set sliding=true`` works for all four models)."""
+
+    dim: int = 64  # embedding / hidden size
+    n_layers: int = 2  # stacked layers (transformer blocks, GRU layers, HSTU layers)
+    dropout: float = 0.2  # dropout on embeddings and layer outputs
+    max_len: int = 50  # history truncated to the last max_len items
+    loss: Loss = "ce"  # ce (full softmax) | bce | sampled_softmax | gbce
+    n_negatives: int = 256  # negatives for sampled losses (bce uses at most 8 per position)
+    sampler: Sampler = "uniform"  # negative sampler: uniform | popularity (with logQ correction)
+    gbce_t: float = 0.75  # gBCE calibration parameter t
+    temperature: float = 0.0  # > 0: cosine scores / temperature (L2-normalised states and items); 0: dot
+    sliding: bool = False  # sliding-window augmentation for histories longer than max_len
+    train: TrainConfig = field(default_factory=TrainConfig)  # the Trainer's settings
+
+    def __post_init__(self) -> None:
+        check_choices(self)
+        if self.dim < 1 or self.max_len < 1 or self.n_layers < 1:
+            raise ConfigError(f"dim, max_len and n_layers must be >= 1 (dim={self.dim}, max_len={self.max_len}, "
+                              f"n_layers={self.n_layers})")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.n_negatives < 1:
+            raise ConfigError(f"n_negatives must be >= 1, got {self.n_negatives}")
+        if not 0.0 <= self.gbce_t <= 1.0:
+            raise ConfigError(f"gbce_t must be in [0, 1], got {self.gbce_t}")
+        if not self.temperature >= 0.0:
+            raise ConfigError(f"temperature must be >= 0 (0 = dot-product scores), got {self.temperature}")
+
+
+@dataclass(frozen=True)
+class AttentionConfig(SequentialConfig):
+    """:class:`SequentialConfig` plus the attention heads of the transformer models (SASRec, BERT4Rec, HSTU)."""
+
+    n_heads: int = 2  # attention heads (must divide dim)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.n_heads < 1 or self.dim % self.n_heads:
+            raise ConfigError(f"n_heads must divide dim (dim={self.dim}, n_heads={self.n_heads})")
 
 
 def _chunks(widths: np.ndarray) -> Iterator[tuple[int, int]]:
@@ -120,36 +145,24 @@ class SequenceNet(nn.Module):
         return torch.addmm(self.out_bias.to(hidden.dtype), hidden, weight[: self.n_items + 1].T)
 
 
-class SequentialRecommender(Recommender):
-    """Recommender adapter for a :class:`SequenceNet`: training through the Trainer, scoring from histories."""
+class SequentialRecommender(HistoryScoring, TrainerFit):
+    """Recommender adapter for a :class:`SequenceNet`: training through the Trainer, scoring from histories, and
+    ``log_prob`` (the next-item softmax over items)."""
 
-    supports_histories = True
+    config: SequentialConfig
     #: "next" (causal next-item pairs) or "cloze" (masked items, BERT4Rec)
     objective: ClassVar[str] = "next"
-    #: True when the net uses timestamps (HSTU's time-gap bias)
-    uses_time: ClassVar[bool] = False
-
-    def __init__(self, config: Any = None, **overrides: Any):
-        super().__init__(config, **overrides)
-        self.net_: SequenceNet | None = None
-        self.train_result_: TrainResult | None = None
-        self._checkpoint_dir: Path | None = None
-        self._resume = False
-        #: passed to the Trainer: ``cb(epoch, history_row)`` after each epoch (may raise to interrupt)
-        self.callbacks: list[Callable[[int, dict[str, float]], None]] = []
+    net_: SequenceNet | None = None
 
     # ------------------------------------------------------------------ to implement per model
     def _build_net(self, n_items: int) -> SequenceNet:
         raise NotImplementedError
 
     # ------------------------------------------------------------------ training
-    def fit(self, train: Interactions, valid: Interactions | None = None,
-            checkpoint_dir: str | Path | None = None, resume: bool = False) -> Self:
-        """Fit with the Trainer; early-stops on ``valid`` when given. ``checkpoint_dir`` receives a checkpoint
-        every epoch plus the training curves; ``resume=True`` continues from the checkpoint there."""
-        self._checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
-        self._resume = resume
-        return super().fit(train, valid)
+    @property
+    def _timed(self) -> bool:
+        """True for models that declare timestamps (TimedHistoryScorer): training windows then carry times."""
+        return isinstance(self, TimedHistoryScorer)
 
     def training_data(self, train: Interactions) -> SequenceData:
         """The pre-built training tensors for ``train`` (windows of max_len + 1 items)."""
@@ -160,7 +173,7 @@ class SequentialRecommender(Recommender):
             prob = torch.from_numpy(train.item_counts().astype(np.float64))
         return build_sequence_data(
             items, offsets, train.n_items, cfg.max_len,
-            times=train.time if self.uses_time else None,
+            times=train.time if self._timed else None,
             sliding=cfg.sliding,
             objective=self.objective,
             mask_token=train.n_items + 1 if self.objective == "cloze" else 0,
@@ -196,8 +209,7 @@ class SequentialRecommender(Recommender):
 
         log.info("%s: %d training windows of %d items, %d parameters", self.name, len(data), cfg.max_len + 1,
                  sum(p.numel() for p in self.net_.parameters()))
-        self.train_result_ = Trainer(cfg.train, self.callbacks).fit(self.net_, data, evaluate_fn, self._checkpoint_dir, self._resume)
-        self.net_.cpu().eval()
+        self._train(self.net_, data, evaluate_fn)
 
     def _store_sequences(self, train: Interactions) -> None:
         items, offsets = train.sequences()
@@ -243,10 +255,30 @@ class SequentialRecommender(Recommender):
         offs = self.seq_offsets_.numpy()
         items, sub = gather_jagged(self.seq_items_.numpy(), offs, users)
         times = None
-        if self.uses_time:
+        if self._timed:
             t, _ = gather_jagged(self.seq_times_.numpy(), offs, users)
             times = self._window(t, sub)
         return self._run(self._window(items, sub), times)
+
+    def history(self, dense_user: int) -> np.ndarray:
+        """A training user's items in time order, dense ids int64 (n,); empty for the unknown user 0."""
+        self._check_fitted()
+        if dense_user == 0:
+            return np.zeros(0, np.int64)
+        start, stop = int(self.seq_offsets_[dense_user]), int(self.seq_offsets_[dense_user + 1])
+        return self.seq_items_[start:stop].numpy().astype(np.int64)
+
+    @torch.inference_mode()
+    def log_prob(self, histories: Histories, targets: np.ndarray) -> torch.Tensor:
+        """log p(target | history) under the softmax of the next-item scores over items 1..n_items (the padding
+        column 0 is excluded): B histories and dense target ids (B,) -> (B,) float32."""
+        targets = np.asarray(targets, dtype=np.int64)
+        scores = self.score_histories(histories)  # column 0 is -inf: it takes no probability mass
+        if targets.shape != (scores.shape[0],):
+            raise ConfigError(f"targets must have one id per history ({scores.shape[0]}), got shape {targets.shape}")
+        if targets.size and (targets.min() < 1 or targets.max() > self.n_items):
+            raise UnknownIdError(f"dense item ids must be in 1..{self.n_items}")
+        return torch.log_softmax(scores, dim=1)[torch.arange(len(targets)), torch.from_numpy(targets)]
 
     # ------------------------------------------------------------------ persistence
     def _state(self) -> dict[str, torch.Tensor]:

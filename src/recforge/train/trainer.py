@@ -27,7 +27,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from recforge.config import to_dict
+from recforge.config import check_choices, to_dict
 from recforge.errors import ConfigError, DataError
 from recforge.metrics.ranking import parse_metric
 from recforge.nn.optim import AdamW
@@ -62,6 +62,7 @@ class TrainConfig:
     amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
 
     def __post_init__(self) -> None:
+        check_choices(self, prefix="train.")
         for name in ("epochs", "batch_size", "eval_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"train.{name} must be >= 1, got {getattr(self, name)}")
@@ -70,10 +71,6 @@ class TrainConfig:
                 raise ConfigError(f"train.{name} must be >= 0, got {getattr(self, name)}")
         if not self.lr > 0:
             raise ConfigError(f"train.lr must be > 0, got {self.lr}")
-        if self.schedule not in ("constant", "linear", "cosine"):
-            raise ConfigError(f"train.schedule must be constant, linear or cosine, got {self.schedule!r}")
-        if self.device not in ("auto", "cpu", "cuda"):
-            raise ConfigError(f"train.device must be auto, cpu or cuda, got {self.device!r}")
         try:
             parse_metric(self.eval_metric)
         except ConfigError as exc:
@@ -81,9 +78,15 @@ class TrainConfig:
 
 
 class BatchSource(Protocol):
-    """Training data: ``len()`` rows, and ``batch(rows, generator)`` -> dict of tensors for the model."""
+    """Training data: ``len()`` rows, each epoch's row ``order``, and ``batch(rows, generator)`` -> the model's input.
+
+    ``order(batch_size, generator)`` returns a permutation of ``range(len())`` (int64); it must depend only on the
+    generator (exact resume replays it). Most sources return ``torch.randperm(len(self), generator=generator)``;
+    sequence data buckets by length."""
 
     def __len__(self) -> int: ...
+
+    def order(self, batch_size: int, generator: torch.Generator) -> torch.Tensor: ...
 
     def batch(self, rows: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]: ...
 
@@ -198,11 +201,7 @@ class Trainer:
                 t0 = time.perf_counter()
                 module.train()
                 order_gen = torch.Generator().manual_seed(_epoch_seed(cfg.seed, epoch, 0, 0))
-                # Sources may define their own order (e.g. length-bucketed); it must depend only on the generator.
-                if hasattr(data, "order"):
-                    order = data.order(cfg.batch_size, order_gen)
-                else:
-                    order = torch.randperm(n_rows, generator=order_gen)
+                order = data.order(cfg.batch_size, order_gen)
                 gen = torch.Generator().manual_seed(_epoch_seed(cfg.seed, epoch, rank, 1))
                 torch.manual_seed(_epoch_seed(cfg.seed, epoch, rank, 2))  # dropout draws from the global generator
                 total_loss, n_batches = 0.0, 0
