@@ -1,7 +1,7 @@
 """Serving fixtures: a small synthetic log, saved run folders and two test-only models.
 
 ``CoocModel`` scores histories by item co-occurrence (so live feedback visibly changes recommendations) and
-``DotModel`` implements the EmbeddingModel protocol (retriever and /similar-by-vectors paths). Both are built
+``DotModel`` is an ``Embedder`` (retriever and /similar-by-vectors paths). Both are built
 in the test and passed to ``create_app`` as objects; they are not registered models.
 """
 
@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from recforge.data.interactions import Interactions
-from recforge.models.base import Recommender
+from recforge.models.base import HistoryScoring, Recommender
 from recforge.models.popular import MostPopular
 
 
@@ -28,7 +28,7 @@ class DotConfig:
 
 
 class DotModel(Recommender):
-    """score = U[u] . V[i] with seeded random vectors: an EmbeddingModel without training."""
+    """score = U[u] . V[i] with seeded random vectors: an Embedder without training."""
 
     name = "dot-test"
     config_class = DotConfig
@@ -53,12 +53,11 @@ class CoocConfig:
     """Item-item co-occurrence counts; nothing to tune."""
 
 
-class CoocModel(Recommender):
+class CoocModel(HistoryScoring):
     """score(history) = sum of co-occurrence rows of its items: a history-aware model whose output depends on input."""
 
     name = "cooc-test"
     config_class = CoocConfig
-    supports_histories = True
 
     def _fit(self, train: Interactions, valid: Interactions | None) -> None:
         x = train.to_csr(binary=True)
@@ -84,9 +83,9 @@ def serve_log() -> Interactions:
 
 @pytest.fixture(scope="session")
 def popular_run(serve_log: Interactions, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A run-folder-shaped directory holding a saved MostPopular in model/."""
+    """A run-folder-shaped directory holding a saved MostPopular in artifact/."""
     run = tmp_path_factory.mktemp("popular-run")
-    MostPopular().fit(serve_log).save(run / "model")
+    MostPopular().fit(serve_log).save(run / "artifact")
     return run
 
 

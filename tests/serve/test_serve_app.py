@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
 from pathlib import Path
 
@@ -37,10 +39,27 @@ def test_health_ready_and_docs(pop, serve_log):
     assert {"/recommend", "/similar", "/feedback", "/metrics", "/admin/reload"} <= set(paths)
 
 
+def test_serves_a_run_folder_or_an_artifact_directory_with_the_artifact_version(popular_run, tmp_path):
+    from recforge.artifacts import load_artifact
+
+    version = load_artifact(popular_run / "artifact").version
+    for path in (popular_run, popular_run / "artifact"):
+        with client(path, tmp_path) as c:
+            ready = c.get("/ready").json()
+            assert ready["version"] == version and ready["supports_histories"] is True  # popular is a HistoryScorer
+
+
+def test_ready_reports_the_declared_history_capability(tmp_path, dot_model, cooc_model):
+    with client(dot_model, tmp_path / "a") as c:
+        assert c.get("/ready").json()["supports_histories"] is False
+    with client(cooc_model, tmp_path / "b") as c:
+        assert c.get("/ready").json()["supports_histories"] is True
+
+
 def test_recommend_known_user_matches_model_and_masks_seen(pop, popular_run, serve_log):
     from recforge.models.base import load_model
 
-    model = load_model(popular_run / "model")
+    model = load_model(popular_run / "artifact")
     out = pop.post("/recommend", json={"user_id": "u3", "k": 5}).json()
     expected = model.recommend(["u3"], k=5).items[0]
     assert [r["item"] for r in out["items"]] == expected
@@ -64,7 +83,7 @@ def test_recommend_exclude_list_and_unknown_exclude_ids(pop):
 def test_unknown_user_popular_fallback(pop, popular_run):
     from recforge.models.base import load_model
 
-    model = load_model(popular_run / "model")
+    model = load_model(popular_run / "artifact")
     ranked = model.item_vocab.decode(np.argsort(-model.popularity_[1:], kind="stable") + 1)
     out = pop.post("/recommend", json={"user_id": "nobody", "k": 4}).json()
     assert out["fallback"] is True and out["source"] == "popular"
@@ -263,10 +282,10 @@ def test_reload_swaps_model_and_bad_reload_keeps_old(pop, serve_log, tmp_path):
     auth = {"Authorization": f"Bearer {TOKEN}"}
     old = pop.get("/ready").json()["version"]
     newer = tmp_path / "newer"
-    MostPopular().fit(serve_log.with_rows(np.arange(len(serve_log)) % 2 == 0)).save(newer / "model")
+    MostPopular().fit(serve_log.with_rows(np.arange(len(serve_log)) % 2 == 0)).save(newer / "artifact")
     corrupt = tmp_path / "corrupt"
     shutil.copytree(newer, corrupt)
-    (corrupt / "model" / "model.safetensors").write_bytes(b"\x00garbage")
+    (corrupt / "artifact" / "weights.safetensors").write_bytes(b"\x00garbage")
     for bad in [str(corrupt), str(tmp_path / "missing"), str(tmp_path)]:
         r = pop.post("/admin/reload", json={"path": bad}, headers=auth)
         assert r.status_code == 409 and f"still serving {old}" in r.json()["detail"]
@@ -280,29 +299,49 @@ def test_reload_swaps_model_and_bad_reload_keeps_old(pop, serve_log, tmp_path):
 
 
 def _corrupt_json(run: Path) -> None:
-    (run / "model" / "model.json").write_text("{ not json")
+    (run / "artifact" / "meta.json").write_text("{ not json")
 
 
 def _truncate_weights(run: Path) -> None:
-    w = run / "model" / "model.safetensors"
+    w = run / "artifact" / "weights.safetensors"
     w.write_bytes(w.read_bytes()[:40])
 
 
+def _flip_a_weight_bit(run: Path) -> None:
+    w = run / "artifact" / "weights.safetensors"
+    raw = bytearray(w.read_bytes())
+    raw[-1] ^= 0x01
+    w.write_bytes(bytes(raw))
+
+
 def _unknown_model(run: Path) -> None:
-    (run / "model" / "model.json").write_text('{"model": "no-such-model", "config": {}}')
+    meta = run / "artifact" / "meta.json"
+    meta.write_text(json.dumps(json.loads(meta.read_text()) | {"name": "no-such-model"}))
+
+
+def _other_table(run: Path) -> None:
+    meta = run / "artifact" / "meta.json"
+    meta.write_text(json.dumps(json.loads(meta.read_text()) | {"table": "policy"}))
 
 
 def _no_weights(run: Path) -> None:
-    (run / "model" / "model.safetensors").unlink()
+    (run / "artifact" / "weights.safetensors").unlink()
+
+
+def _no_artifact(run: Path) -> None:
+    shutil.rmtree(run / "artifact")
 
 
 @pytest.mark.parametrize(
     ("damage", "needle"),
     [
-        (_corrupt_json, "corrupt model artifact"),
-        (_truncate_weights, "corrupt model artifact"),
+        (_corrupt_json, "corrupt artifact metadata"),
+        (_truncate_weights, "artifact weights changed since they were written"),
+        (_flip_a_weight_bit, "artifact weights changed since they were written"),
         (_unknown_model, "unknown model 'no-such-model'"),
-        (_no_weights, "not a saved model"),
+        (_other_table, "holds a policy artifact, expected a model"),
+        (_no_weights, "not an artifact (need meta.json and weights.safetensors)"),
+        (_no_artifact, "not a run folder or artifact directory"),
     ],
 )
 def test_corrupt_artifact_refuses_to_start(popular_run, tmp_path, damage, needle, capsys):
@@ -311,7 +350,7 @@ def test_corrupt_artifact_refuses_to_start(popular_run, tmp_path, damage, needle
     run = tmp_path / "run"
     shutil.copytree(popular_run, run)
     damage(run)
-    with pytest.raises(DataError, match=needle):
+    with pytest.raises(DataError, match=re.escape(needle)):
         create_app(run, ServeSettings(feedback_db=str(tmp_path / "f.sqlite")))
     assert main(["serve", str(run), "--feedback-db", str(tmp_path / "f.sqlite")]) == 1
     err = capsys.readouterr().err.strip()
@@ -366,7 +405,7 @@ def test_sasrec_feedback_extends_the_time_ordered_sequence(serve_log, tmp_path):
     from recforge.train.trainer import TrainConfig
 
     model = SASRec(dim=16, n_heads=1, n_layers=1, max_len=20, train=TrainConfig(epochs=1, device="cpu")).fit(serve_log)
-    model.save(tmp_path / "run" / "model")
+    model.save(tmp_path / "run" / "artifact")
     with client(tmp_path / "run", tmp_path) as c:
         before = c.post("/recommend", json={"user_id": "u5", "k": 5}).json()
         assert before["source"] == "model"
@@ -392,7 +431,7 @@ def test_hstu_history_with_timestamps(serve_log, tmp_path):
     g = torch.Generator().manual_seed(0)
     for layer in model.net_.layers:  # a strong time-gap bias, so the timestamps visibly move the ranking
         layer.time_bias.weight.data = 3.0 * torch.randn(layer.time_bias.weight.shape, generator=g)
-    model.save(tmp_path / "run" / "model")
+    model.save(tmp_path / "run" / "artifact")
     history, times = [1, "ghost", 2, 3], [0, 7, 10, 10**6]
     with client(tmp_path / "run", tmp_path) as c:
         out = c.post("/recommend", json={"history": history, "times": times, "k": 5}).json()

@@ -66,7 +66,7 @@ class Server:
 
 def test_real_server_all_routes_and_reload_under_load(popular_run, serve_log, tmp_path):
     newer = tmp_path / "newer"
-    MostPopular().fit(serve_log.with_rows(np.arange(len(serve_log)) % 3 != 0)).save(newer / "model")
+    MostPopular().fit(serve_log.with_rows(np.arange(len(serve_log)) % 3 != 0)).save(newer / "artifact")
     server = Server(popular_run, tmp_path / "fb.sqlite", tmp_path / "server.log")
     try:
         with httpx.Client(base_url=server.url, timeout=10) as c:

@@ -20,7 +20,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from recforge.errors import ConfigError, DataError, RecforgeError, UnknownIdError
 from recforge.models.base import Recommender
-from recforge.serve.engine import ModelHandle, load_artifact, lookup
+from recforge.serve.engine import ModelHandle, load_served_model, lookup
 from recforge.serve.metrics import Metrics
 from recforge.serve.schemas import (
     FeedbackRequest,
@@ -54,12 +54,12 @@ class ServeState:
 def _build_handle(artifact: str | Path | Recommender, settings: ServeSettings) -> ModelHandle:
     if isinstance(artifact, Recommender):
         return ModelHandle(artifact, f"{artifact.name}-in-memory", "<in-memory>", settings)
-    model, version = load_artifact(artifact)
+    model, version = load_served_model(artifact)
     return ModelHandle(model, version, str(Path(artifact).resolve()), settings)
 
 
 def create_app(artifact: str | Path | Recommender, settings: ServeSettings | None = None) -> FastAPI:
-    """Build the service for a run folder, a model directory or a fitted model object.
+    """Build the service for a run folder (its ``artifact/``), an artifact directory or a fitted model object.
 
     Raises :class:`DataError` (one line) when the artifact is missing or corrupt, before any socket is opened.
     """

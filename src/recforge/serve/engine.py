@@ -6,7 +6,6 @@ handle finishes on it.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from pathlib import Path
@@ -15,44 +14,39 @@ from typing import Any
 import numpy as np
 import torch
 
+from recforge.artifacts import META_FILE, load_artifact
 from recforge.data.vocab import Vocab
-from recforge.errors import ConfigError, DataError, RecforgeError, UnknownIdError
+from recforge.errors import ConfigError, DataError, UnknownIdError
 from recforge.index import Retriever, build_retriever
-from recforge.models.base import EmbeddingModel, Recommender, load_model
+from recforge.models.base import Recommender, history_scores, model_from_artifact
+from recforge.protocols import Embedder, HistoryScorer
 from recforge.serve.settings import ServeSettings
 
 log = logging.getLogger(__name__)
 
+#: where a run folder keeps its artifact
+RUN_ARTIFACT_DIR = "artifact"
 
-def resolve_model_dir(path: str | Path) -> Path:
-    """A run folder (with ``model/``) or a model directory -> the directory holding model.json."""
+
+def resolve_artifact_dir(path: str | Path) -> Path:
+    """A run folder (holding ``artifact/meta.json``) or an artifact directory (holding ``meta.json``) -> the
+    artifact directory. DataError (one line) for anything else."""
     path = Path(path)
-    if (path / "model" / "model.json").is_file():
-        return path / "model"
-    if (path / "model.json").is_file():
+    if (path / RUN_ARTIFACT_DIR / META_FILE).is_file():
+        return path / RUN_ARTIFACT_DIR
+    if (path / META_FILE).is_file():
         return path
     if not path.exists():
         raise DataError(f"artifact not found: {path}")
-    raise DataError(f"not a run folder or model directory (no model/model.json or model.json): {path}")
+    raise DataError(f"not a run folder or artifact directory (no {RUN_ARTIFACT_DIR}/{META_FILE} or {META_FILE}): "
+                    f"{path}")
 
 
-def load_artifact(path: str | Path) -> tuple[Recommender, str]:
-    """Load a model for serving -> (model, version). Any failure is one DataError line."""
-    model_dir = resolve_model_dir(path)
-    try:
-        model = load_model(model_dir)
-    except DataError:
-        raise  # already one line naming the path
-    except RecforgeError as exc:  # e.g. a model name this version does not register
-        raise DataError(f"cannot load model from {model_dir}: {exc}") from None
-    except Exception as exc:  # corrupt JSON fields, wrong tensor shapes: report, never a traceback
-        raise DataError(f"corrupt model artifact in {model_dir}: {type(exc).__name__}: {exc}") from None
-    digest = hashlib.sha256()
-    for name in ("model.json", "model.safetensors"):
-        with open(model_dir / name, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
-    return model, f"{model.name}-{digest.hexdigest()[:12]}"
+def load_served_model(path: str | Path) -> tuple[Recommender, str]:
+    """Load a model for serving from a run folder or an artifact directory -> (model, version), where the version
+    is the artifact's (``name-<first 12 hex digits of the weights' sha256>``). Any failure is one DataError line."""
+    art = load_artifact(resolve_artifact_dir(path), table="model")
+    return model_from_artifact(art), art.version
 
 
 def lookup(vocab: Vocab, external: Any) -> int:
@@ -72,17 +66,6 @@ def encode(vocab: Vocab, ids: list[Any]) -> tuple[np.ndarray, list[Any]]:
     return dense[dense > 0], [x for x, d in zip(ids, dense) if d == 0]
 
 
-def train_history(model: Recommender, dense_user: int) -> np.ndarray:
-    """A user's training items: time-ordered when the model kept its sequences (sequential models store
-    ``seq_items_`` / ``seq_offsets_``), else the seen-item row (ordered by id). Empty for unknown users (0)."""
-    if dense_user == 0:
-        return np.zeros(0, np.int64)
-    offsets = getattr(model, "seq_offsets_", None)
-    if offsets is not None:
-        return model.seq_items_[int(offsets[dense_user]) : int(offsets[dense_user + 1])].numpy().astype(np.int64)
-    return model.seen_[[dense_user]].indices.astype(np.int64)
-
-
 class ModelHandle:
     """A model ready to serve. Built once (possibly slowly: index build, warm-up) before it is swapped in."""
 
@@ -93,7 +76,7 @@ class ModelHandle:
         self.n_items = model.n_items
         self.retriever: Retriever | None = None
         self.item_unit: torch.Tensor | None = None
-        if isinstance(model, EmbeddingModel):
+        if isinstance(model, Embedder):
             vectors = model.item_embeddings().detach().float()
             if vectors.shape[0] != self.n_items + 1:
                 raise DataError(f"item_embeddings() has {vectors.shape[0]} rows, expected n_items+1={self.n_items + 1}")
@@ -115,7 +98,7 @@ class ModelHandle:
     def _warm_up(self) -> None:
         """Score once so the first real request does not pay for lazy initialisation; fails early on broken models.
 
-        (The weights themselves are already resident: ``load_model`` copies them out of the safetensors mapping.)"""
+        (The weights themselves are already resident: ``load_artifact`` copies them out of the safetensors mapping.)"""
         try:
             if self.model.n_users:
                 self.model.recommend([self.model.user_vocab.ids[0]], k=1)
@@ -129,7 +112,7 @@ class ModelHandle:
             "source": self.source,
             "n_users": self.model.n_users,
             "n_items": self.n_items,
-            "supports_histories": self.model.supports_histories,
+            "supports_histories": isinstance(self.model, HistoryScorer),
             "index": self.retriever.info if self.retriever is not None else None,
             "loaded_at": self.loaded_at,
         }
@@ -145,7 +128,8 @@ class ModelHandle:
         dense_user = lookup(model.user_vocab, user)
         excl, ignored = encode(model.item_vocab, exclude)
         fb, _ = encode(model.item_vocab, feedback)  # items new since training cannot be scored; they stay in the store
-        if dense_user == 0 and not (len(fb) and model.supports_histories):
+        live = len(fb) > 0 and isinstance(model, HistoryScorer)
+        if dense_user == 0 and not live:
             if self.settings.on_unknown == "404":
                 raise UnknownIdError(f"unknown user_id {user!r}")
             scores = torch.from_numpy(model.popularity_).float().clone()  # training counts (n_items+1,); a copy
@@ -153,9 +137,9 @@ class ModelHandle:
             scores[torch.from_numpy(excl)] = -torch.inf
             return self._top(user, scores, k, "popular", ignored, fallback=True)
         seen = model.seen_[[dense_user]].indices.astype(np.int64) if dense_user else np.zeros(0, np.int64)
-        if len(fb) and model.supports_histories:
+        if live:
             # Live feedback: score the training history followed by the new events (order matters for sequences).
-            history = np.concatenate([train_history(model, dense_user), fb])[-self.settings.max_history :]
+            history = np.concatenate([model.history(dense_user), fb])[-self.settings.max_history :]
             scores = model.score_histories([history])[0]
             source = "history"
         elif self.retriever is not None:
@@ -174,7 +158,7 @@ class ModelHandle:
                           times: list[int] | None = None) -> dict[str, Any]:
         """Top-k for an anonymous session (oldest item first); unknown items are ignored and listed. ``times`` (one
         per history item) reach models that use timestamps."""
-        if not self.model.supports_histories:
+        if not isinstance(self.model, HistoryScorer):
             raise ConfigError(f"model {self.model.name!r} cannot score ad-hoc histories; send user_id instead")
         dense = lookups(self.model.item_vocab, history)
         known = dense > 0
@@ -182,7 +166,7 @@ class ModelHandle:
         dense = dense[known]
         t = np.asarray(times, dtype=np.int64)[known][-self.settings.max_history :] if times is not None else None
         excl, ignored_excl = encode(self.model.item_vocab, exclude)
-        scores = self.model.score_histories([dense[-self.settings.max_history :]], times=t)[0]
+        scores = history_scores(self.model, [dense[-self.settings.max_history :]], t)[0]
         scores[torch.from_numpy(np.concatenate([excl, dense if exclude_seen else excl[:0]]))] = -torch.inf
         return self._top(None, scores, min(k, self.n_items), "history", ignored + ignored_excl)
 

@@ -91,7 +91,7 @@ class FeedbackResponse(BaseModel):
 
 
 class ReloadRequest(_Strict):
-    #: run folder or model directory; the current source when omitted
+    #: run folder or artifact directory; the current source when omitted
     path: StrictStr | None = None
 
 

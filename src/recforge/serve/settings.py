@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from recforge.config import check_choices
 from recforge.errors import ConfigError
+from recforge.index.base import IndexKind
 
 
 @dataclass(frozen=True)
@@ -23,7 +25,7 @@ class ServeSettings:
     #: request bodies larger than this are refused with 413.
     max_body_bytes: int = 64 * 1024
     #: retrieval for embedding models: "auto" (faiss HNSW at >= ann_threshold items, else plain scoring) or a kind.
-    index: Literal["auto", "exact", "flat", "hnsw", "ivf"] = "auto"
+    index: IndexKind = "auto"
     #: catalog size from which "auto" switches to approximate search.
     ann_threshold: int = 200_000
     #: faiss parameters (hnsw: m, ef_construction, ef_search; ivf: nlist, nprobe).
@@ -34,12 +36,7 @@ class ServeSettings:
     max_history: int = 200
 
     def __post_init__(self) -> None:
-        if self.on_unknown not in ("popular", "404"):
-            raise ConfigError(f"on_unknown must be 'popular' or '404', got {self.on_unknown!r}")
-        if self.sync not in ("full", "normal"):
-            raise ConfigError(f"sync must be 'full' or 'normal', got {self.sync!r}")
-        if self.index not in ("auto", "exact", "flat", "hnsw", "ivf"):
-            raise ConfigError(f"index must be one of auto/exact/flat/hnsw/ivf, got {self.index!r}")
+        check_choices(self)
         if self.max_body_bytes < 1024:
             raise ConfigError(f"max_body_bytes must be >= 1024, got {self.max_body_bytes}")
         allowed = {"m", "ef_construction", "ef_search", "nlist", "nprobe"}
