@@ -46,12 +46,37 @@ class Split:
             return self.valid
         raise ConfigError(f"on must be 'valid' or 'test', got {on!r}")
 
+    def history(self, on: str) -> Interactions:
+        """What is known before the ``on`` part: train (+ valid when ``on="test"``) (+ fold-in histories)."""
+        self.part(on)  # checks ``on``
+        hist = self.train
+        if on == "test" and self.valid is not None:
+            hist = hist.concat(self.valid)
+        if self.fold_in is not None:
+            hist = hist.concat(self.fold_in)
+        return hist
+
+    def seen_targets(self, on: str = "test") -> dict[str, int]:
+        """Repeat consumption in the ``on`` part: held-out events whose item the user already has in
+        :meth:`history` (``events``), and the users with at least one (``users``), out of ``events_total`` /
+        ``users_total``. Masking seen items at evaluation ("all-seen") makes these targets unreachable."""
+        target, hist = self.part(on), self.history(on)
+        n = target.n_items + 1
+        repeat = np.isin(target.user.astype(np.int64) * n + target.item, hist.user.astype(np.int64) * n + hist.item)
+        return {"events": int(repeat.sum()), "events_total": len(target),
+                "users": len(np.unique(target.user[repeat])), "users_total": len(target.active_users())}
+
     def summary(self) -> dict[str, Any]:
+        """Splitter, parameters, hash, part sizes and the held-out events already seen in the history
+        (``test_seen_targets`` / ``valid_seen_targets``, see :meth:`seen_targets`)."""
         out = {"splitter": self.name, **self.params, "hash": self.hash, "train": len(self.train), "test": len(self.test)}
         if self.valid is not None:
             out["valid"] = len(self.valid)
         if self.fold_in is not None:
             out["fold_in"] = len(self.fold_in)
+        out["test_seen_targets"] = self.seen_targets("test")["events"]
+        if self.valid is not None:
+            out["valid_seen_targets"] = self.seen_targets("valid")["events"]
         return out
 
 

@@ -57,12 +57,7 @@ class Report:
 
 def _history(split: Split, on: str) -> Interactions:
     """Everything the model may know at evaluation time: train (+ valid when testing) (+ fold-in histories)."""
-    hist = split.train
-    if on == "test" and split.valid is not None:
-        hist = hist.concat(split.valid)
-    if split.fold_in is not None:
-        hist = hist.concat(split.fold_in)
-    return hist
+    return split.history(on)
 
 
 def evaluate(
