@@ -61,7 +61,7 @@ def main() -> None:
         curves = {}
         runs = [(name, {}, name) for name in args.policies.split(",")] + [TUNED]
         for name, params, label in runs:
-            policy = make_policy(name, ds, setting, scorer, params)
+            policy = make_policy({"name": name, **params}, ds, setting, scorer)
             t0 = time.perf_counter()
             stats = policy.fit(ds, args.train_episodes, seed=args.seed) if policy.trainable else {}
             train_s = time.perf_counter() - t0

@@ -4,23 +4,29 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import scipy.sparse as sp
 
 from recforge.conversational.data import CRSDataset
 from recforge.conversational.state import CRSSetting
+from recforge.data.catalog import ItemCatalog
+from recforge.data.dialogues import DialoguePairs
+from recforge.data.vocab import Vocab
 
 N_USERS, N_ITEMS, N_GENRES, N_TAGS = 60, 1500, 8, 52
 
 
 def make_world(seed: int = 0) -> CRSDataset:
     """Items: 1 genre + 2 tags each. User u prefers one genre and 4 tags; their items are drawn with probability
-    proportional to exp(3 * number of matching attributes). 24 train, 6 valid, 6 test pairs per user."""
+    proportional to exp(3 * number of matching attributes). 24 train, 6 valid, 6 test pairs per user.
+    Attribute columns: genres 0..7, then tags (group "tag") in their vocabulary's sorted order."""
     rng = np.random.default_rng(seed)
     genre = rng.integers(0, N_GENRES, N_ITEMS)
-    tags = np.stack([rng.choice(N_TAGS, 2, replace=False) for _ in range(N_ITEMS)]) + N_GENRES
-    rows = np.repeat(np.arange(N_ITEMS), 3)
-    cols = np.column_stack([genre, tags]).ravel()
-    item_attrs = sp.csr_array((np.ones(len(cols), dtype=np.float32), (rows, cols)), shape=(N_ITEMS, N_GENRES + N_TAGS))
+    tags = np.stack([rng.choice(N_TAGS, 2, replace=False) for _ in range(N_ITEMS)])
+    genre_names = [f"genre {g}" for g in range(N_GENRES)]
+    catalog = ItemCatalog.from_records(
+        [f"i{i}" for i in range(N_ITEMS)], [f"Item number {i}" for i in range(N_ITEMS)],
+        [[genre_names[g]] for g in genre], attr_vocab=Vocab(genre_names), group="genre",
+    ).with_attributes([[f"tag {t}" for t in row] for row in tags], "tag")
+    item_attrs = catalog.attributes[1:, 1:]
     splits: dict[str, tuple[list[int], list[int]]] = {s: ([], []) for s in ("train", "valid", "test")}
     for u in range(N_USERS):
         liked = np.zeros(N_GENRES + N_TAGS)
@@ -30,15 +36,12 @@ def make_world(seed: int = 0) -> CRSDataset:
         p = np.exp(logits - logits.max())
         items = rng.choice(N_ITEMS, 36, replace=False, p=p / p.sum())
         for s, part in (("train", items[:24]), ("valid", items[24:30]), ("test", items[30:])):
-            splits[s][0].extend([u] * len(part))
-            splits[s][1].extend(part.tolist())
-    names = [f"genre {g}" for g in range(N_GENRES)] + [f"tag {t}" for t in range(N_TAGS)]
-    return CRSDataset(
-        name="synthetic-crs", item_attrs=item_attrs, attr_names=names,
-        attr_groups=np.asarray([0] * N_GENRES + [1] * N_TAGS), group_names=["genre", "tag"],
-        item_ids=[f"i{i}" for i in range(N_ITEMS)], item_titles=[f"Item number {i}" for i in range(N_ITEMS)],
-        user_ids=[f"u{u}" for u in range(N_USERS)],
-        splits={s: (np.asarray(u, dtype=np.int64), np.asarray(i, dtype=np.int64)) for s, (u, i) in splits.items()})
+            splits[s][0].extend([u + 1] * len(part))
+            splits[s][1].extend((part + 1).tolist())
+    dialogues = DialoguePairs(Vocab([f"u{u}" for u in range(N_USERS)], name="user"), catalog.item_vocab,
+                              {s: (np.asarray(u, dtype=np.int64), np.asarray(i, dtype=np.int64))
+                               for s, (u, i) in splits.items()})
+    return CRSDataset("synthetic-crs", catalog, dialogues)
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -61,15 +63,20 @@ def test_trainable_policy_is_deterministic(world, setting, scorer):
 
 @pytest.mark.parametrize("name", ["random", "fact-crs", "ear"])
 def test_run_folder_roundtrip(world, tmp_path, name):
-    cfg = CRSRunConfig(data="unused", policy=name, setting=CRSSetting(max_turns=8, list_size=5),
+    cfg = CRSRunConfig(data="unused", policy={"name": name}, setting=CRSSetting(max_turns=8, list_size=5),
                        scorer=ScorerConfig(dim=8, epochs=2, batch_size=512), train_episodes=30, eval_episodes=40)
     policy, report, meta = train_policy(cfg, tmp_path / "run", dataset=world)
-    for f in ("config.toml", "metrics.json", "policy.json", "run.json", "success_curve.png"):
+    for f in ("config.toml", "metrics.json", "run.json", "success_curve.png", "artifact/meta.json",
+              "artifact/weights.safetensors", "train.log"):
         assert (tmp_path / "run" / f).exists(), f
     again, _ = load_policy(tmp_path / "run", dataset=world)
     replay = simulate(again, world, cfg.setting, episodes=40, seed=cfg.seed)
     assert np.array_equal(replay.turns, report.turns)
-    assert meta["policy"] == name
+    assert set(meta) == {"timings", "train_stats"}
+    run = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert run["kind"] == "crs-train" and run["name"] == name and run["policy"] == name
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())["test"]
+    assert metrics["sr@8"]["ci_low"] <= metrics["sr@8"]["mean"] <= metrics["sr@8"]["ci_high"]
 
 
 @pytest.mark.parametrize(
@@ -84,12 +91,22 @@ def test_run_folder_roundtrip(world, tmp_path, name):
         ("max-entropy", {"recommend_prob": -1.0}, "recommend_prob"),
         ("random", {"ask_prob": 1.5}, "ask_prob"),
         ("random", {"bogus": 1}, "unknown config key"),
+        ("random", {"ask_prob": "high"}, "random.ask_prob: expected float"),
         ("nope", {}, "unknown crs_policy"),
     ],
 )
 def test_bad_policy_configs(world, setting, scorer, name, params, message):
     with pytest.raises(ConfigError, match=message):
-        make_policy(name, world, setting, scorer, params)
+        make_policy({"name": name, **params}, world, setting, scorer)
+
+
+def test_run_config_checks_the_policy_up_front():
+    with pytest.raises(ConfigError, match="policy.name is required"):
+        CRSRunConfig(policy={"hidden": 3})
+    with pytest.raises(ConfigError, match="policy.hidden"):
+        CRSRunConfig(policy={"name": "scpr", "hidden": "wide"})
+    with pytest.raises(ConfigError, match="mode: expected one of"):
+        CRSSetting(mode="open")
 
 
 def test_scorer_required_and_forest_required(world, setting, scorer):

@@ -38,7 +38,7 @@ def test_budget_bucket(world, setting, scorer, n_candidates, turn, bucket):
 @pytest.mark.parametrize("history", [False, True])
 @pytest.mark.parametrize("ranker", [False, True])
 def test_optional_state_parts_match_network_input(world, setting, scorer, history, ranker):
-    policy = make_policy("scpr", world, setting, scorer, {"history_features": history, "ranker_features": ranker})
+    policy = make_policy({"name": "scpr", "history_features": history, "ranker_features": ranker}, world, setting, scorer)
     state = _state(world, 100, 3)
     state.history = ["ask_reject", "rec_reject"]
     feats = policy.features(state, np.linspace(-1, 1, 100), 0.7)
@@ -47,29 +47,29 @@ def test_optional_state_parts_match_network_input(world, setting, scorer, histor
 
 
 def test_branch_replays_give_paired_targets(world, setting, scorer):
-    policy = make_policy("scpr", world, setting, scorer, {"branches": 2})
+    policy = make_policy({"name": "scpr", "branches": 2}, world, setting, scorer)
     stats = policy.fit(world, 30, seed=0)
     # a replay shares the dialogue's prefix (same target, opening and greedy choices), so nearly every
     # dialogue with an askable turn yields its pairs
     assert 30 <= stats["pairs"] <= 60
-    plain = make_policy("scpr", world, setting, scorer, {"branches": 0}).fit(world, 30, seed=0)
+    plain = make_policy({"name": "scpr", "branches": 0}, world, setting, scorer).fit(world, 30, seed=0)
     assert plain["pairs"] == 0 and plain["updates"] < stats["updates"]
 
 
 def test_training_cycles_over_the_valid_pairs(world, setting, scorer):
     n_valid = len(world.pairs("valid")[0])
-    stats = make_policy("scpr", world, setting, scorer, {"branches": 0}).fit(world, n_valid + 7, seed=0)
+    stats = make_policy({"name": "scpr", "branches": 0}, world, setting, scorer).fit(world, n_valid + 7, seed=0)
     assert stats["episodes"] == n_valid + 7
 
 
 @pytest.mark.parametrize(("params", "message"), [({"branches": -1}, "branches"), ({"pair_weight": -0.5}, "pair_weight")])
 def test_bad_scpr_configs(world, setting, scorer, params, message):
     with pytest.raises(ConfigError, match=message):
-        make_policy("scpr", world, setting, scorer, params)
+        make_policy({"name": "scpr", **params}, world, setting, scorer)
 
 
 def test_run_folder_roundtrip_keeps_the_state_layout(world, tmp_path):
-    cfg = CRSRunConfig(data="unused", policy="scpr", policy_params={"history_features": True, "branches": 1},
+    cfg = CRSRunConfig(data="unused", policy={"name": "scpr", "history_features": True, "branches": 1},
                        setting=CRSSetting(max_turns=8, list_size=5),
                        scorer=ScorerConfig(dim=8, epochs=2, batch_size=512), train_episodes=20, eval_episodes=30)
     policy, report, _ = train_policy(cfg, tmp_path / "run", dataset=world)

@@ -5,10 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from recforge.conversational.episode import run_episode, sample_pairs, simulate
+from recforge.conversational.episode import REWARDS, Acting, DialogueEnv, sample_pairs, simulate
 from recforge.conversational.simulator import UserSimulator
 from recforge.conversational.state import Ask, CRSSetting, DialogueState, Recommend
 from recforge.errors import ConfigError
+from recforge.protocols import ConversationalPolicy
+from recforge.registry import CRS_POLICIES
+from recforge.train.rollout import play
+
+
+def run_episode(policy, world, setting, user, target, rng):
+    return play(DialogueEnv(world, setting), Acting(policy), (user, target), rng)
 
 
 def test_simulator_answers_from_target(world):
@@ -98,17 +105,31 @@ class _Scripted:
 def test_episode_loop_success_turn_and_rank(world):
     target = int(world.pairs("test")[1][0])
     pol = _Scripted((target + 1, target))
-    out = run_episode(pol, world, CRSSetting(), 0, target, np.random.default_rng(0))
+    episode = run_episode(pol, world, CRSSetting(), 0, target, np.random.default_rng(0))
+    out = episode.outcome
     assert (out.turn, out.rank) == (2, 2)
     assert pol.seen == ["begin", "Ask", ("end", 2, 2)]
+    ask_reward = REWARDS["ask_accept"] if 0 in world.attrs_of(target) else REWARDS["ask_reject"]
+    assert episode.rewards == [ask_reward, REWARDS["rec_accept"]]
+    assert [t.done for t in episode.transitions] == [False, True]
 
 
 def test_episode_loop_fails_after_max_turns(world):
     target = 5
     pol = _Scripted((target + 1,))
-    out = run_episode(pol, world, CRSSetting(max_turns=4), 0, target, np.random.default_rng(0))
-    assert (out.turn, out.rank) == (0, 0)
-    assert pol.seen[-1] == ("end", 0, 0) and pol.seen.count("Recommend") == 3
+    episode = run_episode(pol, world, CRSSetting(max_turns=4), 0, target, np.random.default_rng(0))
+    assert (episode.outcome.turn, episode.outcome.rank) == (0, 0)
+    # the last turn ends the dialogue: observed are the first three turns only
+    assert pol.seen[-1] == ("end", 0, 0) and pol.seen.count("Recommend") == 2
+    assert len(episode) == 4
+    assert episode.rewards[-1] == pytest.approx(REWARDS["rec_reject"] + REWARDS["quit"])
+
+
+def test_every_policy_satisfies_the_protocol(world, setting, scorer):
+    from recforge.conversational.train import make_policy
+
+    for name in CRS_POLICIES:
+        assert isinstance(make_policy(name, world, setting, scorer), ConversationalPolicy), name
 
 
 def test_simulate_is_seeded_and_sampled(world, setting):

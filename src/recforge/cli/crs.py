@@ -14,8 +14,8 @@ from recforge.errors import ConfigError
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    """Register ``recforge crs simulate|train|build|chat``."""
-    crs = sub.add_parser("crs", help="conversational recommendation: simulate, train, build, chat")
+    """Register ``recforge crs simulate|train|evaluate|build|chat``."""
+    crs = sub.add_parser("crs", help="conversational recommendation: simulate, train, evaluate, build, chat")
     crs_sub = crs.add_subparsers(dest="crs_command", metavar="CRS_COMMAND")
     crs.set_defaults(func=lambda args: (crs.print_help(), 2)[1])
 
@@ -26,7 +26,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         p.add_argument("--list-size", type=int, default=None, help="k, items per recommendation (default 10)")
         p.add_argument("--seed", type=int, default=None)
         p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                       help="override a run-config value, e.g. --set policy_params.hidden=32 --set scorer.epochs=5")
+                       help="override a run-config value, e.g. --set policy.hidden=32 --set scorer.epochs=5")
 
     p = crs_sub.add_parser("simulate", help="run simulated dialogues and print SR@T / AT / hDCG")
     p.add_argument("--data", default="lastfm-crs", help="dataset name or folder from `recforge crs build`")
@@ -50,6 +50,15 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default=None, help="run folder (default runs/crs-<policy>-<data>)")
     common(p)
     p.set_defaults(func=cmd_train)
+
+    p = crs_sub.add_parser("evaluate", help="play a trained policy again and write an evaluation run folder")
+    p.add_argument("run", help="CRS run folder written by `recforge crs train`")
+    p.add_argument("--data", default=None, help="dataset (default: the run's)")
+    p.add_argument("--split", choices=("valid", "test"), default="test")
+    p.add_argument("--episodes", type=int, default=1000, help="dialogues (a seeded sample; 0 = all)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=None, help="evaluation run folder (default: print only)")
+    p.set_defaults(func=cmd_evaluate)
 
     p = crs_sub.add_parser("build", help="build a CRS dataset from attribute data")
     p.add_argument("--from", dest="source", choices=("movielens", "s3rec"), required=True,
@@ -83,10 +92,13 @@ def _run_config(args: argparse.Namespace, base: dict[str, Any]) -> Any:
         if value is not None:
             setting[key] = value
     data["setting"] = setting
-    for key in ("seed", "data", "policy", "train_episodes", "eval_episodes"):
+    for key in ("seed", "data", "train_episodes", "eval_episodes"):
         value = getattr(args, key, None)
         if value is not None:
             data[key] = value
+    name = (getattr(args, "policy", None) or "").split(",")[0].strip()
+    if name and dict(data.get("policy", {})).get("name") != name:
+        data["policy"] = {"name": name}  # another policy: the config's policy fields do not apply
     return from_dict(CRSRunConfig, apply_overrides(data, args.overrides))
 
 
@@ -122,7 +134,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     classes = {n: resolve("crs_policy", n) for n in names}
     scorer = train_scorer(ds, cfg.scorer) if any(c.needs_scorer for c in classes.values()) else None
     for name, cls in classes.items():
-        policy = make_policy(name, ds, cfg.setting, scorer, cfg.policy_params if len(names) == 1 else {})
+        policy = make_policy(cfg.policy if name == cfg.policy["name"] else {"name": name}, ds, cfg.setting, scorer)
         if cls.trainable:
             policy.fit(ds, cfg.train_episodes, seed=cfg.seed)
         policies.append(policy)
@@ -143,12 +155,25 @@ def cmd_train(args: argparse.Namespace) -> int:
     from recforge.conversational.train import train_policy
 
     cfg = _run_config(args, load_toml(args.config) if args.config else {})
-    out = Path(args.out) if args.out else Path("runs") / f"crs-{cfg.policy}-{Path(cfg.data).name}"
+    name = cfg.policy["name"]
+    out = Path(args.out) if args.out else Path("runs") / f"crs-{name}-{Path(cfg.data).name}"
     _, report, meta = train_policy(cfg, out)
     console = _console()
-    console.print(_metrics_table([report], f"{cfg.policy} · {report.dataset} · test · {cfg.setting.mode}"))
+    console.print(_metrics_table([report], f"{name} · {report.dataset} · test · {cfg.setting.mode}"))
     timings = ", ".join(f"{k} {v:.1f}s" for k, v in meta["timings"].items())
     console.print(f"run folder: [bold]{out}[/] ({timings})")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from recforge.conversational.train import CRSEvalConfig, evaluate_run
+
+    cfg = CRSEvalConfig(run=args.run, data=args.data, split=args.split, episodes=args.episodes, seed=args.seed)
+    report = evaluate_run(cfg, args.out)
+    console = _console()
+    console.print(_metrics_table([report], f"{report.policy} · {report.dataset} · {args.split} · {report.setting.mode}"))
+    if args.out:
+        console.print(f"run folder: [bold]{args.out}[/]")
     return 0
 
 
@@ -201,15 +226,9 @@ def chat(policy: Any, ds: Any, console: Any, stream: TextIO, user: str | None = 
     import numpy as np
 
     from recforge.conversational.state import Ask, DialogueState
-    from recforge.errors import UnknownIdError
 
     setting = policy.setting
-    if user is None:
-        uidx = -1
-    elif user in ds.user_ids:
-        uidx = ds.user_ids.index(user)
-    else:
-        raise UnknownIdError(f"user {user!r} is not in dataset {ds.name!r}")
+    uidx = -1 if user is None else ds.user_row(user)
     console.print(f"[bold]recforge chat[/] · {ds.name} · policy {policy.name} · up to {setting.max_turns} turns "
                   "(end of input quits)")
     first = None
@@ -250,7 +269,7 @@ def chat(policy: Any, ds: Any, console: Any, stream: TextIO, user: str | None = 
         for col in ("#", "title", "id"):
             table.add_column(col)
         for n, i in enumerate(action.items, start=1):
-            table.add_row(str(n), ds.item_titles[i], ds.item_ids[i])
+            table.add_row(str(n), ds.item_titles[i], str(ds.item_ids[i]))
         console.print(table)
         while True:
             answer = _read(stream, console, "Is it one of these? (its number, or n)")

@@ -12,6 +12,7 @@ from typing import Literal
 
 import numpy as np
 
+from recforge.config import check_choices
 from recforge.errors import ConfigError
 
 #: per-turn outcome codes kept in ``DialogueState.history`` (the policies' state features read them)
@@ -36,6 +37,15 @@ Action = Ask | Recommend
 
 
 @dataclass(frozen=True)
+class EpisodeOutcome:
+    """How a finished dialogue ended: success turn (0 = failure) and rank of the target in the accepted list (0 =
+    failure)."""
+
+    turn: int
+    rank: int
+
+
+@dataclass(frozen=True)
 class CRSSetting:
     """Rules of the game shared by simulator, loop and policies."""
 
@@ -46,8 +56,7 @@ class CRSSetting:
     filter_rejected: bool = False  # also drop items with a rejected attribute (SCPR's LastFM* protocol does not)
 
     def __post_init__(self) -> None:
-        if self.mode not in ("binary", "multiple_choice"):
-            raise ConfigError(f"mode: expected 'binary' or 'multiple_choice', got {self.mode!r}")
+        check_choices(self)
         for name in ("max_turns", "list_size", "choices"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")

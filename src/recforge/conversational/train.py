@@ -1,31 +1,34 @@
-"""Train a CRS policy into a run folder, and load it back.
+"""Train or evaluate a CRS policy into the common run folder, and persist policies as artifacts.
 
-A CRS run folder holds::
+A CRS run folder (:class:`recforge.experiments.folder.RunFolder` layout)::
 
     config.toml          the resolved CRSRunConfig (re-runnable: ``recforge crs train --config config.toml``)
     metrics.json         {"test": {"sr@15": {"mean", "ci_low", "ci_high"}, "at": ..., "hdcg": ..., "_info": {...}}}
-    policy.json          policy name, its config, the setting, the dataset reference
-    policy.safetensors   scorer embeddings + the policy's learned weights (never pickle)
-    run.json             dataset summary, seed, timings, versions
-    success_curve.png    SR@t per turn on the test episodes
+    run.json             kind, policy, dataset summary, timings, training statistics, provenance (seed, versions,
+                         git commit, hardware, sha256 of the data files)
+    artifact/            the policy in the one artifact format (table "crs_policy"): meta.json (policy config, setting,
+                         dataset reference) + weights.safetensors (scorer embeddings + the policy's learned weights)
+    success_curve.png    SR@t per turn on the evaluation dialogues
+    train.log
+
+A run is written into a fresh sibling folder and moved into place only when complete, so a failed command never
+modifies an existing run.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
-import platform
+import os
+import shutil
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-import numpy as np
-import torch
-from safetensors.torch import load_file, save_file
-
-from recforge.config import dump_toml, from_dict, to_dict
+from recforge.artifacts import load_artifact, save_artifact
+from recforge.config import from_dict, to_dict
 from recforge.conversational.data import CRSDataset, load_crs_dataset
 from recforge.conversational.episode import CRSReport, simulate
 from recforge.conversational.metrics import plot_success_curves
@@ -33,9 +36,12 @@ from recforge.conversational.policies.base import Policy
 from recforge.conversational.scorer import Scorer, ScorerConfig, train_scorer
 from recforge.conversational.state import CRSSetting
 from recforge.errors import ConfigError, DataError
-from recforge.registry import resolve
+from recforge.experiments.folder import RunFolder
+from recforge.registry import configured, resolve
 
 log = logging.getLogger(__name__)
+
+TABLE = "crs_policy"
 
 
 @dataclass(frozen=True)
@@ -43,8 +49,7 @@ class CRSRunConfig:
     """Everything a CRS training run needs; saved as config.toml."""
 
     data: str = "lastfm-crs"  # dataset name (lastfm-crs) or folder written by `recforge crs build`
-    policy: str = "scpr"  # registry name in the crs_policy table
-    policy_params: dict[str, Any] = field(default_factory=dict)  # fields of the policy's config dataclass
+    policy: dict[str, Any] = field(default_factory=lambda: {"name": "scpr"})  # {"name": <crs_policy key>, **its config}
     setting: CRSSetting = field(default_factory=CRSSetting)
     scorer: ScorerConfig = field(default_factory=ScorerConfig)
     train_episodes: int = 2000  # simulated training dialogues on the "valid" pairs (EAR, SCPR)
@@ -54,85 +59,141 @@ class CRSRunConfig:
     def __post_init__(self) -> None:
         if self.train_episodes < 0 or self.eval_episodes < 0:
             raise ConfigError(f"episode counts must be >= 0, got {self.train_episodes}, {self.eval_episodes}")
+        configured(TABLE, self.policy, prefix="policy.")  # a known policy with valid fields, checked up front
 
 
-def make_policy(name: str, dataset: CRSDataset, setting: CRSSetting, scorer: Scorer | None,
-                params: dict[str, Any] | None = None) -> Policy:
-    """Instantiate a registered CRS policy with config fields ``params`` (unknown keys raise ConfigError)."""
-    cls = resolve("crs_policy", name)
-    config = from_dict(cls.config_class, dict(params or {}), prefix=f"{name}.")
+@dataclass(frozen=True)
+class CRSEvalConfig:
+    """An evaluation of a trained policy; saved as config.toml of an evaluation run."""
+
+    run: str  # the trained run folder (or its artifact/)
+    data: str | None = None  # dataset (default: the one the policy was trained on)
+    split: Literal["valid", "test"] = "test"
+    episodes: int = 1000  # dialogues (a seeded sample; 0 = all)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.episodes < 0:
+            raise ConfigError(f"episodes must be >= 0, got {self.episodes}")
+
+
+def make_policy(spec: Mapping[str, Any] | str, dataset: CRSDataset, setting: CRSSetting,
+                scorer: Scorer | None) -> Policy:
+    """A registered CRS policy from ``{"name": <crs_policy key>, **config fields}`` (or just its name)."""
+    spec = {"name": spec} if isinstance(spec, str) else spec
+    cls, config = configured(TABLE, spec, prefix=f"{spec.get('name')}.")
     return cls(config, dataset, setting, scorer)
+
+
+def save_policy(policy: Policy, path: str | Path, data: str) -> Path:
+    """Write ``policy`` (with its scorer) as a "crs_policy" artifact; ``data`` is the dataset it plays on."""
+    tensors = dict(policy.scorer.tensors()) if policy.scorer is not None else {}
+    tensors.update({f"policy.{k}": v.contiguous() for k, v in policy.state_dict().items()})
+    config = to_dict(policy.config) if dataclasses.is_dataclass(policy.config) else {}
+    extra = {"setting": to_dict(policy.setting), "data": data, "dataset": policy.dataset.summary()}
+    return save_artifact(path, table=TABLE, name=policy.name, config=config, tensors=tensors, extra=extra)
+
+
+def load_policy(path: str | Path, dataset: CRSDataset | None = None,
+                setting: CRSSetting | None = None) -> tuple[Policy, CRSDataset]:
+    """Rebuild a trained policy from a run folder or its ``artifact/`` (and its dataset, unless given).
+
+    DataError (one line) for a missing, corrupt or tampered artifact, or one that does not fit the dataset."""
+    path = Path(path)
+    art = load_artifact(path / "artifact" if (path / "artifact").is_dir() else path, table=TABLE)
+    try:
+        ds = dataset if dataset is not None else load_crs_dataset(art.extra["data"])
+        st = setting if setting is not None else from_dict(CRSSetting, art.extra["setting"])
+        weights = art.tensors
+        scorer = Scorer.from_tensors(weights) if "scorer.user" in weights else None
+        if scorer is not None and (scorer.item.shape[0] != ds.n_items or scorer.attr.shape[0] != ds.n_attrs):
+            raise DataError(f"the policy's scorer has {scorer.item.shape[0]} items / {scorer.attr.shape[0]} attributes "
+                            f"but dataset {ds.name!r} has {ds.n_items} / {ds.n_attrs}", path=str(art.path))
+        policy = make_policy({"name": art.name, **art.config}, ds, st, scorer)
+        policy.load_state_dict({k[len("policy."):]: v for k, v in weights.items() if k.startswith("policy.")})
+    except (KeyError, RuntimeError, ValueError, TypeError, ConfigError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"artifact does not rebuild a {art.name} policy: {first}", path=str(art.path)) from None
+    return policy, ds
+
+
+def fit_policy(config: CRSRunConfig, dataset: CRSDataset,
+               show_progress: bool | None = None) -> tuple[Policy, CRSReport, dict[str, Any]]:
+    """Fit the scorer (if the policy needs one), train the policy, evaluate on test. Returns the policy, the test
+    report and {"timings", "train_stats"}."""
+    timings: dict[str, float] = {}
+    cls = resolve(TABLE, config.policy["name"])
+    scorer = None
+    if cls.needs_scorer:
+        t0 = time.perf_counter()
+        scorer = train_scorer(dataset, config.scorer)
+        timings["scorer_s"] = time.perf_counter() - t0
+    policy = make_policy(config.policy, dataset, config.setting, scorer)
+    t0 = time.perf_counter()
+    train_stats = policy.fit(dataset, config.train_episodes, seed=config.seed) if cls.trainable else {}
+    timings["policy_s"] = time.perf_counter() - t0
+    report = simulate(policy, dataset, config.setting, "test", config.eval_episodes or None, config.seed, show_progress)
+    timings["eval_s"] = report.seconds
+    return policy, report, {"timings": timings, "train_stats": train_stats}
 
 
 def train_policy(config: CRSRunConfig, out: str | Path | None = None, dataset: CRSDataset | None = None,
                  show_progress: bool | None = None) -> tuple[Policy, CRSReport, dict[str, Any]]:
-    """Fit the scorer (if the policy needs one), train the policy, evaluate on test; write a run folder to ``out``."""
+    """:func:`fit_policy`, written to run folder ``out`` when given (see the module doc)."""
     ds = dataset if dataset is not None else load_crs_dataset(config.data)
-    timings: dict[str, float] = {}
-    cls = resolve("crs_policy", config.policy)
-    scorer = None
-    if cls.needs_scorer:
-        t0 = time.perf_counter()
-        scorer = train_scorer(ds, config.scorer)
-        timings["scorer_s"] = time.perf_counter() - t0
-    policy = make_policy(config.policy, ds, config.setting, scorer, config.policy_params)
-    t0 = time.perf_counter()
-    train_stats = policy.fit(ds, config.train_episodes, seed=config.seed) if cls.trainable else {}
-    timings["policy_s"] = time.perf_counter() - t0
-    report = simulate(policy, ds, config.setting, "test", config.eval_episodes or None, config.seed, show_progress)
-    timings["eval_s"] = report.seconds
-    meta = {"policy": config.policy, "dataset": ds.summary(), "seed": config.seed, "timings": timings,
-            "train_stats": train_stats, "versions": {"python": platform.python_version(), "torch": torch.__version__,
-                                                     "numpy": np.__version__}}
-    if out is not None:
-        save_run(Path(out), config, policy, report, meta)
+    if out is None:
+        return fit_policy(config, ds, show_progress)
+    with _staged(Path(out)) as stage, RunFolder.create(stage, kind="crs-train", name=config.policy["name"],
+                                                       config=config, seed=config.seed) as run:
+        policy, report, meta = fit_policy(config, ds, show_progress)
+        save_policy(policy, run.artifact_dir, config.data)
+        _write_report(run, report, ds, meta)
     return policy, report, meta
 
 
-def save_run(path: Path, config: CRSRunConfig, policy: Policy, report: CRSReport, meta: dict[str, Any]) -> Path:
-    """Write the run folder described in the module doc."""
-    path.mkdir(parents=True, exist_ok=True)
-    dump_toml(to_dict(config), path / "config.toml")
-    metrics = dict(report.metrics)
+def evaluate_run(config: CRSEvalConfig, out: str | Path | None = None, dataset: CRSDataset | None = None,
+                 show_progress: bool | None = None) -> CRSReport:
+    """Play a trained policy on ``config.split``; written to run folder ``out`` (no artifact) when given."""
+    ds = dataset if dataset is not None else (load_crs_dataset(config.data) if config.data else None)
+    policy, ds = load_policy(config.run, ds)
+    if out is None:
+        return simulate(policy, ds, policy.setting, config.split, config.episodes or None, config.seed, show_progress)
+    with _staged(Path(out)) as stage, RunFolder.create(stage, kind="crs-evaluate", name=policy.name, config=config,
+                                                       seed=config.seed) as run:
+        report = simulate(policy, ds, policy.setting, config.split, config.episodes or None, config.seed, show_progress)
+        _write_report(run, report, ds, {"timings": {"eval_s": report.seconds}})
+    return report
+
+
+def _write_report(run: RunFolder, report: CRSReport, ds: CRSDataset, meta: dict[str, Any]) -> None:
+    metrics: dict[str, Any] = dict(report.metrics)
     metrics["_info"] = {"episodes": int(len(report.turns)), "split": report.split, "mode": report.setting.mode,
                         "max_turns": report.setting.max_turns, "list_size": report.setting.list_size,
                         "success_curve": report.to_dict()["success_curve"]}
-    (path / "metrics.json").write_text(json.dumps({"test": metrics}, indent=2), encoding="utf-8")
-    tensors = dict(policy.scorer.tensors()) if policy.scorer is not None else {}
-    tensors.update({f"policy.{k}": v.contiguous() for k, v in policy.state_dict().items()})
-    if tensors:
-        save_file(tensors, str(path / "policy.safetensors"))
-    policy_meta = {"format": "recforge-crs-policy-1", "policy": config.policy,
-                   "config": to_dict(policy.config) if dataclasses.is_dataclass(policy.config) else {},
-                   "setting": to_dict(config.setting), "data": config.data}
-    (path / "policy.json").write_text(json.dumps(policy_meta, indent=2), encoding="utf-8")
-    (path / "run.json").write_text(json.dumps(meta, indent=2, default=str), encoding="utf-8")
-    plot_success_curves({config.policy: report.curve()}, path / "success_curve.png",
-                        title=f"{config.policy} on {report.dataset} ({report.setting.mode})")
-    log.info("wrote CRS run to %s", path)
-    return path
+    run.write_metrics({report.split: metrics})
+    plot_success_curves({report.policy: report.curve()}, run.path / "success_curve.png",
+                        title=f"{report.policy} on {report.dataset} ({report.setting.mode})")
+    run.finish(data_files=list(ds.files), extra={"policy": report.policy, "dataset": ds.summary(), **meta})
 
 
-def load_policy(run: str | Path, dataset: CRSDataset | None = None,
-                setting: CRSSetting | None = None) -> tuple[Policy, CRSDataset]:
-    """Rebuild the trained policy of a run folder (and its dataset, unless given)."""
-    path = Path(run)
-    meta_path = path / "policy.json"
-    if not meta_path.exists():
-        raise DataError("not a CRS run folder (policy.json missing)", path=str(path))
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise DataError(f"invalid JSON: {exc.msg}", path=str(meta_path), line=exc.lineno) from None
-    if meta.get("format") != "recforge-crs-policy-1":
-        raise DataError(f"unknown policy format {meta.get('format')!r}", path=str(meta_path))
-    ds = dataset if dataset is not None else load_crs_dataset(meta["data"])
-    st = setting if setting is not None else from_dict(CRSSetting, meta["setting"])
-    weights = load_file(str(path / "policy.safetensors")) if (path / "policy.safetensors").exists() else {}
-    scorer = Scorer.from_tensors(weights) if "scorer.user" in weights else None
-    if scorer is not None and (scorer.item.shape[0] != ds.n_items or scorer.attr.shape[0] != ds.n_attrs):
-        raise DataError(f"the run's scorer has {scorer.item.shape[0]} items / {scorer.attr.shape[0]} attributes but dataset "
-                        f"{ds.name!r} has {ds.n_items} / {ds.n_attrs}", path=str(path))
-    policy = make_policy(meta["policy"], ds, st, scorer, meta.get("config", {}))
-    policy.load_state_dict({k[len("policy."):]: v for k, v in weights.items() if k.startswith("policy.")})
-    return policy, ds
+class _staged:
+    """Context manager: a fresh sibling folder of ``out`` to write into; on success it replaces ``out``, on failure
+    it is removed and ``out`` stays as it was."""
+
+    def __init__(self, out: Path):
+        self.out = out
+        self.stage = out.with_name(f".{out.name}.partial-{os.getpid()}")
+
+    def __enter__(self) -> Path:
+        shutil.rmtree(self.stage, ignore_errors=True)
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        return self.stage
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is not None:
+            shutil.rmtree(self.stage, ignore_errors=True)
+            return
+        if self.out.exists():
+            shutil.rmtree(self.out)
+        self.stage.rename(self.out)
+        log.info("CRS run written to %s", self.out)

@@ -31,6 +31,8 @@ class ItemCatalog:
 
     titles: list of length n_items+1 (None where unknown). attributes: csr (n_items+1, n_attributes+1) float32
     multi-hot over ``attr_vocab`` (column 0 padding). text: optional list of length n_items+1 (free text, e.g. tags).
+    attr_groups: optional list of length n_attributes+1 naming each attribute's group ("genre", "tag"; index 0 None);
+    without it every attribute is in one group named "attribute" (see :meth:`groups`).
     """
 
     item_vocab: Vocab
@@ -39,6 +41,7 @@ class ItemCatalog:
     attr_vocab: Vocab
     text: list[str | None] | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    attr_groups: list[str | None] | None = None
 
     def __post_init__(self) -> None:
         n = len(self.item_vocab) + 1
@@ -48,6 +51,9 @@ class ItemCatalog:
             raise DataError(f"attributes has shape {self.attributes.shape}, expected {(n, len(self.attr_vocab) + 1)}")
         if self.text is not None and len(self.text) != n:
             raise DataError(f"text has {len(self.text)} entries, expected n_items+1={n}")
+        if self.attr_groups is not None and len(self.attr_groups) != len(self.attr_vocab) + 1:
+            raise DataError(f"attr_groups has {len(self.attr_groups)} entries, expected n_attributes+1="
+                            f"{len(self.attr_vocab) + 1}")
 
     # ---------------------------------------------------------------------------------------------- construction
     @classmethod
@@ -59,10 +65,11 @@ class ItemCatalog:
         text: Sequence[str | None] | None = None,
         attr_vocab: Vocab | None = None,
         meta: dict[str, Any] | None = None,
+        group: str | None = None,
     ) -> ItemCatalog:
         """One record per item: external id, optional title, attribute list and text (all aligned with ``item_ids``).
 
-        The attribute vocabulary is built in sorted order unless given.
+        The attribute vocabulary is built in sorted order unless given; ``group`` names the attributes' group.
         """
         ids = _as_ids(np.asarray(list(item_ids), dtype=object))
         vocab = Vocab(ids.tolist(), name="item")
@@ -88,6 +95,7 @@ class ItemCatalog:
             attr_vocab=attr_vocab,
             text=None if text is None else [None, *text],
             meta=dict(meta or {}),
+            attr_groups=None if group is None else [None] + [group] * len(attr_vocab),
         )
 
     def align(self, item_vocab: Vocab) -> ItemCatalog:
@@ -108,7 +116,34 @@ class ItemCatalog:
             attr_vocab=self.attr_vocab,
             text=None if self.text is None else [self.text[i] for i in index.tolist()],
             meta={**self.meta, "missing_items": missing, "unused_items": unused},
+            attr_groups=self.attr_groups,
         )
+
+    def with_attributes(self, per_item: Sequence[Sequence[Any]], group: str) -> ItemCatalog:
+        """This catalog plus a group of new attributes: ``per_item[i]`` lists the new attribute ids of dense item i+1.
+
+        The new attributes are appended after the existing ones, in sorted order; the existing ones keep their columns
+        and their group (``"attribute"`` when the catalog had none). DataError if a new id already names an attribute.
+        """
+        if len(per_item) != self.n_items:
+            raise DataError(f"per_item has {len(per_item)} entries for {self.n_items} items")
+        new = sorted({a for row in per_item for a in row}, key=_sort_key)
+        clash = [a for a in new if a in self.attr_vocab]
+        if clash:
+            raise DataError(f"attribute(s) {clash[:5]} of group {group!r} already exist in the catalog")
+        vocab = Vocab([*self.attr_vocab.ids, *new], name=self.attr_vocab.name)
+        lengths = np.fromiter((len(r) for r in per_item), dtype=np.int64, count=self.n_items)
+        cols = vocab.encode([a for row in per_item for a in row]) if lengths.sum() else np.zeros(0, np.int64)
+        rows = np.repeat(np.arange(1, self.n_items + 1), lengths)
+        added = sp.csr_array((np.ones(len(cols), np.float32), (rows, cols)), shape=(self.n_items + 1, len(vocab) + 1))
+        old = sp.csr_array(self.attributes, shape=(self.n_items + 1, len(self.attr_vocab) + 1))
+        old.resize((self.n_items + 1, len(vocab) + 1))
+        mat = sp.csr_array(old + added)
+        mat.sum_duplicates()
+        mat.data[:] = 1.0
+        groups = self.attr_groups if self.attr_groups is not None else [None] + ["attribute"] * self.n_attributes
+        return ItemCatalog(item_vocab=self.item_vocab, titles=self.titles, attributes=mat, attr_vocab=vocab,
+                           text=self.text, meta=self.meta, attr_groups=[*groups, *([group] * len(new))])
 
     # ---------------------------------------------------------------------------------------------------- access
     @property
@@ -128,6 +163,14 @@ class ItemCatalog:
         row = int(self.item_vocab.encode(item)[0])
         cols = self.attributes.indices[self.attributes.indptr[row] : self.attributes.indptr[row + 1]]
         return self.attr_vocab.decode(cols)
+
+    def groups(self) -> tuple[np.ndarray, list[str]]:
+        """(group index per attribute column (n_attributes+1,) int64, -1 at the padding column; group names in order
+        of first appearance)."""
+        named = self.attr_groups[1:] if self.attr_groups is not None else ["attribute"] * self.n_attributes
+        names = list(dict.fromkeys(g or "attribute" for g in named))
+        codes = [names.index(g or "attribute") for g in named]
+        return np.asarray([-1, *codes], dtype=np.int64), names
 
     def attribute_counts(self) -> np.ndarray:
         """Items per attribute, shape (n_attributes+1,)."""
@@ -154,7 +197,8 @@ class ItemCatalog:
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         doc = {"format": "recforge.ItemCatalog/1", "item_vocab": self.item_vocab.to_json(),
-               "attr_vocab": self.attr_vocab.to_json(), "titles": self.titles, "text": self.text, "meta": self.meta}
+               "attr_vocab": self.attr_vocab.to_json(), "titles": self.titles, "text": self.text, "meta": self.meta,
+               "attr_groups": self.attr_groups}
         (path / "catalog.json").write_text(json.dumps(doc, default=str), encoding="utf-8")
         save_file({"indptr": self.attributes.indptr.astype(np.int64), "indices": self.attributes.indices.astype(np.int64)},
                   str(path / "catalog.safetensors"))
@@ -169,8 +213,11 @@ class ItemCatalog:
         doc_file, arr_file = path / "catalog.json", path / "catalog.safetensors"
         if not doc_file.is_file() or not arr_file.is_file():
             raise DataError("not a saved catalog (need catalog.json and catalog.safetensors)", path=str(path))
-        doc = json.loads(doc_file.read_text(encoding="utf-8"))
-        if doc.get("format") != "recforge.ItemCatalog/1":
+        try:
+            doc = json.loads(doc_file.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise DataError(f"corrupt catalog: {exc}", path=str(doc_file)) from None
+        if not isinstance(doc, dict) or doc.get("format") != "recforge.ItemCatalog/1":
             raise DataError(f"unknown catalog format {doc.get('format')!r}", path=str(doc_file))
         arrays = load_file(str(arr_file))
         item_vocab, attr_vocab = Vocab.from_json(doc["item_vocab"]), Vocab.from_json(doc["attr_vocab"])
@@ -178,7 +225,7 @@ class ItemCatalog:
         mat = sp.csr_array((np.ones(len(indices), np.float32), indices, arrays["indptr"]),
                            shape=(len(item_vocab) + 1, len(attr_vocab) + 1))
         return cls(item_vocab=item_vocab, titles=doc["titles"], attributes=mat, attr_vocab=attr_vocab,
-                   text=doc["text"], meta=doc["meta"])
+                   text=doc["text"], meta=doc["meta"], attr_groups=doc.get("attr_groups"))
 
 
 def _sort_key(x: Any) -> tuple[int, Any]:
@@ -210,7 +257,8 @@ def read_movielens_csv(path: str | Path, tags: str | Path | None = None) -> Item
             if t and t not in per_item.setdefault(m, []):
                 per_item[m].append(t)
         text = [", ".join(per_item[m]) if m in per_item else None for m in ids]
-    return ItemCatalog.from_records(ids, df["title"].to_list(), genres, text=text, meta={"source": p, "attributes": "genres"})
+    return ItemCatalog.from_records(ids, df["title"].to_list(), genres, text=text, meta={"source": p, "attributes": "genres"},
+                                    group="genre")
 
 
 def read_ml100k_items(path: str | Path, genre_path: str | Path | None = None, encoding: str = "latin-1") -> ItemCatalog:
@@ -231,7 +279,8 @@ def read_ml100k_items(path: str | Path, genre_path: str | Path | None = None, en
         raise DataError(f"genre flags must be 0/1 ({str(exc).splitlines()[0]})", path=p) from exc
     genres = [[names[j] for j in np.flatnonzero(row)] for row in mat]
     return ItemCatalog.from_records(
-        df[df.columns[0]].to_list(), df[df.columns[1]].to_list(), genres, meta={"source": p, "attributes": "genres"}
+        df[df.columns[0]].to_list(), df[df.columns[1]].to_list(), genres, meta={"source": p, "attributes": "genres"},
+        group="genre",
     )
 
 
@@ -241,7 +290,7 @@ def read_ml1m_movies(path: str | Path, encoding: str = "latin-1") -> ItemCatalog
     df, _ = read_table(path, sep="::", header=False, encoding=encoding, min_columns=3, quote=False)
     ids, titles, gen = (df[c].to_list() for c in df.columns[:3])
     return ItemCatalog.from_records(
-        ids, titles, [g.split("|") if g else [] for g in gen], meta={"source": p, "attributes": "genres"}
+        ids, titles, [g.split("|") if g else [] for g in gen], meta={"source": p, "attributes": "genres"}, group="genre"
     )
 
 

@@ -1,45 +1,32 @@
-"""The ``ConversationalRecommender`` protocol, the shared policy base class and per-turn helpers.
+"""The shared CRS policy base class and per-turn helpers.
 
-A policy is bound to one dataset, one :class:`CRSSetting` and (for all but ``random``) a trained :class:`Scorer`. The
-episode loop calls ``begin`` once, then ``act`` each turn and ``observe`` with the user's reaction, and ``end`` when
-the dialogue is over. Trainable policies collect transitions in ``observe``/``end`` while ``training`` is on and learn
-in ``fit`` by running episodes through the same loop.
+A policy is bound to one dataset, one :class:`CRSSetting` and (for all but ``random``) a trained :class:`Scorer`; it
+satisfies :class:`recforge.protocols.ConversationalPolicy`. The dialogue loop calls ``begin`` once, then ``act`` each
+turn and ``observe`` with the user's reaction, and ``end`` when the dialogue is over. Trainable policies learn in
+``fit``: EAR and SCPR play simulated dialogues through :mod:`recforge.train.rollout` (their ``decide`` returns the action
+and a memo of the decision), FacT-CRS grows trees. Items, users and attributes are row indices (see
+:mod:`recforge.conversational.data`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
 from recforge.conversational.data import CRSDataset
 from recforge.conversational.scorer import Scorer
-from recforge.conversational.state import OUTCOMES, Action, Ask, CRSSetting, DialogueState, Recommend
+from recforge.conversational.state import (
+    OUTCOMES,
+    Action,
+    Ask,
+    CRSSetting,
+    DialogueState,
+    EpisodeOutcome,
+    Recommend,
+)
 from recforge.errors import ConfigError
-
-
-@dataclass(frozen=True)
-class EpisodeOutcome:
-    """How a finished episode ended: success turn (0 = failure) and rank of the target in the accepted list."""
-
-    turn: int
-    rank: int
-
-
-class ConversationalRecommender(Protocol):
-    """What the episode loop needs from a policy."""
-
-    name: ClassVar[str]
-
-    def begin(self, state: DialogueState, rng: np.random.Generator) -> None: ...
-
-    def act(self, state: DialogueState) -> Action: ...
-
-    def observe(self, state: DialogueState, action: Action, accepted: tuple[int, ...] | None) -> None: ...
-
-    def end(self, state: DialogueState, outcome: EpisodeOutcome) -> None: ...
 
 
 class Policy:
@@ -127,15 +114,6 @@ class Policy:
         return Ask(tuple(int(a) for a in top))
 
 
-def discounted_returns(rewards: list[float], gamma: float) -> np.ndarray:
-    """(T,) rewards of one dialogue -> (T,) float64 discounted return from each step to its end."""
-    out, acc = np.zeros(len(rewards)), 0.0
-    for t in range(len(rewards) - 1, -1, -1):
-        acc = rewards[t] + gamma * acc
-        out[t] = acc
-    return out
-
-
 def binary_entropy(p: np.ndarray) -> np.ndarray:
     """Entropy (bits) of a yes/no answer with probability ``p`` of yes, elementwise."""
     p = np.clip(p, 1e-12, 1 - 1e-12)
@@ -163,6 +141,3 @@ def top_mass(scores: np.ndarray, k: int) -> float:
     top = np.partition(p, len(p) - k)[len(p) - k :]
     return float(top.sum() / p.sum())
 
-
-#: rewards of the SCPR paper, shared by the trained policies
-REWARDS = {"rec_accept": 1.0, "rec_reject": -0.1, "ask_accept": 0.01, "ask_reject": -0.1, "quit": -0.3}

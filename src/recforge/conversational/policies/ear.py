@@ -22,17 +22,12 @@ import torch
 from torch import nn
 
 from recforge.conversational.data import CRSDataset
-from recforge.conversational.policies.base import (
-    REWARDS,
-    EpisodeOutcome,
-    Policy,
-    binary_entropy,
-    dialogue_features,
-    discounted_returns,
-)
+from recforge.conversational.episode import DialogueEnv, sample_pairs
+from recforge.conversational.policies.base import Policy, binary_entropy, dialogue_features
 from recforge.conversational.state import Action, Ask, DialogueState
 from recforge.errors import ConfigError
 from recforge.threads import single_thread
+from recforge.train.rollout import Episode, run_rollouts
 
 log = logging.getLogger(__name__)
 
@@ -74,9 +69,8 @@ class EARPolicy(Policy):
         m = self.config.n_attrs
         self.n_in = 2 * m + 3 * setting.max_turns + 16
         self.net = self._network()  # re-initialised (seeded) by fit
-        self.mode = "policy"  # "imitate" during pre-training
+        self.imitate = False  # True during pre-training: play the max-entropy rule
         self.user_vec: np.ndarray | None = None
-        self._trace: list[tuple[np.ndarray, int, float, int]] = []  # (features, action, reward, imitation target)
 
     def _network(self) -> nn.Module:
         m, hidden = self.config.n_attrs, self.config.hidden
@@ -106,6 +100,11 @@ class EARPolicy(Policy):
         return top, ent.astype(np.float32), (p / p.sum()).astype(np.float32)
 
     def act(self, state: DialogueState) -> Action:
+        return self.decide(state)[0]
+
+    def decide(self, state: DialogueState) -> tuple[Action, tuple[np.ndarray, int, int]]:
+        """The action and its memo (features (n_in,), chosen index in 0..M, imitation target: the rule's index, -1
+        on a forced last turn, which is not the network's choice)."""
         cands, scores = self.candidate_scores(state, self.user_vec)
         attrs, ent, pref = self._candidates(state)
         feats = np.concatenate([ent, pref, dialogue_features(state, self.setting)]).astype(np.float32)
@@ -116,7 +115,7 @@ class EARPolicy(Policy):
         rule = m if rec else int(np.argmax(ent))
         with torch.no_grad():
             logits = self.net(torch.from_numpy(feats))
-        if self.training and self.mode == "imitate":
+        if self.imitate:
             choice = rule
         else:
             # act with the learned stochastic policy (episode generator: reproducible). Its argmax is a poor summary:
@@ -126,27 +125,21 @@ class EARPolicy(Policy):
         forced = state.turn >= self.setting.max_turns
         if forced:
             choice = m  # the last turn can only succeed by recommending
-        if self.training:  # a forced step earns rewards but is not the network's choice: imitation target -1 = skip
-            self._trace.append((feats, choice, 0.0, -1 if forced else rule))
+        memo = (feats, choice, -1 if forced else rule)
         if choice == m:
-            return self.top_items(cands, scores)
+            return self.top_items(cands, scores), memo
         if self.setting.question_size == 1:
-            return Ask((int(attrs[choice]),))
+            return Ask((int(attrs[choice]),)), memo
         ok = np.zeros(self.dataset.n_attrs, dtype=bool)
         ok[attrs] = True
         values = np.full(self.dataset.n_attrs, -np.inf)
         values[attrs] = ent + 1e-3 * pref  # the chosen attribute first, then the most informative others
         values[attrs[choice]] = np.inf
-        return self.question(values, ok)
+        return self.question(values, ok), memo
 
     def observe(self, state: DialogueState, action: Action, accepted: tuple[int, ...] | None) -> None:
         if accepted is None and self.config.reflection_lr > 0:
             self._reflect(np.asarray(state.rejected_items[-len(action.items):]), state)
-        if self.training:
-            reward = (REWARDS["ask_accept"] if accepted else REWARDS["ask_reject"]) if isinstance(action, Ask) \
-                else REWARDS["rec_reject"]
-            f, a, _, rule = self._trace[-1]
-            self._trace[-1] = (f, a, reward, rule)
 
     def _reflect(self, rejected: np.ndarray, state: DialogueState) -> None:
         """One gradient step on sum_i log(1 + exp(s(i))) over rejected items i, w.r.t. the session user vector."""
@@ -155,63 +148,63 @@ class EARPolicy(Policy):
         grad = (self.scorer.item[rejected] * (1.0 / (1.0 + np.exp(-s)))[:, None]).mean(0)
         self.user_vec = self.user_vec - self.config.reflection_lr * grad
 
-    def end(self, state: DialogueState, outcome: EpisodeOutcome) -> None:
-        if self.training and self._trace:
-            f, a, r, rule = self._trace[-1]
-            self._trace[-1] = (f, a, REWARDS["rec_accept"] if outcome.turn else r + REWARDS["quit"], rule)
-
     def fit(self, dataset: CRSDataset, episodes: int, seed: int = 0) -> dict[str, float]:
-        """Imitation pre-training, then REINFORCE, over ``episodes`` dialogues on the "valid" pairs."""
-        from recforge.conversational.episode import run_episode, sample_pairs
-
+        """Imitation pre-training, then REINFORCE, over ``episodes`` dialogues on the "valid" pairs (played through
+        :func:`recforge.train.rollout.run_rollouts`; one update per dialogue)."""
         users, targets = sample_pairs(dataset, "valid", episodes, seed)
         order = np.random.default_rng(seed).permutation(len(users))
         torch.manual_seed(seed)
         self.net = self._network()
-        opt = torch.optim.Adam(self.net.parameters(), lr=self.config.lr)
-        csc = dataset.item_attrs.tocsc()
         n_pre = int(self.config.pretrain_fraction * len(order))
-        baseline, scale, successes = 0.0, 1.0, 0
-        self.training = True
+        opt = torch.optim.Adam(self.net.parameters(), lr=self.config.lr)
+        run = {"baseline": 0.0, "scale": 1.0, "successes": 0}
+
+        def before(n: int) -> None:
+            nonlocal opt
+            self.imitate = n < n_pre
+            if n == n_pre:
+                opt = torch.optim.Adam(self.net.parameters(), lr=self.config.rl_lr)
+
+        def update(n: int, task: tuple[int, int], episode: Episode) -> None:
+            run["successes"] += episode.outcome.turn > 0 and n >= n_pre
+            loss = self._loss(episode, run)
+            if loss is not None:
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+
+        tasks = [(int(users[e]), int(targets[e])) for e in order]
         try:
             with single_thread():
-                for n, e in enumerate(order):
-                    self.mode = "imitate" if n < n_pre else "policy"
-                    if n == n_pre:
-                        opt = torch.optim.Adam(self.net.parameters(), lr=self.config.rl_lr)
-                    self._trace = []
-                    out = run_episode(self, dataset, self.setting, int(users[e]), int(targets[e]),
-                                      np.random.default_rng([seed, 2, int(e)]), csc)
-                    successes += out.turn > 0 and n >= n_pre
-                    feats = torch.from_numpy(np.stack([t[0] for t in self._trace]))
-                    acts = torch.tensor([t[1] for t in self._trace])
-                    logp = torch.log_softmax(self.net(feats), -1)
-                    targets_il = torch.tensor([t[3] for t in self._trace])
-                    chosen = (targets_il >= 0).float()
-                    if not chosen.any():
-                        continue
-                    if self.mode == "imitate":
-                        loss = nn.functional.nll_loss(logp, targets_il, ignore_index=-1)
-                    else:
-                        returns = discounted_returns([t[2] for t in self._trace], self.config.gamma).astype(np.float32)
-                        # advantage against a running mean/scale of all step returns (variance reduction)
-                        adv = torch.from_numpy((returns - baseline) / scale)
-                        baseline = 0.95 * baseline + 0.05 * float(returns.mean())
-                        scale = 0.95 * scale + 0.05 * max(float(returns.std()), 0.05)
-                        entropy = -(logp.exp() * logp).sum(-1).mean()
-                        pg = logp.gather(1, acts.view(-1, 1)).squeeze(1) * adv * chosen
-                        loss = -pg.sum() / chosen.sum() - self.config.entropy_bonus * entropy
-                    opt.zero_grad()
-                    loss.backward()
-                    opt.step()
+                run_rollouts(DialogueEnv(dataset, self.setting), self, tasks,
+                             lambda n, _: np.random.default_rng([seed, 2, int(order[n])]), update, before)
         finally:
-            self.training = False
-            self.mode = "policy"
-            self._trace = []
+            self.imitate = False
         n_rl = max(1, len(order) - n_pre)
-        stats = {"episodes": float(len(order)), "imitation_episodes": float(n_pre), "train_success": successes / n_rl}
+        stats = {"episodes": float(len(order)), "imitation_episodes": float(n_pre),
+                 "train_success": run["successes"] / n_rl}
         log.info("EAR: %s", stats)
         return stats
+
+    def _loss(self, episode: Episode, run: dict[str, float]) -> torch.Tensor | None:
+        """Imitation: NLL of the rule's choices. REINFORCE: -log pi(a|s) x advantage (returns against a running
+        mean/scale of all step returns) minus an entropy bonus. None when no step was the network's choice."""
+        memos = [t.memo for t in episode.transitions]
+        logp = torch.log_softmax(self.net(torch.from_numpy(np.stack([m[0] for m in memos]))), -1)
+        targets_il = torch.tensor([m[2] for m in memos])
+        chosen = (targets_il >= 0).float()
+        if not chosen.any():
+            return None
+        if self.imitate:
+            return nn.functional.nll_loss(logp, targets_il, ignore_index=-1)
+        returns = episode.returns(self.config.gamma).astype(np.float32)
+        adv = torch.from_numpy((returns - run["baseline"]) / run["scale"])
+        run["baseline"] = 0.95 * run["baseline"] + 0.05 * float(returns.mean())
+        run["scale"] = 0.95 * run["scale"] + 0.05 * max(float(returns.std()), 0.05)
+        entropy = -(logp.exp() * logp).sum(-1).mean()
+        acts = torch.tensor([m[1] for m in memos])
+        pg = logp.gather(1, acts.view(-1, 1)).squeeze(1) * adv * chosen
+        return -pg.sum() / chosen.sum() - self.config.entropy_bonus * entropy
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return {f"net.{k}": v for k, v in self.net.state_dict().items()}

@@ -29,7 +29,6 @@ Deviations from the paper, both measured on LastFM* validation dialogues (SR@15,
 from __future__ import annotations
 
 import logging
-from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,18 +36,12 @@ import torch
 from torch import nn
 
 from recforge.conversational.data import CRSDataset
-from recforge.conversational.policies.base import (
-    REWARDS,
-    EpisodeOutcome,
-    Policy,
-    binary_entropy,
-    dialogue_features,
-    discounted_returns,
-    top_mass,
-)
-from recforge.conversational.state import Action, Ask, DialogueState
+from recforge.conversational.episode import DialogueEnv, sample_pairs
+from recforge.conversational.policies.base import Policy, binary_entropy, dialogue_features, top_mass
+from recforge.conversational.state import Action, DialogueState
 from recforge.errors import ConfigError
 from recforge.threads import single_thread
+from recforge.train.rollout import Episode, ReplayBuffer, play, run_rollouts
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +96,6 @@ class SCPRPolicy(Policy):
         self.q = q_network(self.n_in, self.config.hidden, 2)  # re-initialised (seeded) by fit
         self.epsilon = 0.0
         self._force: tuple[int, int] | None = None  # (turn, action) played instead of the policy's choice (branching)
-        self._trace: list[tuple[np.ndarray, int, float, bool]] = []  # (features, action, reward, could ask)
 
     def features(self, state: DialogueState, scores: np.ndarray, question_entropy: float) -> np.ndarray:
         """(n_in,): budget state (see module doc), then the optional history and ranker features."""
@@ -119,6 +111,10 @@ class SCPRPolicy(Policy):
         return np.concatenate(parts).astype(np.float32)
 
     def act(self, state: DialogueState) -> Action:
+        return self.decide(state)[0]
+
+    def decide(self, state: DialogueState) -> tuple[Action, tuple[np.ndarray, int, bool]]:
+        """The action and its memo (features (n_in,), ASK or RECOMMEND, whether asking was possible)."""
         cands, scores = self.candidate_scores(state)
         ask, best = None, 0.0
         if state.turn < self.setting.max_turns and len(cands) > 1:
@@ -138,31 +134,14 @@ class SCPRPolicy(Policy):
                 choice = int(torch.argmax(self.q(torch.from_numpy(feats))))
         if ask is not None and self._force is not None and self._force[0] == state.turn:
             choice = self._force[1]
-        if self.training:
-            self._trace.append((feats, choice, 0.0, ask is not None))
-        return ask if choice == ASK else self.top_items(cands, scores)
-
-    def observe(self, state: DialogueState, action: Action, accepted: tuple[int, ...] | None) -> None:
-        if self.training:
-            reward = (REWARDS["ask_accept"] if accepted else REWARDS["ask_reject"]) if isinstance(action, Ask) \
-                else REWARDS["rec_reject"]
-            f, a, _, c = self._trace[-1]
-            self._trace[-1] = (f, a, reward, c)
-
-    def end(self, state: DialogueState, outcome: EpisodeOutcome) -> None:
-        if self.training and self._trace:
-            f, a, r, c = self._trace[-1]
-            self._trace[-1] = (f, a, REWARDS["rec_accept"] if outcome.turn else r + REWARDS["quit"], c)
+        memo = (feats, choice, ask is not None)
+        return (ask if choice == ASK else self.top_items(cands, scores)), memo
 
     def fit(self, dataset: CRSDataset, episodes: int, seed: int = 0) -> dict[str, float]:
         """Learn Q on ``episodes`` simulated dialogues over the "valid" pairs (cycling over them when ``episodes`` is
-        larger): epsilon-greedy, Monte-Carlo targets, and (``branches``) each dialogue replayed with the other action at
-        one random turn where asking was possible, which gives a paired target for Q(s, ask) - Q(s, recommend)."""
-        from recforge.conversational.episode import (  # the loop imports policies.base
-            run_episode,
-            sample_pairs,
-        )
-
+        larger), played through :func:`recforge.train.rollout.run_rollouts`: epsilon-greedy, Monte-Carlo targets, and
+        (``branches``) each dialogue replayed with the other action at one random turn where asking was possible, which
+        gives a paired target for Q(s, ask) - Q(s, recommend)."""
         cfg = self.config
         users, targets = sample_pairs(dataset, "valid", episodes, seed)
         gen = np.random.default_rng(seed)
@@ -170,63 +149,63 @@ class SCPRPolicy(Policy):
         torch.manual_seed(seed)
         self.q = q_network(self.n_in, cfg.hidden, 2)  # fresh, seeded weights: fit is reproducible
         opt = torch.optim.Adam(self.q.parameters(), lr=cfg.lr)
-        replay: deque[tuple[np.ndarray, int, float]] = deque(maxlen=cfg.buffer)  # (features, action, MC return)
-        pairs: deque[tuple[np.ndarray, float]] = deque(maxlen=cfg.buffer)  # (state, G_ask - G_recommend)
-        csc = dataset.item_attrs.tocsc()
+        replay: ReplayBuffer[tuple[np.ndarray, int, float]] = ReplayBuffer(cfg.buffer)  # (features, action, MC return)
+        pairs: ReplayBuffer[tuple[np.ndarray, float]] = ReplayBuffer(cfg.buffer)  # (state, G_ask - G_recommend)
+        env = DialogueEnv(dataset, self.setting)
         rng = np.random.default_rng(seed)
-        updates, successes = 0, 0
+        counts = {"updates": 0, "successes": 0}
+
+        def rng_of(n: int, _: tuple[int, int]) -> np.random.Generator:
+            return np.random.default_rng([seed, 1, int(order[n]), n // len(users)])
+
+        def before(n: int) -> None:
+            self.epsilon = max(cfg.eps_end, cfg.eps_start - (cfg.eps_start - cfg.eps_end) * n / (0.5 * len(order)))
+
+        def update(n: int, task: tuple[int, int], episode: Episode) -> None:
+            counts["successes"] += episode.outcome.turn > 0
+            trace = episode.transitions
+            returns = episode.returns(cfg.gamma)
+            replay.extend((t.memo[0], t.memo[1], g) for t, g in zip(trace, returns))
+            steps = len(trace)
+            for t in rng.permutation([i for i, tr in enumerate(trace) if tr.memo[2]])[: cfg.branches]:
+                t = int(t)  # transition t is turn t + 1
+                other = 1 - trace[t].memo[1]
+                self._force = (t + 1, other)
+                branch = play(env, self, task, rng_of(n, task))
+                self._force = None
+                steps_b = branch.transitions
+                if len(steps_b) > t and np.array_equal(steps_b[t].memo[0], trace[t].memo[0]):  # same prefix: a true pair
+                    b_returns = branch.returns(cfg.gamma)
+                    replay.extend((b.memo[0], b.memo[1], g) for b, g in zip(steps_b[t:], b_returns[t:]))
+                    diff = b_returns[t] - returns[t]
+                    pairs.add((trace[t].memo[0], diff if other == ASK else -diff))
+                    steps += len(steps_b) - t
+            for _ in range(steps):
+                if len(replay) >= cfg.batch_size:
+                    self._update(replay, pairs, opt, rng)
+                    counts["updates"] += 1
+
+        tasks = [(int(users[e]), int(targets[e])) for e in order]
         self.training = True
-
-        def play(n: int, e: int, force: tuple[int, int] | None) -> tuple[list[tuple[np.ndarray, int, float, bool]], bool]:
-            """One dialogue (the n-th of training, pair e), optionally forcing (turn, action): (trace, success)."""
-            self._trace, self._force = [], force
-            out = run_episode(self, dataset, self.setting, int(users[e]), int(targets[e]),
-                              np.random.default_rng([seed, 1, int(e), n // len(users)]), csc)
-            self._force = None
-            return self._trace, out.turn > 0
-
         try:
             with single_thread():
-                for n, e in enumerate(order):
-                    self.epsilon = max(cfg.eps_end, cfg.eps_start - (cfg.eps_start - cfg.eps_end) * n / (0.5 * len(order)))
-                    trace, success = play(n, e, None)
-                    successes += success
-                    returns = discounted_returns([r for _, _, r, _ in trace], cfg.gamma)
-                    replay.extend((f, a, g) for (f, a, _, _), g in zip(trace, returns))
-                    steps = len(trace)
-                    can_ask = [t for t, (_, _, _, c) in enumerate(trace) if c]
-                    for t in rng.permutation(can_ask)[: cfg.branches]:  # trace index t is turn t + 1
-                        t = int(t)
-                        other = 1 - trace[t][1]
-                        branch, _ = play(n, e, (t + 1, other))
-                        if len(branch) > t and np.array_equal(branch[t][0], trace[t][0]):  # same prefix: a true pair
-                            b_returns = discounted_returns([r for _, _, r, _ in branch], cfg.gamma)
-                            replay.extend((f, a, g) for (f, a, _, _), g in zip(branch[t:], b_returns[t:]))
-                            diff = b_returns[t] - returns[t]
-                            pairs.append((trace[t][0], diff if other == ASK else -diff))
-                            steps += len(branch) - t
-                    for _ in range(steps):
-                        if len(replay) >= cfg.batch_size:
-                            self._update(replay, pairs, opt, rng)
-                            updates += 1
+                run_rollouts(env, self, tasks, rng_of, update, before)
         finally:
-            self.training = False
-            self._trace, self._force = [], None
-        stats = {"episodes": float(len(order)), "train_success": successes / max(1, len(order)), "updates": float(updates),
-                 "pairs": float(len(pairs))}
+            self.training, self._force = False, None
+        stats = {"episodes": float(len(order)), "train_success": counts["successes"] / max(1, len(order)),
+                 "updates": float(counts["updates"]), "pairs": float(len(pairs))}
         log.info("SCPR value network: %s", stats)
         return stats
 
-    def _update(self, replay: deque, pairs: deque, opt: torch.optim.Optimizer, rng: np.random.Generator) -> None:
+    def _update(self, replay: ReplayBuffer, pairs: ReplayBuffer, opt: torch.optim.Optimizer,
+                rng: np.random.Generator) -> None:
         """One regression step of Q(s, a) towards the observed discounted return, plus (paired samples) of
         Q(s, ask) - Q(s, recommend) towards the observed difference of the two branches' returns."""
-        idx = rng.integers(0, len(replay), self.config.batch_size)
-        f, a, g = (np.asarray(x) for x in zip(*(replay[i] for i in idx)))
+        f, a, g = (np.asarray(x) for x in zip(*replay.sample(self.config.batch_size, rng)))
         q = self.q(torch.from_numpy(f.astype(np.float32))).gather(1, torch.from_numpy(a).view(-1, 1)).squeeze(1)
         loss = nn.functional.smooth_l1_loss(q, torch.from_numpy(g.astype(np.float32)))
-        if pairs and self.config.pair_weight > 0:
-            idx = rng.integers(0, len(pairs), self.config.batch_size)
-            f, d = (np.asarray(x) for x in zip(*(pairs[i] for i in idx)))
+        if len(pairs) and self.config.pair_weight > 0:
+            f, d = (np.asarray(x) for x in zip(*pairs.sample(self.config.batch_size, rng)))
             q = self.q(torch.from_numpy(f.astype(np.float32)))
             loss = loss + self.config.pair_weight * nn.functional.smooth_l1_loss(
                 q[:, ASK] - q[:, RECOMMEND], torch.from_numpy(d.astype(np.float32)))
