@@ -310,22 +310,24 @@ def check_log_prob(model: Recommender, split: Split) -> None:
 
 
 def check_topk(model: Recommender, split: Split) -> None:
-    """A TopK: (U, k) items and scores, best first, distinct, in range, excluded items absent; for a Scorer too, the
-    scores are the full matrix's and no better item was left out."""
+    """A TopK: (U, k) items and scores, best first, distinct, in range; its own best three items, excluded, are
+    absent; for a Scorer too, the scores are the full matrix's and no better item was left out."""
     if not isinstance(model, TopK):
         return
     users, k, n = np.arange(1, 11), 7, split.train.n_items
-    exclude = [np.array([1, 2, 3])] * len(users)
+    first, _ = model.topk(users, k, None)
+    exclude = [row[row > 0][:3] for row in first]
     items, scores = model.topk(users, k, exclude)
     require(items.shape == (len(users), k) and scores.shape == (len(users), k), f"{model.name}: topk shapes")
-    for row, vals in zip(items, scores):
+    for row, vals, excluded in zip(items, scores, exclude):
         real = row[row > 0]
         require(len(set(real)) == len(real) and real.max(initial=1) <= n, f"{model.name}: topk items repeat or exceed")
-        require(not set(real) & {1, 2, 3}, f"{model.name}: topk returned an excluded item")
+        require(not set(real) & set(excluded), f"{model.name}: topk returned an excluded item")
         require(np.all(np.diff(vals[row > 0]) <= ATOL), f"{model.name}: topk is not best first")
     if isinstance(model, Scorer):
         full = model.score(users).clone()
-        full[:, 1:4] = -torch.inf
+        for row, excluded in enumerate(exclude):
+            full[row, torch.from_numpy(excluded)] = -torch.inf
         kth = torch.topk(full, k, dim=1).values[:, -1].numpy()
         got = np.take_along_axis(full.numpy(), items, axis=1)
         require(np.allclose(got, scores, atol=1e-4), f"{model.name}: topk scores differ from score()")

@@ -1,189 +1,209 @@
-"""The contract every registered model honours, parametrized over ``registry.MODELS`` (later models join by
-registering). A model may shrink its test-time cost with a class attribute ``test_config``: a config instance, or a
-dict of overrides of the default config."""
+"""The contracts of recforge.testing can fail: each broken class below breaks one promise and its check says so.
+(tests/test_contracts.py runs the same checks over every registry table; this file checks the checks.)"""
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 import pytest
 import torch
 
 from recforge import registry
-from recforge.config import from_dict, to_dict
+from recforge.bandits.build import make_env
+from recforge.bandits.estimators import IPS
+from recforge.bandits.policies.base import UniformRandom
+from recforge.bandits.simulators import ContextualBanditEnv
 from recforge.data.split import leave_last_out
-from recforge.data.synthetic import planted_clusters
-from recforge.errors import ConfigError, NotFittedError, UnknownIdError
-from recforge.evaluate.evaluator import evaluate
-from recforge.models.base import Recommender, load_model
-from recforge.protocols import HistoryScorer
+from recforge.models.base import Recommender
+from recforge.testing import (
+    ContractError,
+    check_deterministic,
+    check_embedder,
+    check_environment,
+    check_estimator,
+    check_log_prob,
+    check_policy,
+    check_recommender,
+    check_registry,
+    check_save_load,
+    check_scores,
+    check_splitter,
+    check_topk,
+    contract_split,
+    fit_for_contract,
+)
 
-NAMES = sorted(registry.MODELS)
-
-
-def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in over.items():
-        out[key] = _merge(out.get(key, {}), value) if isinstance(value, dict) else value
-    return out
-
-
-def make(name: str) -> Recommender:
-    """A fresh, unfitted model with its ``test_config`` overrides applied."""
-    cls = registry.get_model(name)
-    cfg = getattr(cls, "test_config", {})
-    if isinstance(cfg, dict):
-        cfg = from_dict(cls.config_class, _merge(to_dict(cls.config_class()), cfg))
-    return cls(cfg)
+Popular = registry.get_model("popular")
 
 
-@pytest.fixture(scope="module")
-def split():
-    """Planted user-cluster x item-cluster structure: 300 users, 200 items, 20 events each."""
-    return leave_last_out(planted_clusters(n_users=300, n_items=200, events_per_user=20, seed=7))
+@dataclass(frozen=True)
+class CountsConfig:
+    smoothing: float = 1.0
 
 
-_FITTED: dict[str, Recommender] = {}
+class Counts(Recommender):
+    """A minimal third-party model: smoothed item counts (what a plugin author writes)."""
+
+    name = "test-counts"
+    config_class = CountsConfig
+
+    def _fit(self, train, valid) -> None:
+        self.counts_ = torch.from_numpy(train.item_counts().astype(np.float32)) + self.config.smoothing
+
+    def _score(self, users: np.ndarray) -> torch.Tensor:
+        return self.counts_.expand(len(users), -1).clone()
+
+    def _state(self) -> dict[str, torch.Tensor]:
+        return {"counts": self.counts_}
+
+    def _load_state(self, state: dict[str, torch.Tensor]) -> None:
+        self.counts_ = state["counts"]
+
+
+class ForgetsOnSave(Counts):
+    name = "test-forgetful"
+
+    def _state(self) -> dict[str, torch.Tensor]:
+        return {"counts": torch.ones_like(self.counts_)}
+
+
+class BatchDependent(Counts):
+    def _score(self, users: np.ndarray) -> torch.Tensor:
+        return super()._score(users) + len(users)
+
+
+class Unseeded(Counts):
+    def _fit(self, train, valid) -> None:
+        super()._fit(train, valid)
+        self.counts_ = self.counts_ + torch.rand(self.counts_.shape)  # the global torch stream: differs per fit
+
+
+class Embeds(Counts):
+    """An Embedder: one-dimensional vectors whose products are the counts."""
+
+    shift = 0.0
+
+    def user_embeddings(self, users: np.ndarray) -> torch.Tensor:
+        return torch.ones(len(users), 1)
+
+    def item_embeddings(self) -> torch.Tensor:
+        out = self.counts_.clone()[:, None]
+        out[1] += self.shift
+        return out
+
+
+class EmbedsWrongly(Embeds):
+    shift = 1.0
+
+
+class Likelihood(Counts):
+    """A LogProb: the softmax of the log counts, whatever the history."""
+
+    scale = 1.0
+
+    def log_prob(self, histories, targets: np.ndarray) -> torch.Tensor:
+        lp = torch.log_softmax(self.scale * self.counts_[1:].log(), dim=0)
+        return lp[torch.as_tensor(targets) - 1]
+
+
+class Unnormalised(Likelihood):
+    def log_prob(self, histories, targets: np.ndarray) -> torch.Tensor:
+        return super().log_prob(histories, targets) - 0.1
+
+
+class RanksItself(Counts):
+    """A TopK model; ``honest`` False ignores the excluded items."""
+
+    honest = True
+
+    def topk(self, users: np.ndarray, k: int, exclude=None) -> tuple[np.ndarray, np.ndarray]:
+        scores = self.score(users).clone()
+        if self.honest and exclude is not None:
+            for row, items in enumerate(exclude):
+                scores[row, torch.as_tensor(items)] = -torch.inf
+        top = torch.topk(scores, k, dim=1)
+        return top.indices.numpy(), top.values.numpy()
+
+
+class IgnoresExclusions(RanksItself):
+    honest = False
 
 
 @pytest.fixture()
-def fitted(split, request) -> Recommender:
-    """One fit per model per session (fitting is the slow part); the test that fits first checks fit returns self."""
-    name = request.param
-    if name not in _FITTED:
-        model = make(name)
-        assert model.fit(split.train) is model, "fit must return self"
-        _FITTED[name] = model
-    return _FITTED[name]
+def registered(monkeypatch):
+    """The test models registered, as a plugin registers its own: a row in the literal table."""
+    for cls in (Counts, ForgetsOnSave):
+        monkeypatch.setitem(registry.MODELS, cls.name, f"{__name__}:{cls.__name__}")
 
 
-def by_name(test):
-    return pytest.mark.parametrize("fitted", NAMES, indirect=True)(test)
+def test_a_third_party_model_passes_the_whole_contract(registered):
+    check_recommender(Counts)
 
 
-@by_name
-def test_score_shape_and_padding_column(fitted, split):
-    users = np.arange(1, 8)
-    scores = fitted.score(users)
-    assert scores.shape == (7, split.train.n_items + 1)
-    assert scores.dtype == torch.float32
-    assert torch.isneginf(scores[:, 0]).all()
-    assert torch.isfinite(scores[:, 1:]).all()
+@pytest.mark.parametrize(
+    ("cls", "check", "message"),
+    [
+        (BatchDependent, check_scores, "depend on the user batch"),
+        (Unseeded, check_deterministic, "identical scores"),
+        (ForgetsOnSave, check_save_load, "scores differently"),
+        (EmbedsWrongly, check_embedder, "do not reproduce the scores"),
+        (Unnormalised, check_log_prob, "not normalised"),
+        (IgnoresExclusions, check_topk, "excluded item"),
+    ],
+)
+def test_a_broken_model_fails_its_check(registered, cls, check, message):
+    split = contract_split()
+    model = fit_for_contract(cls, split=split)
+    with pytest.raises(ContractError, match=message):
+        check(model, split)
 
 
-@by_name
-def test_score_is_batch_invariant(fitted):
-    users = np.arange(1, 40)
-    together = fitted.score(users)
-    apart = torch.cat([fitted.score(users[:13]), fitted.score(users[13:])])
-    torch.testing.assert_close(together, apart, rtol=1e-5, atol=1e-5)
+@pytest.mark.parametrize(("cls", "check"), [(Embeds, check_embedder), (Likelihood, check_log_prob),
+                                            (RanksItself, check_topk)])
+def test_an_honest_capability_passes(cls, check):
+    split = contract_split()
+    check(fit_for_contract(cls, split=split), split)
 
 
-@by_name
-def test_score_histories(fitted, split):
-    if not isinstance(fitted, HistoryScorer):
-        with pytest.raises(ConfigError):
-            fitted.recommend_history(list(split.train.item_vocab.decode(np.array([1, 2]))), k=5)
-        return
-    items, offsets = split.train.sequences()
-    hists = [items[offsets[u] : offsets[u + 1]] for u in (1, 2, 3)]
-    scores = fitted.score_histories(hists)
-    assert scores.shape == (3, split.train.n_items + 1)
-    assert torch.isneginf(scores[:, 0]).all()
-    assert torch.isfinite(scores[:, 1:]).all()
-    one = fitted.score_histories(hists[1:2])
-    torch.testing.assert_close(scores[1:2], one, rtol=1e-5, atol=1e-5)
-    with pytest.raises(UnknownIdError):
-        fitted.score_histories([np.array([split.train.n_items + 5])])
-    known = list(split.train.item_vocab.decode(hists[0]))
-    recs, ignored = fitted.recommend_history(known + ["never-seen"], k=5)
-    assert ignored == ["never-seen"] and len(recs.items[0]) == 5 and not set(known) & set(recs.items[0])
-    for bad_k in (0, -3, split.train.n_items + 1):
-        with pytest.raises(ConfigError, match="k must be in"):
-            fitted.recommend_history(known, k=bad_k)
+def test_a_splitter_under_another_name_fails():
+    with pytest.raises(ContractError, match="names its split 'leave_last_out'"):
+        check_splitter("temporal", leave_last_out)
 
 
-@by_name
-def test_recommend_masks_seen_items(fitted, split):
-    users = list(split.train.user_vocab.decode(np.arange(1, 31)))
-    recs = fitted.recommend(users, k=10)
-    seen = split.train.to_csr()
-    for user, items in zip(recs.users, recs.items):
-        dense = split.train.user_vocab.encode([user])[0]
-        assert len(items) == 10
-        assert not set(split.train.item_vocab.encode(items)) & set(seen[[dense]].indices), user
-        assert all(s1 >= s2 for s1, s2 in zip(recs.scores[0], recs.scores[0][1:]))
+def test_a_registry_key_that_is_not_the_class_name_fails(monkeypatch):
+    monkeypatch.setitem(registry.POLICIES, "greedy", registry.POLICIES["epsilon-greedy"])
+    with pytest.raises(ContractError, match="'greedy' is registered under another name"):
+        check_registry(("policy",))
 
 
-@by_name
-def test_unknown_user_policy(fitted, split):
-    known = split.train.user_vocab.decode(np.array([1]))[0]
-    with pytest.raises(UnknownIdError):
-        fitted.recommend([known, "nobody"], k=5, on_unknown="raise")
-    recs = fitted.recommend([known, "nobody"], k=5, on_unknown="popular")
-    assert recs.fallback == [False, True]
-    top_popular = split.train.item_vocab.decode(np.argsort(-split.train.item_counts()[1:], kind="stable")[:5] + 1)
-    assert set(recs.items[1]) == set(top_popular[:5]) or len(set(recs.items[1]) & set(top_popular)) >= 4  # ties
-    skipped = fitted.recommend([known, "nobody"], k=5, on_unknown="skip")
-    assert skipped.users == [known]
+class RepeatsItself(UniformRandom):
+    def select(self, context, n):
+        return np.zeros((n, self.len_list), dtype=np.int64)
 
 
-@by_name
-def test_deterministic_with_seed(fitted, split):
-    again = make(fitted.name).fit(split.train)
-    users = np.arange(1, 50)
-    assert torch.equal(fitted.score(users), again.score(users)), "same config and seed must give identical scores"
+def test_a_policy_repeating_an_action_in_a_slate_fails():
+    with pytest.raises(ContractError, match="repeated action"):
+        check_policy(RepeatsItself, make_env({"name": "slate"}))
 
 
-@by_name
-def test_save_load_round_trip(fitted, split, tmp_path):
-    fitted.save(tmp_path / "m")
-    loaded = load_model(tmp_path / "m")
-    assert type(loaded) is type(fitted) and loaded.config == fitted.config
-    users = np.arange(1, split.train.n_users + 1)
-    assert torch.equal(fitted.score(users), loaded.score(users))
-    ext = list(split.train.user_vocab.decode(users[:5]))
-    assert fitted.recommend(ext, k=5).items == loaded.recommend(ext, k=5).items
-    if isinstance(fitted, HistoryScorer):
-        hist = [np.array([1, 5, 9])]
-        assert torch.equal(fitted.score_histories(hist), loaded.score_histories(hist))
+class Inflated(IPS):
+    def terms(self, inp):
+        cols, stat = super().terms(inp)
+        return 1.2 * cols, stat
 
 
-@pytest.fixture(scope="module")
-def random_ndcg(split) -> dict[str, float]:
-    return evaluate(make("random").fit(split.train), split, metrics=("ndcg@10",), progress=False).metrics["ndcg@10"]
+def test_a_biased_estimator_fails():
+    with pytest.raises(ContractError, match="vs truth"):
+        check_estimator(Inflated)
 
 
-@by_name
-def test_beats_random_on_planted_signal(fitted, split, random_ndcg):
-    if fitted.name == "random":
-        pytest.skip("random is the baseline itself")
-    report = evaluate(fitted, split, metrics=("ndcg@10",), progress=False)
-    ours = report.metrics["ndcg@10"]
-    # Confidence intervals must not overlap: a clear win, not a lucky draw.
-    assert ours["ci_low"] > random_ndcg["ci_high"], (fitted.name, ours, random_ndcg)
+class FlatRewards(ContextualBanditEnv):
+    def step(self, context, actions):
+        rewards, expected, best = super().step(context, actions)
+        return rewards[:, 0], expected, best
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_unfitted_model_refuses_to_score(name):
-    with pytest.raises(NotFittedError):
-        make(name).score([1])
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_unknown_config_key_is_a_config_error(name):
-    cls = registry.get_model(name)
-    with pytest.raises(ConfigError, match="no_such_key"):
-        from_dict(cls.config_class, {"no_such_key": 1})
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_config_is_frozen_and_round_trips(name):
-    cfg = make(name).config
-    fields = dataclasses.fields(cfg)
-    if fields:
-        with pytest.raises(dataclasses.FrozenInstanceError):
-            setattr(cfg, fields[0].name, getattr(cfg, fields[0].name))
-    assert from_dict(type(cfg), to_dict(cfg)) == cfg
+def test_an_environment_with_flat_rewards_fails():
+    with pytest.raises(ContractError, match="step shapes"):
+        check_environment(FlatRewards)
