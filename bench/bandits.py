@@ -29,7 +29,7 @@ import numpy as np  # noqa: E402
 from recforge.bandits.bootstrap import bootstrap_stat  # noqa: E402
 from recforge.bandits.build import make_env, make_policy  # noqa: E402
 from recforge.bandits.estimators import OPEInput, estimate_all, ope_input  # noqa: E402
-from recforge.bandits.logged import read_open_bandit  # noqa: E402
+from recforge.data.feedback import read_open_bandit  # noqa: E402
 from recforge.bandits.obd_prior import OBD_BTS_PRIOR  # noqa: E402
 from recforge.bandits.policies.mab import BernoulliTS  # noqa: E402
 from recforge.bandits.refit import refit_bootstrap  # noqa: E402
@@ -111,7 +111,7 @@ def obp_speed_inputs(n: int = 1_000_000, k: int = 10, seed: int = 0) -> dict:
 
 def speed_side_by_side(repeats: int = 3) -> dict:
     """recforge on the obp comparison log: ope_input from full (n, K) arrays + all 7 estimators with 1000-resample CIs."""
-    from recforge.bandits.logged import LoggedFeedback
+    from recforge.data.feedback import LoggedFeedback
 
     d = obp_speed_inputs()
     fb = LoggedFeedback(action=d["action"], reward=d["reward"], pscore=d["pscore"], n_actions=d["dist"].shape[1])

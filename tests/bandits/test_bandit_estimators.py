@@ -10,14 +10,16 @@ from recforge.bandits.estimators import (
     DirectMethod,
     DoublyRobust,
     DRShrinkage,
+    DRShrinkageConfig,
     OPEInput,
     SwitchDR,
+    SwitchDRConfig,
     estimate_all,
     make_estimator,
     ope_input,
 )
-from recforge.bandits.logged import LoggedFeedback
 from recforge.bandits.simulators import ContextualBanditEnv, ContextualConfig
+from recforge.data.feedback import LoggedFeedback
 from recforge.errors import ConfigError, DataError
 
 REPS, N = 40, 1500
@@ -81,10 +83,10 @@ def test_limits_of_the_tuned_estimators():
     inp = _input()
     dr = DoublyRobust().estimate(inp, n_boot=0).value
     dm = DirectMethod().estimate(inp, n_boot=0).value
-    assert SwitchDR(tau=1e12).estimate(inp, n_boot=0).value == pytest.approx(dr)
-    assert SwitchDR(tau=1e-12).estimate(inp, n_boot=0).value == pytest.approx(dm)
-    assert DRShrinkage(lambda_=1e12).estimate(inp, n_boot=0).value == pytest.approx(dr, rel=1e-6)
-    assert DRShrinkage(lambda_=1e-12).estimate(inp, n_boot=0).value == pytest.approx(dm, rel=1e-6)
+    assert SwitchDR(SwitchDRConfig(tau=1e12)).estimate(inp, n_boot=0).value == pytest.approx(dr)
+    assert SwitchDR(SwitchDRConfig(tau=1e-12)).estimate(inp, n_boot=0).value == pytest.approx(dm)
+    assert DRShrinkage(DRShrinkageConfig(lam=1e12)).estimate(inp, n_boot=0).value == pytest.approx(dr, rel=1e-6)
+    assert DRShrinkage(DRShrinkageConfig(lam=1e-12)).estimate(inp, n_boot=0).value == pytest.approx(dm, rel=1e-6)
 
 
 def test_hand_computed_values():
@@ -94,12 +96,13 @@ def test_hand_computed_values():
     assert IPS().estimate(inp, n_boot=0).value == pytest.approx((2 + 0 + 2) / 3)
     assert SNIPS().estimate(inp, n_boot=0).value == pytest.approx(4 / w.sum())
     assert DoublyRobust().estimate(inp, n_boot=0).value == pytest.approx(0.4 + np.mean(w * np.array([0.5, -0.5, 0.5])))
-    assert make_estimator("sndr").estimate(inp, n_boot=0).value == pytest.approx(0.4 + (1 - 0.5 + 1) / 5)
+    assert make_estimator({"name": "sndr"}).estimate(inp, n_boot=0).value == pytest.approx(0.4 + (1 - 0.5 + 1) / 5)
 
 
 def test_tuning_picks_a_candidate_and_reports_it():
-    est = SwitchDR(tau=5.0, candidates=(1.0, 5.0, 1e9)).estimate(_input(), n_boot=50)
+    est = make_estimator({"name": "switch-dr", "tau": 5.0, "candidates": [1.0, 5.0, 1e9]}).estimate(_input(), n_boot=50)
     assert est.info["tau"] in (1.0, 5.0, 1e9)
+    assert make_estimator({"name": "dr-os", "lam": 7}).estimate(_input(), n_boot=0).info == {"lambda": 7.0}
 
 
 def test_grouped_bootstrap_matches_exact_width():
@@ -151,11 +154,13 @@ def test_ope_input_errors(kwargs, error, match):
         (lambda: OPEInput(np.ones(2), np.ones(3), np.ones(2)), DataError, "pscore must have shape"),
         (lambda: OPEInput(np.ones(2), np.zeros(2), np.ones(2)), DataError, "0 < p <= 1"),
         (lambda: OPEInput(np.ones(2), np.ones(2), np.full(2, 2.0)), DataError, "pi_e"),
-        (lambda: SwitchDR(tau=0.0), ConfigError, "must be > 0"),
-        (lambda: DRShrinkage(candidates=()), ConfigError, "must be > 0"),
-        (lambda: make_estimator("magic"), ConfigError, "unknown estimator 'magic'"),
-        (lambda: make_estimator("ips", tau=3), ConfigError, "estimator 'ips'"),
+        (lambda: SwitchDRConfig(tau=0.0), ConfigError, "must be > 0"),
+        (lambda: DRShrinkageConfig(candidates=(1.0, -2.0)), ConfigError, "must be > 0"),
+        (lambda: make_estimator({"name": "magic"}), ConfigError, "unknown estimator 'magic'"),
+        (lambda: make_estimator({"name": "ips", "tau": 3}), ConfigError, "unknown config key"),
         (lambda: IPS().estimate(_input(), alpha=1.5), ConfigError, "alpha"),
+        (lambda: make_estimator({"tau": 3}), ConfigError, "name is required"),
+        (lambda: SwitchDR(DRShrinkageConfig()), ConfigError, "expects a SwitchDRConfig"),
     ],
 )
 def test_estimator_errors(call, error, match):

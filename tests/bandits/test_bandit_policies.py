@@ -11,8 +11,8 @@ from recforge.errors import ConfigError
 
 
 def _regret(policy: str, rounds: int, seed: int, env_params: dict, batch_size: int = 1, **params) -> float:
-    env = make_env("contextual", env_params)
-    return float(simulate(env, make_policy(policy, env, params, seed=seed), rounds, batch_size=batch_size).cumulative_regret[-1])
+    env = make_env({"name": "contextual", **env_params})
+    return float(simulate(env, make_policy({"name": policy, **params}, env, seed=seed), rounds, batch_size=batch_size).cumulative_regret[-1])
 
 
 MAB = {"n_actions": 5, "dim": 1, "seed": 3}  # dim=1: the context is the constant 1, a Bernoulli multi-armed bandit
@@ -35,9 +35,9 @@ def test_mab_policies_beat_uniform(policy):
 @pytest.mark.parametrize("policy, reward", [("linucb", "linear"), ("linear-ts", "linear"), ("logistic-ts", "bernoulli")])
 def test_contextual_policies_learn(policy, reward):
     env_params = {"n_actions": 10, "dim": 5, "reward": reward, "seed": 2}
-    env = make_env("contextual", env_params)
-    res = simulate(env, make_policy(policy, env, seed=0), 6000, batch_size=50)
-    uniform = simulate(make_env("contextual", env_params), make_policy("uniform", env), 6000, batch_size=50)
+    env = make_env({"name": "contextual", **env_params})
+    res = simulate(env, make_policy({"name": policy}, env, seed=0), 6000, batch_size=50)
+    uniform = simulate(make_env({"name": "contextual", **env_params}), make_policy({"name": "uniform"}, env), 6000, batch_size=50)
     assert res.cumulative_regret[-1] < 0.5 * uniform.cumulative_regret[-1]
     per_round = np.diff(res.cumulative_regret, prepend=0.0)
     assert per_round[-2000:].mean() < 0.5 * per_round[:1000].mean()  # it keeps learning
@@ -45,8 +45,8 @@ def test_contextual_policies_learn(policy, reward):
 
 @pytest.mark.parametrize("policy", ["uniform", "epsilon-greedy", "ucb1", "bernoulli-ts", "gaussian-ts", "in-slate-ts"])
 def test_slate_policies_return_distinct_items(policy):
-    env = make_env("slate", {"n_items": 8, "len_list": 3})
-    pol = make_policy(policy, env, seed=1)
+    env = make_env({"name": "slate", "n_items": 8, "len_list": 3})
+    pol = make_policy({"name": policy}, env, seed=1)
     res = simulate(env, pol, 3000, batch_size=10)
     slates = pol.select(None, 200)
     assert slates.shape == (200, 3)
@@ -63,8 +63,8 @@ def test_bts_action_dist_sums_to_one_per_slot():
 
 
 def test_epsilon_greedy_action_dist_matches_its_choices():
-    env = make_env("contextual", MAB)
-    pol = make_policy("epsilon-greedy", env, {"epsilon": 0.3}, seed=0)
+    env = make_env({"name": "contextual", **MAB})
+    pol = make_policy({"name": "epsilon-greedy", "epsilon": 0.3}, env, seed=0)
     simulate(env, pol, 500)
     dist = pol.action_dist()
     freq = np.bincount(pol.select(None, 20_000)[:, 0], minlength=5) / 20_000
@@ -82,17 +82,17 @@ def test_top_k_matches_full_sort():
     [
         (lambda: EpsilonGreedyConfig(epsilon=1.5), "epsilon"),
         (lambda: UCB1Config(c=-1.0), "c must be"),
-        (lambda: make_policy("ucb1", make_env("contextual", MAB), {"alpha": 1.0}), "unknown config key"),
-        (lambda: make_policy("linucb", make_env("slate", {})), "needs contexts"),
-        (lambda: make_policy("linucb", make_env("contextual", MAB), {"reg": 0.0}), "reg must be > 0"),
-        (lambda: make_policy("periodic", make_env("contextual", MAB)), "needs the 'recovering' environment"),
-        (lambda: make_policy("thompson", make_env("contextual", MAB)), "unknown policy 'thompson'"),
-        (lambda: make_env("contextual", {"n_actions": 1}), "n_actions"),
-        (lambda: make_env("contextual", {"reward": "poisson"}), "reward"),
-        (lambda: make_env("bandit-world"), "unknown environment"),
+        (lambda: make_policy({"name": "ucb1", "alpha": 1.0}, make_env({"name": "contextual", **MAB})), "unknown config key"),
+        (lambda: make_policy({"name": "linucb"}, make_env({"name": "slate"})), "needs contexts"),
+        (lambda: make_policy({"name": "linucb", "reg": 0.0}, make_env({"name": "contextual", **MAB})), "reg must be > 0"),
+        (lambda: make_policy({"name": "periodic"}, make_env({"name": "contextual", **MAB})), "needs an environment that declares its recovery curves"),
+        (lambda: make_policy({"name": "thompson"}, make_env({"name": "contextual", **MAB})), "unknown policy 'thompson'"),
+        (lambda: make_env({"name": "contextual", "n_actions": 1}), "n_actions"),
+        (lambda: make_env({"name": "contextual", "reward": "poisson"}), "reward"),
+        (lambda: make_env({"name": "bandit-world"}), "unknown environment"),
         (lambda: BernoulliTS(3, prior_alpha=np.ones(2)), "prior_alpha"),
         (lambda: BernoulliTS(3, len_list=4), "len_list"),
-        (lambda: simulate(make_env("contextual", MAB), make_policy("ucb1", make_env("contextual", MAB)), 0), "n_rounds"),
+        (lambda: simulate(make_env({"name": "contextual", **MAB}), make_policy({"name": "ucb1"}, make_env({"name": "contextual", **MAB})), 0), "n_rounds"),
     ],
 )
 def test_policy_config_errors(call, match):

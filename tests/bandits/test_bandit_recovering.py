@@ -10,8 +10,8 @@ from recforge.errors import ConfigError
 
 
 def _mean_reward(policy: str, seed: int, rounds: int = 6000) -> float:
-    env = make_env("recovering", {"n_arms": 5, "z_max": 10, "seed": seed})
-    return simulate(env, make_policy(policy, env, seed=seed), rounds).expected.mean()
+    env = make_env({"name": "recovering", "n_arms": 5, "z_max": 10, "seed": seed})
+    return simulate(env, make_policy({"name": policy}, env, seed=seed), rounds).expected.mean()
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -23,7 +23,7 @@ def test_periodic_beats_recovery_ignorant_ucb(seed):
 
 
 def test_plan_is_feasible_and_bound_holds():
-    env = make_env("recovering", {"n_arms": 6, "z_max": 8, "seed": 5})
+    env = make_env({"name": "recovering", "n_arms": 6, "z_max": 8, "seed": 5})
     periods, bound = plan_periods(env.curves)
     rate = sum(1.0 / p for p in periods if p > 0)
     assert rate <= 1.0 + 1e-9
@@ -33,7 +33,7 @@ def test_plan_is_feasible_and_bound_holds():
 
 
 def test_idle_time_drives_the_reward():
-    env = make_env("recovering", {"n_arms": 2, "z_max": 5, "seed": 0, "noise": "gaussian"})
+    env = make_env({"name": "recovering", "n_arms": 2, "z_max": 5, "seed": 0, "noise": "gaussian"})
     first = env.step(None, np.array([[0]]))[1][0]
     again = env.step(None, np.array([[0]]))[1][0]  # pulled right after: idle time 1, depleted
     assert first == pytest.approx(env.mu[0]) and again < first

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from recforge.bandits.build import make_env, make_policy
-from recforge.bandits.logged import LoggedFeedback
 from recforge.bandits.replay import replay
 from recforge.bandits.simulators import ContextualBanditEnv, ContextualConfig, simulate
+from recforge.data.feedback import LoggedFeedback
 from recforge.errors import ConfigError
 
 CFG = ContextualConfig(n_actions=5, dim=1, seed=3)  # Bernoulli 5-armed bandit
@@ -15,7 +15,7 @@ CFG = ContextualConfig(n_actions=5, dim=1, seed=3)  # Bernoulli 5-armed bandit
 def test_replay_of_uniform_is_the_mean_click():
     env = ContextualBanditEnv(CFG)
     logs = env.log(20_000, lambda x: np.full((len(x), 5), 0.2))
-    res = replay(make_policy("uniform", env, seed=0), logs)
+    res = replay(make_policy({"name": "uniform"}, env, seed=0), logs)
     assert res.ci_low <= env.policy_value(lambda x: np.full((len(x), 5), 0.2)) <= res.ci_high
     assert 0.15 * 20_000 < res.n_matched < 0.25 * 20_000
 
@@ -23,8 +23,8 @@ def test_replay_of_uniform_is_the_mean_click():
 def test_replay_of_ucb1_matches_its_online_reward():
     env = ContextualBanditEnv(CFG)
     logs = env.log(25_000, lambda x: np.full((len(x), 5), 0.2))
-    res = replay(make_policy("ucb1", env, seed=0), logs)
-    online = np.mean([simulate(ContextualBanditEnv(CFG), make_policy("ucb1", env, seed=s), res.n_matched).expected.mean()
+    res = replay(make_policy({"name": "ucb1"}, env, seed=0), logs)
+    online = np.mean([simulate(ContextualBanditEnv(CFG), make_policy({"name": "ucb1"}, env, seed=s), res.n_matched).expected.mean()
                       for s in range(2)])
     assert res.ci_low - 0.01 <= online <= res.ci_high + 0.01
     uniform_value = env.policy_value(lambda x: np.full((len(x), 5), 0.2))
@@ -32,12 +32,12 @@ def test_replay_of_ucb1_matches_its_online_reward():
 
 
 def test_replay_slates_match_on_the_logged_slot():
-    env = make_env("slate", {"n_items": 6, "len_list": 3})
+    env = make_env({"name": "slate", "n_items": 6, "len_list": 3})
     rng = np.random.default_rng(0)
     n = 3000
     logs = LoggedFeedback(action=rng.integers(0, 6, n), reward=(rng.random(n) < 0.2).astype(float), pscore=np.full(n, 1 / 6),
                           n_actions=6, position=rng.integers(0, 3, n), len_list=3)
-    res = replay(make_policy("bernoulli-ts", env, seed=0), logs, batch_size=10)
+    res = replay(make_policy({"name": "bernoulli-ts"}, env, seed=0), logs, batch_size=10)
     assert 0.1 * n < res.n_matched < 0.25 * n
 
 
@@ -53,4 +53,4 @@ def test_replay_errors(pscore, policy, kwargs, match):
     env = ContextualBanditEnv(CFG)
     logs = LoggedFeedback(action=np.zeros(100, dtype=int), reward=np.zeros(100), pscore=pscore, n_actions=5)
     with pytest.raises(ConfigError, match=match):
-        replay(make_policy(policy, env), logs, **kwargs)
+        replay(make_policy({"name": policy}, env), logs, **kwargs)

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from recforge.bandits.estimators import DirectMethod, ope_input
-from recforge.bandits.logged import LoggedFeedback
 from recforge.bandits.refit import refit_bootstrap
 from recforge.bandits.reward_model import LogisticRewardModel, cross_fitted
+from recforge.data.feedback import LoggedFeedback
 from recforge.errors import ConfigError, NotFittedError
 
 

@@ -1,29 +1,25 @@
-"""Build environments and policies by registry name from plain parameter dicts (used by the CLI and benchmarks)."""
+"""Build environments and policies from specs ``{"name": <registry key>, **config fields}`` (the CLI, benchmarks and
+run configs spell every registered thing this way; ``recforge.registry.configured`` resolves it)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-from recforge.config import from_dict
-from recforge.errors import ConfigError
-from recforge.registry import resolve
+from recforge.bandits.env import ActionSpace, SimEnv
+from recforge.bandits.policies.base import BanditPolicy
+from recforge.registry import configured
 
 
-def make_env(name: str, params: dict[str, Any] | None = None) -> Any:
-    """Environment ``name`` (``recforge.registry.ENVIRONMENTS``) with its config built strictly from ``params``."""
-    env_cls = resolve("environment", name)
-    return env_cls(from_dict(env_cls.config_class, params or {}))
+def make_env(spec: Mapping[str, Any]) -> SimEnv:
+    """The environment ``spec["name"]`` (``recforge.registry.ENVIRONMENTS``) with its config built strictly from the
+    other fields, e.g. ``{"name": "contextual", "n_actions": 10}``."""
+    cls, config = configured("environment", spec, prefix="env.")
+    return cls(config)
 
 
-def make_policy(name: str, env: Any, params: dict[str, Any] | None = None, seed: int = 0) -> Any:
-    """Policy ``name`` (``recforge.registry.POLICIES``) sized for ``env``; ``params`` fill its config dataclass.
-
-    "periodic" is planned with the environment's true recovery curves (an oracle), "periodic-ucb" gets its z_max."""
-    cls = resolve("policy", name)
-    config = from_dict(cls.config_class, params or {})
-    kwargs: dict[str, Any] = {"config": config, "seed": seed, "len_list": env.len_list, "dim": env.dim}
-    if name in ("periodic", "periodic-ucb"):
-        if not hasattr(env, "curves"):
-            raise ConfigError(f"policy {name!r} needs the 'recovering' environment")
-        kwargs["curves" if name == "periodic" else "z_max"] = env.curves if name == "periodic" else env.config.z_max
-    return cls(env.n_actions, **kwargs)
+def make_policy(spec: Mapping[str, Any], env: SimEnv | ActionSpace, seed: int = 0) -> BanditPolicy:
+    """The policy ``spec["name"]`` (``recforge.registry.POLICIES``) with its config from the other fields, sized for
+    ``env`` by the policy's own :meth:`~recforge.bandits.policies.base.BanditPolicy.from_env`."""
+    cls, config = configured("policy", spec, prefix=f"{spec.get('name', 'policy')}.")
+    return cls.from_env(env, config, seed=seed)

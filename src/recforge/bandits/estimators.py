@@ -4,20 +4,24 @@ Notation: n logged rounds i with context x_i, action a_i (at position k_i), rewa
 p_i = pi_b(a_i | x_i, k_i). The evaluation policy's probability of the logged action is pi_e(a_i | x_i, k_i), the importance
 weight w_i = pi_e / p_i. A reward model q(x, a, k) ~ E[r | x, a, k] gives q_i = q(x_i, a_i, k_i) and
 qpi_i = sum_a pi_e(a | x_i, k_i) q(x_i, a, k_i). All estimators read these five arrays from :class:`OPEInput`.
+
+Every estimator is a ``recforge.protocols.Estimator`` registered in ``recforge.registry.ESTIMATORS`` with a config
+dataclass (``config_class``); :func:`make_estimator` builds one from ``{"name": <key>, **fields}``.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import numpy as np
 
 from recforge.bandits.bootstrap import bootstrap_stat
-from recforge.bandits.logged import LoggedFeedback
+from recforge.data.feedback import LoggedFeedback
 from recforge.errors import ConfigError, DataError
-from recforge.registry import resolve
+from recforge.registry import configured
 
 logger = logging.getLogger(__name__)
 
@@ -142,10 +146,22 @@ def _mean_plus_ratio(m: np.ndarray) -> np.ndarray:
     return m[:, 0] + m[:, 1] / m[:, 2]
 
 
-class Estimator:
+@dataclass(frozen=True)
+class EstimatorConfig:
+    """An estimator with nothing to tune."""
+
+
+class OffPolicyEstimator:
     """Base: subclasses return (columns (n, k), stat) from :meth:`terms`; :meth:`estimate` adds the bootstrap CI."""
 
-    name = "base"
+    name: ClassVar[str] = "base"
+    config_class: ClassVar[type] = EstimatorConfig
+
+    def __init__(self, config: Any = None):
+        self.config = config if config is not None else self.config_class()
+        if not isinstance(self.config, self.config_class):
+            raise ConfigError(f"estimator {self.name!r} expects a {self.config_class.__name__}, "
+                              f"got {type(self.config).__name__}")
 
     def terms(self, inp: OPEInput) -> Terms:
         raise NotImplementedError
@@ -160,7 +176,7 @@ class Estimator:
         return {}
 
 
-class DirectMethod(Estimator):
+class DirectMethod(OffPolicyEstimator):
     """DM: V = (1/n) sum_i qpi_i. Unbiased only if the reward model is (Beygelzimer & Langford 2009; Dudik et al. 2011)."""
 
     name = "dm"
@@ -170,7 +186,7 @@ class DirectMethod(Estimator):
         return q_pi[:, None], _mean
 
 
-class IPS(Estimator):
+class IPS(OffPolicyEstimator):
     """IPS: V = (1/n) sum_i w_i r_i with w_i = pi_e(a_i|x_i)/p_i. Unbiased when p_i > 0 wherever pi_e > 0
     (Horvitz & Thompson 1952; Strehl et al. 2010)."""
 
@@ -180,7 +196,7 @@ class IPS(Estimator):
         return (inp.weight * inp.reward)[:, None], _mean
 
 
-class SNIPS(Estimator):
+class SNIPS(OffPolicyEstimator):
     """Self-normalised IPS: V = sum_i w_i r_i / sum_i w_i. Slightly biased, lower variance (Swaminathan & Joachims 2015)."""
 
     name = "snips"
@@ -190,7 +206,7 @@ class SNIPS(Estimator):
         return np.stack([w * inp.reward, w], axis=1), _ratio
 
 
-class DoublyRobust(Estimator):
+class DoublyRobust(OffPolicyEstimator):
     """DR: V = (1/n) sum_i [qpi_i + w_i (r_i - q_i)]. Unbiased if either the propensities or the reward model are correct
     (Dudik, Langford & Li 2011)."""
 
@@ -205,7 +221,7 @@ class DoublyRobust(Estimator):
         return (q_pi + self.shrink(inp.weight) * (inp.reward - q))[:, None], _mean
 
 
-class SNDR(Estimator):
+class SNDR(OffPolicyEstimator):
     """Self-normalised DR: V = (1/n) sum_i qpi_i + sum_i w_i (r_i - q_i) / sum_i w_i (Kallus & Uehara 2019)."""
 
     name = "sndr"
@@ -216,16 +232,40 @@ class SNDR(Estimator):
         return np.stack([q_pi, w * (inp.reward - q), w], axis=1), _mean_plus_ratio
 
 
+def _check_tuned(param: str, value: float, candidates: tuple[float, ...]) -> None:
+    if not value > 0 or any(not c > 0 for c in candidates):
+        raise ConfigError(f"{param} and its candidates must be > 0, got {value!r} / {list(candidates)!r}")
+
+
+@dataclass(frozen=True)
+class SwitchDRConfig:
+    tau: float = 100.0  # weights above tau fall back to DM
+    candidates: tuple[float, ...] = ()  # when given, tau is tuned among these (estimated MSE)
+
+    def __post_init__(self) -> None:
+        _check_tuned("tau", self.tau, self.candidates)
+
+
+@dataclass(frozen=True)
+class DRShrinkageConfig:
+    lam: float = 100.0  # shrinkage lambda: inf = DR, 0 = DM
+    candidates: tuple[float, ...] = ()  # when given, lambda is tuned among these (estimated MSE)
+
+    def __post_init__(self) -> None:
+        _check_tuned("lam", self.lam, self.candidates)
+
+
 class _Tuned(DoublyRobust):
-    """A DR variant with one hyperparameter; ``candidates`` (when given) are tuned by minimising an estimated MSE:
-    var(terms)/n + bias^2, with the bias estimated against plain DR's residual term (Su et al. 2020, Sec. 5)."""
+    """A DR variant with one hyperparameter (config field ``param_field``); ``candidates`` (when given) are tuned by
+    minimising an estimated MSE: var(terms)/n + bias^2, with the bias estimated against plain DR's residual term (Su et
+    al. 2020, Sec. 5). The value used is reported in ``info`` as ``param_name``."""
 
-    param_name = "param"
+    param_field: ClassVar[str] = "param"
+    param_name: ClassVar[str] = "param"
 
-    def __init__(self, param: float, candidates: tuple[float, ...] | None = None):
-        if not param > 0 or (candidates is not None and (not candidates or min(candidates) <= 0)):
-            raise ConfigError(f"{self.param_name} and its candidates must be > 0, got {param!r} / {candidates!r}")
-        self.param, self.candidates, self.chosen = float(param), candidates, float(param)
+    def __init__(self, config: Any = None):
+        super().__init__(config)
+        self.chosen = float(getattr(self.config, self.param_field))
 
     def _shrink_with(self, w: np.ndarray, param: float) -> np.ndarray:
         raise NotImplementedError
@@ -234,11 +274,11 @@ class _Tuned(DoublyRobust):
         return self._shrink_with(w, self.chosen)
 
     def terms(self, inp: OPEInput) -> Terms:
-        if self.candidates:
+        if self.config.candidates:
             q, q_pi = inp.need_model(self.name)
             w, resid, n = inp.weight, inp.reward - q, len(inp.reward)
-            best, best_mse = self.param, np.inf
-            for c in self.candidates:
+            best, best_mse = float(getattr(self.config, self.param_field)), np.inf
+            for c in self.config.candidates:
                 ws = self._shrink_with(w, c)
                 bias = float(np.mean((w - ws) * resid))
                 mse = float(np.var(q_pi + ws * resid)) / n + bias * bias
@@ -256,10 +296,8 @@ class SwitchDR(_Tuned):
     (Wang, Agarwal & Dudik 2017)."""
 
     name = "switch-dr"
-    param_name = "tau"
-
-    def __init__(self, tau: float = 100.0, candidates: tuple[float, ...] | None = None):
-        super().__init__(tau, candidates)
+    config_class = SwitchDRConfig
+    param_field = param_name = "tau"
 
     def _shrink_with(self, w: np.ndarray, param: float) -> np.ndarray:
         return np.where(w <= param, w, 0.0)
@@ -270,23 +308,18 @@ class DRShrinkage(_Tuned):
     (Su, Dimakopoulou, Krishnamurthy & Dudik 2020). lambda -> inf recovers DR, lambda -> 0 recovers DM."""
 
     name = "dr-os"
-    param_name = "lambda"
-
-    def __init__(self, lambda_: float = 100.0, candidates: tuple[float, ...] | None = None):
-        super().__init__(lambda_, candidates)
+    config_class = DRShrinkageConfig
+    param_field, param_name = "lam", "lambda"
 
     def _shrink_with(self, w: np.ndarray, param: float) -> np.ndarray:
         return param * w / (w * w + param)
 
 
-def make_estimator(name: str, **params: float) -> Estimator:
-    """Build a registered estimator by name (see ``recforge.registry.ESTIMATORS``)."""
-
-    cls = resolve("estimator", name)
-    try:
-        return cls(**params)
-    except TypeError as exc:
-        raise ConfigError(f"estimator {name!r}: {exc}") from None
+def make_estimator(spec: Mapping[str, Any]) -> OffPolicyEstimator:
+    """The estimator ``spec["name"]`` (``recforge.registry.ESTIMATORS``) with its config from the other fields, e.g.
+    ``{"name": "switch-dr", "tau": 50.0}``."""
+    cls, config = configured("estimator", spec, prefix=f"{spec.get('name', 'estimator')}.")
+    return cls(config)
 
 
 def estimate_all(
@@ -299,5 +332,5 @@ def estimate_all(
         if inp.q_pi is None and name in ("dm", "dr", "sndr", "switch-dr", "dr-os"):
             logger.info("skipping %s: no reward model", name)
             continue
-        out.append(make_estimator(name).estimate(inp, n_boot=n_boot, alpha=alpha, seed=seed))
+        out.append(make_estimator({"name": name}).estimate(inp, n_boot=n_boot, alpha=alpha, seed=seed))
     return out

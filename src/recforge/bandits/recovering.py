@@ -18,18 +18,30 @@ nondecreasing), and re-plans with the optimistic curves at the start of epochs o
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Literal, Protocol, Self, runtime_checkable
 
 import numpy as np
 
-from recforge.bandits.policies.base import Policy
+from recforge.bandits.env import ActionSpace, SimEnv
+from recforge.bandits.policies.base import BanditPolicy
+from recforge.config import check_choices
 from recforge.errors import ConfigError
+
+
+@runtime_checkable
+class RecoveryCurves(Protocol):
+    """An environment that declares its true recovery curves (what the periodic policies plan with)."""
+
+    def recovery_curves(self) -> np.ndarray:
+        """Expected reward r_k(z) of arm k pulled after z = 1..z_max idle rounds, shape (K, z_max)."""
+        ...
 
 
 @dataclass(frozen=True)
 class RecoveringConfig:
     n_arms: int = 5
     z_max: int = 10  # idle rounds after which every arm is fully recovered
-    noise: str = "bernoulli"  # "bernoulli" rewards in {0, 1} or "gaussian" with std 0.1
+    noise: Literal["bernoulli", "gaussian"] = "bernoulli"  # rewards in {0, 1}, or Gaussian with std 0.1
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -37,22 +49,19 @@ class RecoveringConfig:
             raise ConfigError(f"n_arms must be >= 2, got {self.n_arms!r}")
         if self.z_max < 1:
             raise ConfigError(f"z_max must be >= 1, got {self.z_max!r}")
-        if self.noise not in ("bernoulli", "gaussian"):
-            raise ConfigError(f"noise must be 'bernoulli' or 'gaussian', got {self.noise!r}")
+        check_choices(self)
 
 
-class RecoveringEnv:
+class RecoveringEnv(SimEnv):
     """r_k(z) = mu_k * min(1, (z / d_k)^0.7) for idle time z >= 1 (capped at z_max), with peak mu_k ~ U(0.3, 0.9) and
     recovery time d_k ~ U{2..z_max}: the best arms recover slowly, so pulling them every round is poor."""
 
     sequential = True
-    dim = 0
-    len_list = 1
     config_class = RecoveringConfig
 
     def __init__(self, config: RecoveringConfig | None = None):
         self.config = c = config or RecoveringConfig()
-        self.n_actions = c.n_arms
+        self.n_actions, self.len_list, self.dim = c.n_arms, 1, 0
         rng = np.random.default_rng(c.seed)
         self.mu = rng.uniform(0.3, 0.9, c.n_arms)
         self.recovery = rng.integers(2, c.z_max + 1, c.n_arms) if c.z_max >= 2 else np.ones(c.n_arms, dtype=int)
@@ -64,6 +73,10 @@ class RecoveringEnv:
 
     def contexts(self, n: int) -> None:
         return None
+
+    def recovery_curves(self) -> np.ndarray:
+        """The true curves r_k(z), (K, z_max)."""
+        return self.curves
 
     def current_means(self) -> np.ndarray:
         """Expected reward of pulling each arm now, (K,)."""
@@ -78,7 +91,7 @@ class RecoveringEnv:
             r = mean + 0.1 * float(self.rng.standard_normal())
         self.idle += 1
         self.idle[a] = 1  # idle time counts rounds since the last pull: pulled again next round means z = 1
-        return np.array([[r]]), np.array([mean]), np.array([self._bound])
+        return np.array([[r]]), np.array([[mean]]), np.array([self._bound])
 
 
 def plan_periods(curves: np.ndarray, iters: int = 60) -> tuple[np.ndarray, float]:
@@ -109,7 +122,7 @@ def plan_periods(curves: np.ndarray, iters: int = 60) -> tuple[np.ndarray, float
     return periods, float(bound)
 
 
-class _Scheduled(Policy):
+class _Scheduled(BanditPolicy):
     """Stride scheduling of a periodic plan; idle slots go to the arm with the best current (estimated) reward."""
 
     state_arrays = ("idle", "periods", "due")
@@ -123,6 +136,13 @@ class _Scheduled(Policy):
         self.idle = np.full(self.n_actions, z_max)
         self.periods = np.zeros(self.n_actions, dtype=int)
         self.due = np.zeros(self.n_actions)
+
+    @staticmethod
+    def _curves_of(env: SimEnv | ActionSpace, name: str) -> np.ndarray:
+        if not isinstance(env, RecoveryCurves):
+            raise ConfigError(f"policy {name!r} needs an environment that declares its recovery curves "
+                              f"(e.g. 'recovering'), got {type(env).__name__}")
+        return env.recovery_curves()
 
     def set_plan(self, periods: np.ndarray) -> None:
         self.periods = periods.astype(int)
@@ -161,6 +181,11 @@ class PeriodicOracle(_Scheduled):
     state_arrays = _Scheduled.state_arrays + ("curves",)
 
     @classmethod
+    def from_env(cls, env: SimEnv | ActionSpace, config: Any = None, seed: int = 0) -> Self:
+        """Planned with the environment's true curves (an oracle)."""
+        return cls(env.n_actions, len_list=env.len_list, config=config, seed=seed, curves=cls._curves_of(env, cls.name))
+
+    @classmethod
     def _load_kwargs(cls, scalars: dict, arrays: dict) -> dict:
         return {"curves": arrays["curves"]}
 
@@ -191,6 +216,12 @@ class PeriodicUCB(_Scheduled):
     config_class = PeriodicUCBConfig
     state_arrays = _Scheduled.state_arrays + ("counts", "sums")
     state_scalars = _Scheduled.state_scalars + ("epoch_len", "next_plan")
+
+    @classmethod
+    def from_env(cls, env: SimEnv | ActionSpace, config: Any = None, seed: int = 0) -> Self:
+        """Knows only the environment's full-recovery time z_max (the setting's assumption), not its curves."""
+        z_max = cls._curves_of(env, cls.name).shape[1]
+        return cls(env.n_actions, len_list=env.len_list, config=config, seed=seed, z_max=z_max)
 
     @classmethod
     def _load_kwargs(cls, scalars: dict, arrays: dict) -> dict:

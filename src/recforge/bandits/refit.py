@@ -12,18 +12,10 @@ from collections.abc import Callable
 import numpy as np
 
 from recforge.bandits.estimators import Estimate, make_estimator, ope_input
-from recforge.bandits.logged import LoggedFeedback
+from recforge.data.feedback import LoggedFeedback
 from recforge.errors import ConfigError
 
 ModelFactory = Callable[[LoggedFeedback], Callable[[np.ndarray, np.ndarray], np.ndarray]]
-
-
-def _subset(fb: LoggedFeedback, rows: np.ndarray) -> LoggedFeedback:
-    return LoggedFeedback(
-        action=fb.action[rows], reward=fb.reward[rows], pscore=fb.pscore[rows], n_actions=fb.n_actions,
-        context=None if fb.context is None else fb.context[rows], position=None if fb.position is None else fb.position[rows],
-        len_list=fb.len_list,
-    )
 
 
 def refit_bootstrap(
@@ -43,13 +35,13 @@ def refit_bootstrap(
         raise ConfigError(f"n_boot must be >= 2, got {n_boot!r}")
     if not 0 < alpha < 1:
         raise ConfigError(f"alpha must be in (0, 1), got {alpha!r}")
-    estimators = [make_estimator(n) for n in names]
+    estimators = [make_estimator({"name": n}) for n in names]
     full = ope_input(feedback, action_dist, fit_model(feedback))
     values = [e.estimate(full, n_boot=0).value for e in estimators]
     rng = np.random.default_rng(seed)
     reps = np.empty((n_boot, len(estimators)))
     for b in range(n_boot):
-        fb = _subset(feedback, rng.integers(0, feedback.n_rounds, feedback.n_rounds))
+        fb = feedback.subset(rng.integers(0, feedback.n_rounds, feedback.n_rounds))
         inp = ope_input(fb, action_dist, fit_model(fb))
         reps[b] = [e.estimate(inp, n_boot=0).value for e in estimators]
     lo, hi = np.quantile(reps, [alpha / 2, 1 - alpha / 2], axis=0)

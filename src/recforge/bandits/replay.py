@@ -15,9 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from recforge.bandits.bootstrap import bootstrap_stat
-from recforge.bandits.logged import LoggedFeedback
-from recforge.bandits.policies.base import Policy
+from recforge.data.feedback import LoggedFeedback
 from recforge.errors import ConfigError
+from recforge.protocols import Policy
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +44,9 @@ def replay(
     """Replay ``policy`` on uniformly random logs (rows taken in their stored order, in batches of ``batch_size``).
 
     For slate logs the policy proposes a full slate and a row matches when the slate's item in the logged slot equals the
-    logged action. ``rtol``: how far propensities may deviate from 1/n_actions before the log is rejected as non-uniform.
+    logged action. The log's contexts (when it has them) are handed to the policy; a policy that needs contexts on a
+    log without them raises a ConfigError. ``rtol``: how far propensities may deviate from 1/n_actions before the log
+    is rejected as non-uniform.
     """
     if batch_size < 1:
         raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
@@ -55,9 +57,7 @@ def replay(
     if not np.allclose(feedback.pscore, uniform, rtol=rtol):
         raise ConfigError(f"replay needs uniformly random logs (pscore = 1/n_actions = {uniform:.6g}); got pscores in "
                           f"[{feedback.pscore.min():.6g}, {feedback.pscore.max():.6g}] -- use an off-policy estimator instead")
-    if policy.needs_context and feedback.context is None:
-        raise ConfigError(f"policy {policy.name!r} needs contexts but the log has none")
-    ctx = feedback.context if policy.needs_context else None
+    ctx = feedback.context
     pos = feedback.pos()
     kept: list[np.ndarray] = []
     for start in range(0, feedback.n_rounds, batch_size):
@@ -75,5 +75,5 @@ def replay(
     if len(rewards) == 0:
         raise ConfigError(f"no logged row matched the policy's choices in {feedback.n_rounds} rows; use a longer log")
     value, lo, hi = bootstrap_stat(rewards[:, None], lambda mm: mm[:, 0], n_boot=n_boot, alpha=alpha, seed=seed)
-    logger.info("replay %s: %d of %d rows matched", policy.name, len(rewards), feedback.n_rounds)
+    logger.info("replay %s: %d of %d rows matched", type(policy).__name__, len(rewards), feedback.n_rounds)
     return ReplayResult(rewards, value, lo, hi, feedback.n_rounds)

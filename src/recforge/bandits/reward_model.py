@@ -13,7 +13,7 @@ import numpy as np
 from scipy.optimize import minimize
 from threadpoolctl import threadpool_limits
 
-from recforge.bandits.logged import LoggedFeedback
+from recforge.data.feedback import LoggedFeedback
 from recforge.errors import ConfigError, NotFittedError
 
 logger = logging.getLogger(__name__)

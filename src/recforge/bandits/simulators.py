@@ -1,9 +1,9 @@
 """Simulators with known ground truth: a contextual bandit, a slate environment (position-based or cascade clicks), and
-the :func:`simulate` loop shared with the recovering-reward environment (:mod:`recforge.bandits.recovering`).
+the :func:`simulate` loop shared with the recovering-reward and user-slate environments.
 
-Environment contract (batched like the policies):
-  contexts(n) -> (n, d) or None
-  step(context, actions (n, L)) -> (rewards (n, L), expected reward of the chosen slates (n,), best expected reward (n,))
+Every simulator is a :class:`~recforge.bandits.env.SimEnv`, i.e. a ``recforge.protocols.Environment`` (batched like the
+policies): ``contexts(n) -> (n, d) or None``; ``step(context, actions (n, L)) -> (rewards (n, L), expected rewards of
+the chosen slots (n, L), best expected slate reward (n,))``.
 """
 
 from __future__ import annotations
@@ -12,28 +12,19 @@ import itertools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from recforge.bandits.logged import LoggedFeedback
-from recforge.bandits.policies.base import Policy
+from recforge.bandits.env import SimEnv
+from recforge.bandits.policies.base import BanditPolicy
+from recforge.config import check_choices
+from recforge.data.feedback import LoggedFeedback
 from recforge.errors import ConfigError
+from recforge.protocols import Policy
 
 logger = logging.getLogger(__name__)
-
-
-class Environment(Protocol):
-    n_actions: int
-    dim: int
-    len_list: int
-    sequential: bool  # True when the state changes every round (then simulate() forces batch_size=1)
-    rng: np.random.Generator  # draws contexts and reward noise (the world itself is fixed by the config seed)
-
-    def contexts(self, n: int) -> np.ndarray | None: ...
-
-    def step(self, context: np.ndarray | None, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
@@ -59,24 +50,21 @@ class ContextualConfig:
             raise ConfigError(f"n_actions must be >= 2, got {self.n_actions!r}")
         if self.dim < 1:
             raise ConfigError(f"dim must be >= 1, got {self.dim!r}")
-        if self.reward not in ("linear", "bernoulli"):
-            raise ConfigError(f"reward must be 'linear' or 'bernoulli', got {self.reward!r}")
+        check_choices(self)
         if self.noise_std < 0:
             raise ConfigError(f"noise_std must be >= 0, got {self.noise_std!r}")
 
 
-class ContextualBanditEnv:
+class ContextualBanditEnv(SimEnv):
     """Contexts x ~ N(0, I_d) (plus a constant 1 in the last coordinate); q(x, a) = x.theta_a (linear) or
     sigmoid(x.theta_a) (Bernoulli), theta_a ~ N(0, I/d) drawn once from ``seed``. Ground truth q is exposed for OPE tests."""
 
-    sequential = False
-    len_list = 1
     config_class = ContextualConfig
 
     def __init__(self, config: ContextualConfig | None = None):
         self.config = config or ContextualConfig()
         c = self.config
-        self.n_actions, self.dim = c.n_actions, c.dim
+        self.n_actions, self.dim, self.len_list = c.n_actions, c.dim, 1
         rng = np.random.default_rng(c.seed)
         self.theta = rng.standard_normal((c.n_actions, c.dim)) / np.sqrt(c.dim)
         if c.reward == "bernoulli":
@@ -101,7 +89,7 @@ class ContextualBanditEnv:
             r = (self.rng.random(len(q)) < qa).astype(np.float64)
         else:
             r = qa + self.config.noise_std * self.rng.standard_normal(len(q))
-        return r[:, None], qa, q.max(axis=1)
+        return r[:, None], qa[:, None], q.max(axis=1)
 
     def softmax_policy(self, beta: float) -> Callable[[np.ndarray], np.ndarray]:
         """Policy x -> softmax(beta * q(x, .)): (n, d) -> (n, K). beta = 0 is uniform, large beta is near-greedy."""
@@ -137,13 +125,12 @@ class SlateConfig:
             raise ConfigError(f"n_items must be >= 2, got {self.n_items!r}")
         if not 1 <= self.len_list <= self.n_items:
             raise ConfigError(f"len_list must be in [1, n_items={self.n_items}], got {self.len_list!r}")
-        if self.click_model not in ("pbm", "cascade"):
-            raise ConfigError(f"click_model must be 'pbm' or 'cascade', got {self.click_model!r}")
+        check_choices(self)
         if self.eta < 0:
             raise ConfigError(f"eta must be >= 0, got {self.eta!r}")
 
 
-class SlateEnv:
+class SlateEnv(SimEnv):
     """Context-free slates of ``len_list`` distinct items with item attractiveness a_i ~ U(0.05, 0.5).
 
     PBM: slot k is clicked with probability b_k a_{s_k}, b_k = 1/(k+1)^eta (position bias, independent slots).
@@ -151,14 +138,12 @@ class SlateEnv:
     The reward of a slate is its number of clicks; its slot rewards are the per-slot clicks.
     """
 
-    sequential = False
-    dim = 0
     config_class = SlateConfig
 
     def __init__(self, config: SlateConfig | None = None):
         self.config = config or SlateConfig()
         c = self.config
-        self.n_actions, self.len_list = c.n_items, c.len_list
+        self.n_actions, self.len_list, self.dim = c.n_items, c.len_list, 0
         rng = np.random.default_rng(c.seed)
         self.attractiveness = rng.uniform(0.05, 0.5, c.n_items)
         self.position_bias = 1.0 / (np.arange(c.len_list) + 1.0) ** c.eta
@@ -185,8 +170,7 @@ class SlateEnv:
             attractive = self.rng.random(slates.shape) < self.attractiveness[slates]
             first = np.where(attractive.any(axis=1), attractive.argmax(axis=1), -1)
             clicks = (np.arange(self.len_list)[None, :] == first[:, None]).astype(np.float64)
-        expected = self.slot_click_probs(slates).sum(axis=1)
-        return clicks, expected, np.full(len(slates), self.best_value())
+        return clicks, self.slot_click_probs(slates), np.full(len(slates), self.best_value())
 
     def best_value(self) -> float:
         """Expected clicks of the best slate (most attractive items, best first: optimal for both click models)."""
@@ -292,7 +276,7 @@ class SimResult:
 
 
 def simulate(
-    env: Environment, policy: Policy, n_rounds: int, batch_size: int = 1, env_name: str = "env", noise_seed: int | None = None
+    env: SimEnv, policy: Policy, n_rounds: int, batch_size: int = 1, env_name: str = "env", noise_seed: int | None = None
 ) -> SimResult:
     """Run ``policy`` on ``env`` for n_rounds, selecting and updating once per batch (batch_size=1 is fully online).
 
@@ -310,7 +294,7 @@ def simulate(
     if env.sequential:
         batch_size = 1
     if noise_seed is not None:
-        env.rng = np.random.default_rng(noise_seed)
+        env.reseed(noise_seed)
     reward, expected, best = np.empty(n_rounds), np.empty(n_rounds), np.empty(n_rounds)
     # one BLAS thread: the per-batch matmuls are small (batch x arms x d), thread hand-offs cost more than they gain
     with threadpool_limits(1, user_api="blas"):
@@ -321,6 +305,7 @@ def simulate(
             r, e, b = env.step(x, actions)
             policy.update(x, actions, r)
             reward[start : start + m] = r.sum(axis=1)
-            expected[start : start + m] = e
+            expected[start : start + m] = e.sum(axis=1)
             best[start : start + m] = b
-    return SimResult(reward, expected, best, policy.name, env_name)
+    name = policy.name if isinstance(policy, BanditPolicy) else type(policy).__name__
+    return SimResult(reward, expected, best, name, env_name)

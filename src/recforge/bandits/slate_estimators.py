@@ -8,13 +8,14 @@ to slot k (pi(a_1..k), "cascade").
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
 from recforge.bandits.bootstrap import bootstrap_stat
-from recforge.bandits.estimators import Estimate
-from recforge.bandits.logged import LoggedFeedback
+from recforge.bandits.estimators import Estimate, EstimatorConfig
 from recforge.bandits.simulators import SlatePolicyProbs
+from recforge.data.feedback import LoggedFeedback
 from recforge.errors import ConfigError, DataError
 
 
@@ -66,7 +67,13 @@ def slate_ope_input(feedback: LoggedFeedback, evaluation: SlatePolicyProbs, slat
 
 
 class _SlateEstimator:
-    name = "slate"
+    """Base of the slate estimators (a ``recforge.protocols.Estimator`` on :class:`SlateOPEInput`); nothing to tune."""
+
+    name: ClassVar[str] = "slate"
+    config_class: ClassVar[type] = EstimatorConfig
+
+    def __init__(self, config: EstimatorConfig | None = None):
+        self.config = config if config is not None else EstimatorConfig()
 
     def row_terms(self, inp: SlateOPEInput) -> np.ndarray:
         """Per-row weighted rewards (n,); the estimate is the mean over slates of their per-slate sums."""

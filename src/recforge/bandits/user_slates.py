@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from recforge.bandits.env import SimEnv
 from recforge.errors import ConfigError
 
 
@@ -45,17 +46,15 @@ class UserSlateConfig:
             raise ConfigError(f"scale must be >= 0, got {self.scale!r}")
 
 
-class UserSlateEnv:
+class UserSlateEnv(SimEnv):
     """Users with planted group tastes; one softmax-with-no-click choice per slate (slot rewards are one-hot or zero)."""
 
-    sequential = False
-    dim = 1  # the context is the user id
     config_class = UserSlateConfig
 
     def __init__(self, config: UserSlateConfig | None = None):
         self.config = config or UserSlateConfig()
         c = self.config
-        self.n_actions, self.len_list = c.n_items, c.len_list
+        self.n_actions, self.len_list, self.dim = c.n_items, c.len_list, 1  # the context is the user id
         rng = np.random.default_rng(c.seed)
         protos = rng.standard_normal((c.n_groups, c.latent_dim))
         protos /= np.linalg.norm(protos, axis=1, keepdims=True)
@@ -88,4 +87,4 @@ class UserSlateEnv:
         u = self.rng.random((len(slates), 1))
         slot = (u > np.cumsum(probs, axis=1)).sum(axis=1)  # == L means no click
         clicks = (np.arange(self.len_list)[None, :] == slot[:, None]).astype(np.float64)
-        return clicks, probs.sum(axis=1), self.best[users]
+        return clicks, probs, self.best[users]

@@ -35,7 +35,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from recforge.bandits.policies.base import Policy
+from recforge.bandits.policies.base import BanditPolicy
+from recforge.config import check_choices
 from recforge.errors import ConfigError
 from recforge.threads import single_thread
 
@@ -62,10 +63,7 @@ class GRUSlateTSConfig:
         for k in ("lr", "prior_std", "init_std"):
             if not getattr(self, k) > 0:
                 raise ConfigError(f"{k} must be > 0, got {getattr(self, k)!r}")
-        if self.sample_per not in ("slot", "slate"):
-            raise ConfigError(f"sample_per must be 'slot' or 'slate', got {self.sample_per!r}")
-
-
+        check_choices(self)
 
 
 class _Net(nn.Module):
@@ -108,7 +106,7 @@ class _Net(nn.Module):
         return h[torch.arange(len(lengths)), lengths]
 
 
-class GRUSlateTS(Policy):
+class GRUSlateTS(BanditPolicy):
     """GRU user state + variational item vectors; slates filled greedily from Thompson draws (see module docstring)."""
 
     name = "gru-slate-ts"

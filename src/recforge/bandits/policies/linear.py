@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from recforge.bandits.policies.base import Policy
+from recforge.bandits.policies.base import BanditPolicy
 from recforge.errors import ConfigError
 
 
@@ -26,7 +26,7 @@ class LinearConfig:
             raise ConfigError(f"reg must be > 0, got {self.reg!r}")
 
 
-class _Ridge(Policy):
+class _Ridge(BanditPolicy):
     needs_context = True
     config_class = LinearConfig
     state_arrays = ("A", "b")
@@ -109,7 +109,7 @@ class LogisticTSConfig:
             raise ConfigError(f"scale must be >= 0, got {self.scale!r}")
 
 
-class LogisticTS(Policy):
+class LogisticTS(BanditPolicy):
     """Logistic Thompson sampling with an online Laplace approximation (Chapelle & Li 2011, full covariance): per action
     the posterior N(m_a, P_a^{-1}) is updated on each batch by Newton steps on the batch log-likelihood plus the Gaussian
     prior from the previous batch; P_a becomes the Hessian at the new mode. Rewards are clicks in {0, 1}."""

@@ -10,11 +10,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from recforge.bandits.policies.base import Policy
+from recforge.bandits.policies.base import BanditPolicy
 from recforge.errors import ConfigError
 
 
-class _Counting(Policy):
+class _Counting(BanditPolicy):
     state_arrays = ("counts", "sums")
 
     def __init__(self, *args, **kwargs):

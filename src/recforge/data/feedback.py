@@ -1,19 +1,30 @@
-"""Logged bandit feedback and the Open Bandit Dataset reader.
+"""Logged bandit feedback: exposures, propensities and slates, and the readers of logged files.
 
-``LoggedFeedback`` holds one row per logged (context, action[, position]) round of a behaviour policy. Slates are stored in
-long format: one row per slot, rows of one slate share ``slate_id`` and differ in ``position``.
+``LoggedFeedback`` holds one row per logged (context, action[, position]) round of a behaviour policy. Slates are stored
+in long format: one row per slot, rows of one slate share ``slate_id`` and differ in ``position``.
+
+Ids. The actions of a log form a fixed action set of ``n_actions`` items. Inside recforge an action is its *index* in
+that set, 0..n_actions-1: a column of an (n, n_actions) probability matrix or reward-model output, a row of a policy's
+per-action statistics. This is the one documented exception to the dense 1-based id convention
+(``recforge.data.vocab``): bandit maths indexes distributions over a fixed set, where a padding column would only get
+in the way. The two meet exactly: ``action_vocab`` maps the external ids of the logged file to dense ids 1..n_actions,
+and the action index is that dense id minus one (:func:`encode_actions`, :meth:`LoggedFeedback.external_actions`).
+External ids appear only at the edges (files in, reports and artifacts out), compared exactly (no digit folding).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
 
+from recforge.data.vocab import Vocab
 from recforge.errors import ConfigError, DataError
 
 logger = logging.getLogger(__name__)
@@ -40,7 +51,7 @@ class LoggedFeedback:
     """Logged bandit feedback, validated at construction.
 
     Arrays (n = number of logged rows):
-      action  (n,) int64 in [0, n_actions)       chosen action (item)
+      action  (n,) int64 in [0, n_actions)       chosen action: its index in the action set (module docstring)
       reward  (n,) float64                        observed reward (e.g. click)
       pscore  (n,) float64 in (0, 1]              behaviour probability of the logged action (at its position)
       context (n, d) float64 or None              features seen by the policy
@@ -48,6 +59,8 @@ class LoggedFeedback:
       slate_id (n,) int64 or None                 rows with the same id form one slate
       pscore_slate (n,) or None                   behaviour probability of the whole logged slate (standard slate IPS)
       pscore_cascade (n,) or None                 behaviour probability of the slate prefix up to this position (RIPS)
+      action_context (n_actions, d') or None      features of each action
+      action_vocab Vocab of n_actions ids or None  external ids of the action set (action index i = dense id i + 1)
     """
 
     action: np.ndarray
@@ -61,6 +74,7 @@ class LoggedFeedback:
     pscore_slate: np.ndarray | None = None
     pscore_cascade: np.ndarray | None = None
     action_context: np.ndarray | None = None
+    action_vocab: Vocab | None = None
     meta: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -121,6 +135,9 @@ class LoggedFeedback:
             if ac.ndim != 2 or ac.shape[0] != self.n_actions:
                 raise DataError(f"action_context must have shape ({self.n_actions}, d), got {ac.shape}", column="action_context")
             set_(self, "action_context", ac)
+        if self.action_vocab is not None and len(self.action_vocab) != self.n_actions:
+            raise DataError(f"action_vocab has {len(self.action_vocab)} ids for n_actions={self.n_actions}",
+                            column="action_vocab")
 
     @property
     def n_rounds(self) -> int:
@@ -134,6 +151,35 @@ class LoggedFeedback:
     def on_policy_value(self) -> float:
         """Mean observed reward per row: the behaviour policy's own value (ground truth for on-policy checks)."""
         return float(self.reward.mean())
+
+    def external_actions(self, index: np.ndarray) -> list[Any]:
+        """Action indices (m,) -> the external ids of the logged file (the indices themselves without a vocabulary)."""
+        index = np.asarray(index, dtype=np.int64)
+        return self.action_vocab.decode(index + 1) if self.action_vocab is not None else index.tolist()
+
+    def subset(self, rows: np.ndarray) -> LoggedFeedback:
+        """The logged rows ``rows`` (m,) as feedback over the same action set."""
+        def pick(a: np.ndarray | None) -> np.ndarray | None:
+            return None if a is None else a[rows]
+
+        return LoggedFeedback(
+            action=self.action[rows], reward=self.reward[rows], pscore=self.pscore[rows], n_actions=self.n_actions,
+            context=pick(self.context), position=pick(self.position), len_list=self.len_list,
+            slate_id=pick(self.slate_id), pscore_slate=pick(self.pscore_slate), pscore_cascade=pick(self.pscore_cascade),
+            action_context=self.action_context, action_vocab=self.action_vocab, meta=dict(self.meta),
+        )
+
+
+def encode_actions(vocab: Vocab, external: Sequence[Any] | np.ndarray) -> np.ndarray:
+    """External action ids -> action indices 0..len(vocab)-1 (int64). Ids that arrive as text (JSON, the command line)
+    match integer ids too (``Vocab.canonical``); an id outside the action set raises a DataError naming it."""
+    out = np.empty(len(external), dtype=np.int64)
+    for i, x in enumerate(external):
+        known = vocab.canonical(x)
+        if known is None:
+            raise DataError(f"unknown action id {x!r} (not in the action set of {len(vocab)} ids)")
+        out[i] = vocab.encode(known)[0] - 1
+    return out
 
 
 def obd_dir(data_dir: str | Path | None = None) -> Path:
@@ -165,26 +211,26 @@ def read_open_bandit(
 def read_logged_csv(path: str | Path, min_pscore: float | None = None) -> LoggedFeedback:
     """Read a log in the Open Bandit Dataset CSV layout (see :func:`read_open_bandit`); a folder ``X/`` means ``X/X.csv``.
 
-    Required columns: item_id (0-based), position (1-based), click, propensity_score. Optional: user_feature_*,
-    user-item_affinity_<k>, and an ``item_context.csv`` next to the file.
+    Required columns: item_id (external ids, integers or strings), position (1-based), click, propensity_score.
+    Optional: user_feature_*, user-item_affinity_<item id>, and an ``item_context.csv`` (item_id, item_feature_0, ...)
+    next to the file. The action set, in sorted id order, is the item ids of ``item_context.csv`` when present, else
+    those named by the affinity columns, else the distinct item ids of the log; ``action_vocab`` holds it and a logged
+    id outside it is a DataError naming its line.
     """
     path = Path(path)
     if path.is_dir():
         path = path / f"{path.name}.csv"
-    folder = path.parent
     if not path.exists():
         raise DataError("file not found", path=str(path))
-    try:
-        df = pl.read_csv(path)
-    except (pl.exceptions.ComputeError, pl.exceptions.NoDataError) as exc:
-        raise DataError(f"cannot parse CSV: {exc}", path=str(path)) from None
-    required = ["item_id", "position", "click", "propensity_score"]
-    for col in required:
+    df = _read_csv(path)
+    for col in ("item_id", "position", "click", "propensity_score"):
         if col not in df.columns:
             raise DataError(f"missing column {col!r}", path=str(path), column=col)
-    for col in ("item_id", "position", "click"):
+    for col in ("position", "click"):
         if not df[col].dtype.is_integer():
             raise DataError(f"must hold integers, got dtype {df[col].dtype}", path=str(path), column=col)
+    if not (df["item_id"].dtype.is_integer() or df["item_id"].dtype == pl.String):
+        raise DataError(f"must hold integer or string ids, got dtype {df['item_id'].dtype}", path=str(path), column="item_id")
     if not df["propensity_score"].dtype.is_numeric():
         raise DataError(f"must be numeric, got dtype {df['propensity_score'].dtype}", path=str(path), column="propensity_score")
     bad_pos = np.flatnonzero(df["position"].to_numpy() < 1)
@@ -200,25 +246,70 @@ def read_logged_csv(path: str | Path, min_pscore: float | None = None) -> Logged
             path=str(path), line=int(bad[0]) + 2, column="propensity_score",
         )
     user_cols = sorted(c for c in df.columns if c.startswith("user_feature_"))
-    aff_cols = sorted((c for c in df.columns if c.startswith("user-item_affinity_")), key=lambda c: int(c.rsplit("_", 1)[1]))
+    aff_cols = sorted((c for c in df.columns if c.startswith(AFFINITY)), key=lambda c: _affinity_id(c, df, path))
     onehots = [df[c].to_dummies().to_numpy().astype(np.float64) for c in user_cols]
     context = np.hstack(onehots + [df.select(aff_cols).to_numpy().astype(np.float64)])
-    item_ctx_path = folder / "item_context.csv"
-    action_context = None
-    if item_ctx_path.exists():
-        items = pl.read_csv(item_ctx_path).sort("item_id")
-        action_context = items.select("item_feature_0").to_numpy().astype(np.float64)
-    n_actions = len(aff_cols) if aff_cols else int(df["item_id"].max()) + 1
+    vocab, action_context = _action_set(df, path, aff_cols)
+    action = _encode_logged(vocab, df["item_id"].to_list(), path)
     position = df["position"].to_numpy().astype(np.int64) - 1
-    logger.info("read %s: %d rows, %d actions, context dim %d", path, df.height, n_actions, context.shape[1])
+    logger.info("read %s: %d rows, %d actions, context dim %d", path, df.height, len(vocab), context.shape[1])
     return LoggedFeedback(
-        action=df["item_id"].to_numpy().astype(np.int64),
+        action=action,
         reward=df["click"].to_numpy().astype(np.float64),
         pscore=pscore,
-        n_actions=n_actions,
+        n_actions=len(vocab),
         context=context,
         position=position,
         len_list=int(position.max()) + 1,
         action_context=action_context,
-        meta={"source": str(path)},
+        action_vocab=vocab,
+        meta={"source": str(path), "files": [str(f) for f in (path, path.parent / "item_context.csv") if f.exists()]},
     )
+
+
+AFFINITY = "user-item_affinity_"
+
+
+def _read_csv(path: Path) -> pl.DataFrame:
+    try:
+        return pl.read_csv(path)
+    except (pl.exceptions.ComputeError, pl.exceptions.NoDataError) as exc:
+        raise DataError(f"cannot parse CSV: {exc}", path=str(path)) from None
+
+
+def _affinity_id(column: str, df: pl.DataFrame, path: Path) -> Any:
+    """The item id an affinity column names, typed like the log's item_id column (integers sort numerically)."""
+    suffix = column.removeprefix(AFFINITY)
+    if not df["item_id"].dtype.is_integer():
+        return suffix
+    if not suffix.lstrip("-").isdigit():
+        raise DataError(f"affinity column does not name an integer item id: {column!r}", path=str(path), column=column)
+    return int(suffix)
+
+
+def _action_set(df: pl.DataFrame, path: Path, aff_cols: list[str]) -> tuple[Vocab, np.ndarray | None]:
+    """The action set's vocabulary (sorted ids) and, when ``item_context.csv`` exists, its item_feature_0 per action."""
+    item_ctx_path = path.parent / "item_context.csv"
+    if item_ctx_path.exists():
+        items = _read_csv(item_ctx_path)
+        for col in ("item_id", "item_feature_0"):
+            if col not in items.columns:
+                raise DataError(f"missing column {col!r}", path=str(item_ctx_path), column=col)
+        items = items.sort("item_id")
+        ids = items["item_id"].to_list()
+        if len(set(ids)) != len(ids):
+            raise DataError("item_id holds duplicate ids", path=str(item_ctx_path), column="item_id")
+        return Vocab(ids, name="action"), items.select("item_feature_0").to_numpy().astype(np.float64)
+    if aff_cols:
+        return Vocab([_affinity_id(c, df, path) for c in aff_cols], name="action"), None
+    return Vocab(df["item_id"].unique().sort().to_list(), name="action"), None
+
+
+def _encode_logged(vocab: Vocab, ids: list[Any], path: Path) -> np.ndarray:
+    """Logged external ids -> action indices; an id outside the action set is a DataError naming its line."""
+    dense = vocab.encode(ids, on_unknown="zero")
+    unknown = np.flatnonzero(dense == 0)
+    if len(unknown):
+        raise DataError(f"item id {ids[unknown[0]]!r} is not in the action set of {len(vocab)} items "
+                        f"({len(unknown)} rows)", path=str(path), line=int(unknown[0]) + 2, column="item_id")
+    return dense - 1
