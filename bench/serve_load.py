@@ -124,7 +124,7 @@ def load_main(args: argparse.Namespace) -> None:
 
 # ---------------------------------------------------------------------------------------------- synthetic catalog
 def synthetic_model(n_items: int, n_users: int, dim: int, seed: int = 0):
-    """An EmbeddingModel over ``n_items`` clustered item vectors (what a two-tower model would produce)."""
+    """An Embedder over ``n_items`` clustered item vectors (what a two-tower model would produce)."""
     import torch
 
     from recforge.data.interactions import Interactions
@@ -265,9 +265,9 @@ def bench_one(name: str, args: argparse.Namespace, tmp: Path) -> dict:
 
         data = load_dataset(args.data).interactions
         row["dataset"] = f"{args.data} ({data.n_users:,} users, {data.n_items:,} items)"
-        saved = tmp / name / "model" / "model.json"
+        saved = tmp / name / "artifact" / "meta.json"
         if saved.is_file():  # --workdir with a model from an earlier run: serve it again, no retraining
-            users = json.loads(saved.read_text())["user_vocab"]["ids"]
+            users = json.loads(saved.read_text())["extra"]["user_vocab"]["ids"]
             row["train_s"] = "reused"
         else:
             kwargs = {}
@@ -278,7 +278,7 @@ def bench_one(name: str, args: argparse.Namespace, tmp: Path) -> dict:
             t0 = time.perf_counter()
             model = get_model(name)(**kwargs).fit(data)
             row["train_s"] = round(time.perf_counter() - t0, 1)
-            model.save(tmp / name / "model")
+            model.save(tmp / name / "artifact")
             users = list(model.user_vocab.ids)
             del model
         cmd = [sys.executable, "-m", "recforge.cli", "serve", str(tmp / name), "--port", str(port),
