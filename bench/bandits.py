@@ -29,12 +29,12 @@ import numpy as np  # noqa: E402
 from recforge.bandits.bootstrap import bootstrap_stat  # noqa: E402
 from recforge.bandits.build import make_env, make_policy  # noqa: E402
 from recforge.bandits.estimators import OPEInput, estimate_all, ope_input  # noqa: E402
-from recforge.data.feedback import read_open_bandit  # noqa: E402
 from recforge.bandits.obd_prior import OBD_BTS_PRIOR  # noqa: E402
 from recforge.bandits.policies.mab import BernoulliTS  # noqa: E402
 from recforge.bandits.refit import refit_bootstrap  # noqa: E402
 from recforge.bandits.reward_model import LogisticRewardModel, cross_fitted  # noqa: E402
 from recforge.bandits.simulators import simulate  # noqa: E402
+from recforge.data.feedback import LoggedFeedback, read_open_bandit  # noqa: E402
 
 ESTIMATORS = ("dm", "ips", "snips", "dr", "sndr", "switch-dr", "dr-os")
 
@@ -111,8 +111,6 @@ def obp_speed_inputs(n: int = 1_000_000, k: int = 10, seed: int = 0) -> dict:
 
 def speed_side_by_side(repeats: int = 3) -> dict:
     """recforge on the obp comparison log: ope_input from full (n, K) arrays + all 7 estimators with 1000-resample CIs."""
-    from recforge.data.feedback import LoggedFeedback
-
     d = obp_speed_inputs()
     fb = LoggedFeedback(action=d["action"], reward=d["reward"], pscore=d["pscore"], n_actions=d["dist"].shape[1])
     best = np.inf
@@ -139,8 +137,8 @@ def dump_obp_inputs(data_dir: Path, path: str, n_sim: int, l2: float) -> None:
 
 
 def speed_simulator(policy: str, n: int = 1_000_000) -> dict:
-    env = make_env("contextual", {"n_actions": 100, "dim": 10, "reward": "linear", "seed": 0})
-    pol = make_policy(policy, env, seed=0)
+    env = make_env({"name": "contextual", "n_actions": 100, "dim": 10, "reward": "linear", "seed": 0})
+    pol = make_policy({"name": policy}, env, seed=0)
     start = time.perf_counter()
     res = simulate(env, pol, n, batch_size=1000, env_name="contextual")
     return {"policy": policy, "rounds": n, "arms": 100, "dim": 10, "batch_size": 1000,
