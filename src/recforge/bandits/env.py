@@ -18,6 +18,7 @@ class SimEnv:
     Subclasses set ``config_class`` and, in ``__init__``, ``config``, ``n_actions``, ``len_list``, ``dim`` and ``rng``;
     they implement :meth:`contexts` and :meth:`step` (the ``Environment`` protocol)."""
 
+    name: ClassVar[str] = "env"  # the registry key (recforge.registry.ENVIRONMENTS)
     config_class: ClassVar[type]
     #: True when the state changes every round (recovering arms): :func:`~recforge.bandits.simulators.simulate` then
     #: runs round by round whatever batch size it is given.

@@ -57,6 +57,7 @@ class RecoveringEnv(SimEnv):
     recovery time d_k ~ U{2..z_max}: the best arms recover slowly, so pulling them every round is poor."""
 
     sequential = True
+    name = "recovering"
     config_class = RecoveringConfig
 
     def __init__(self, config: RecoveringConfig | None = None):

@@ -59,6 +59,7 @@ class ContextualBanditEnv(SimEnv):
     """Contexts x ~ N(0, I_d) (plus a constant 1 in the last coordinate); q(x, a) = x.theta_a (linear) or
     sigmoid(x.theta_a) (Bernoulli), theta_a ~ N(0, I/d) drawn once from ``seed``. Ground truth q is exposed for OPE tests."""
 
+    name = "contextual"
     config_class = ContextualConfig
 
     def __init__(self, config: ContextualConfig | None = None):
@@ -138,6 +139,7 @@ class SlateEnv(SimEnv):
     The reward of a slate is its number of clicks; its slot rewards are the per-slot clicks.
     """
 
+    name = "slate"
     config_class = SlateConfig
 
     def __init__(self, config: SlateConfig | None = None):

@@ -49,6 +49,7 @@ class UserSlateConfig:
 class UserSlateEnv(SimEnv):
     """Users with planted group tastes; one softmax-with-no-click choice per slate (slot rewards are one-hot or zero)."""
 
+    name = "user-slate"
     config_class = UserSlateConfig
 
     def __init__(self, config: UserSlateConfig | None = None):
