@@ -48,6 +48,7 @@ from recforge.evaluate.evaluator import Report, evaluate
 from recforge.experiments.folder import RunFolder
 from recforge.experiments.provenance import dataset_files
 from recforge.models.base import load_model
+from recforge.models.rank import SeenPolicy
 from recforge.registry import get_model, resolve
 
 log = logging.getLogger(__name__)
@@ -59,11 +60,13 @@ DEFAULT_SPLITTER = "leave_last_out"
 
 @dataclass(frozen=True)
 class EvalConfig:
-    """How to evaluate: metrics, user batch size, seen-item masking, bootstrap resamples."""
+    """How to evaluate: metrics, user batch size, the repeat policy, bootstrap resamples."""
 
     metrics: tuple[str, ...] = DEFAULT_METRICS
     batch_size: int = 1024
-    exclude_seen: bool = True
+    #: which already-seen items are masked: "all-seen", "none" or "seen-except-repeatable" (see models.rank);
+    #: true / false mean "all-seen" / "none"
+    exclude_seen: SeenPolicy | bool = "all-seen"
     n_boot: int = 1000
 
     def __post_init__(self) -> None:
@@ -234,21 +237,9 @@ def _fit(cfg: RunConfig, out: Path, resume: bool, dataset: Any, split: Split | N
     log.info("split %s: %s", split.name, split.summary())
     model = build_model(cfg)
     t1 = time.perf_counter()
-    model.fit(split.train, split.valid, **_fit_kwargs(model, cfg, out, resume))
+    # checkpoints (and --resume) concern Trainer-based models; the others ignore the folder and refuse resume
+    model.fit(split.train, split.valid, checkpoint_dir=out / "checkpoints", resume=resume)
     return dataset, split, model, t_data, time.perf_counter() - t1
-
-
-def _fit_kwargs(model: Any, cfg: RunConfig, out: Path, resume: bool) -> dict[str, Any]:
-    """Checkpoint folder and resume flag for models whose fit() takes them (the Trainer-based ones)."""
-    params = inspect.signature(model.fit).parameters
-    kwargs: dict[str, Any] = {}
-    if "checkpoint_dir" in params:
-        kwargs["checkpoint_dir"] = out / "checkpoints"
-    if "resume" in params:
-        kwargs["resume"] = resume
-    elif resume:
-        raise ConfigError(f"model {cfg.model['name']!r} does not support --resume")
-    return kwargs
 
 
 def write_per_user(path: Path, report: Report, split: Split) -> None:
