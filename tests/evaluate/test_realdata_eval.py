@@ -51,3 +51,34 @@ def test_protocol_check_ml100k_runs(ml100k):
     res = protocol_check(models, split, n_negatives=100, n_boot=50)
     for name in models:
         assert res["sampled"][name]["hit@10"] > res["full"][name]["hit@10"]  # 100 negatives inflate every model
+
+
+def test_popular_ndcg_does_not_depend_on_the_metric_list(ml100k):
+    # popular ties by design; before the one tie rule, NDCG@10 read 0.0441 asked alone and 0.0436 next to NDCG@20
+    _, split = ml100k
+    model = get_model("popular")().fit(split.train)
+    alone = evaluate(model, split, metrics=("ndcg@10",), n_boot=0)
+    both = evaluate(model, split, metrics=("ndcg@10", "ndcg@20"), n_boot=0)
+    np.testing.assert_array_equal(alone.per_user["ndcg@10"], both.per_user["ndcg@10"])
+    assert both.info["tied_share"]["@10"] > 0 and both.info["tied_share"]["@20"] > both.info["tied_share"]["@10"]
+    expected = evaluate(model, split, metrics=("ndcg@10",), n_boot=0, ties="expected")
+    assert abs(expected.mean("ndcg@10") - alone.mean("ndcg@10")) < 0.002  # few users are tied at the boundary
+
+
+def test_yelp_repeats_are_counted_and_evaluated_both_ways(data_dir):
+    split = leave_last_out(load_dataset("yelp", data_dir=data_dir).interactions, n=1, valid=True)
+    seen = split.seen_targets("test")
+    assert seen["users"] == seen["events"] and 0.06 < seen["users"] / seen["users_total"] < 0.07  # 6.7 % of users
+    model = get_model("popular")().fit(split.train.concat(split.valid))
+    metrics = ("ndcg@10", "recall@10")
+    dropped = evaluate(model, split, metrics, n_boot=0)
+    assert dropped.info["n_targets_masked"] == dropped.info["n_users_all_targets_masked"] == seen["events"]
+    assert dropped.info["n_users"] == seen["users_total"] - seen["users"]
+    missed = evaluate(model, split, metrics, n_boot=0, masked_targets="miss")
+    assert missed.info["n_users"] == seen["users_total"]
+    for m in metrics:  # one target per user: a masked target is a zero in the mean, nothing else changes
+        assert missed.mean(m) == pytest.approx(dropped.mean(m) * dropped.info["n_users"] / seen["users_total"])
+    repeat = evaluate(model, split, metrics, n_boot=0, exclude_seen="seen-except-repeatable")
+    assert 0 < repeat.info["n_targets_masked"] < seen["events"] and repeat.info["n_repeatable"] > 0
+    unmasked = evaluate(model, split, metrics, n_boot=0, exclude_seen="none")
+    assert unmasked.info["n_targets_masked"] == 0 and unmasked.info["n_users"] == seen["users_total"]
