@@ -37,7 +37,9 @@ def test_simulate_prints_table_and_json(world_dir, capsys, tmp_path):
 def test_train_writes_run_folder_and_simulate_reloads_it(run_dir, world_dir, capsys):
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["test"]["_info"]["episodes"] == 30 and "sr@8" in metrics["test"]
-    assert (run_dir / "policy.safetensors").exists() and (run_dir / "config.toml").exists()
+    assert (run_dir / "artifact" / "weights.safetensors").exists() and (run_dir / "config.toml").exists()
+    provenance = json.loads((run_dir / "run.json").read_text())["provenance"]
+    assert provenance["data_sha256"] and "git_commit" in provenance
     code = main(["crs", "simulate", "--data", str(world_dir), "--run", str(run_dir), "--episodes", "30",
                  "--max-turns", "8", "--list-size", "5", "--json"])
     rows = json.loads(capsys.readouterr().out)
@@ -50,6 +52,44 @@ def test_train_with_config_file(run_dir, world_dir, tmp_path):
     assert main(["crs", "train", "--config", str(run_dir / "config.toml"), "--out", str(out)]) == 0
     again = json.loads((out / "metrics.json").read_text())["test"]["sr@8"]["mean"]
     assert again == json.loads((run_dir / "metrics.json").read_text())["test"]["sr@8"]["mean"]
+
+
+def test_evaluate_writes_an_evaluation_run(run_dir, world_dir, tmp_path, capsys):
+    out = tmp_path / "eval"
+    assert main(["crs", "evaluate", str(run_dir), "--data", str(world_dir), "--episodes", "30", "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())["test"]
+    trained = json.loads((run_dir / "metrics.json").read_text())["test"]
+    assert metrics["sr@8"] == trained["sr@8"]  # same policy, same seeded dialogues
+    assert json.loads((out / "run.json").read_text())["kind"] == "crs-evaluate"
+    assert (out / "config.toml").exists() and (out / "success_curve.png").exists() and not (out / "artifact").exists()
+
+
+def test_tampered_artifact_is_one_line_error(run_dir, tmp_path, capsys):
+    import shutil
+
+    bad = tmp_path / "bad"
+    shutil.copytree(run_dir, bad)
+    weights = bad / "artifact" / "weights.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-8] + b"tampered")
+    assert main(["crs", "evaluate", str(bad), "--episodes", "5"]) == 1
+    err = capsys.readouterr().err
+    assert "changed since they were written" in err and "Traceback" not in err
+
+
+def test_failed_command_keeps_the_existing_run(run_dir, world_dir, tmp_path):
+    import shutil
+
+    kept = tmp_path / "kept"
+    shutil.copytree(run_dir, kept)
+    before = {p.relative_to(kept): p.read_bytes() for p in kept.rglob("*") if p.is_file()}
+    code = main(["crs", "train", "--data", str(world_dir), "--policy", "fact-crs", "--out", str(kept), *FAST,
+                 "--set", "policy.n_trees=0"])
+    assert code == 2
+    code = main(["crs", "train", "--data", str(tmp_path / "missing"), "--policy", "random", "--out", str(kept)])
+    assert code != 0
+    after = {p.relative_to(kept): p.read_bytes() for p in kept.rglob("*") if p.is_file()}
+    assert after == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kept"]  # no staging folder left behind
 
 
 def _chat(monkeypatch, capsys, run_dir, lines, *extra):

@@ -30,10 +30,11 @@ def test_named_dataset_uses_env(data_dir, monkeypatch):
 @pytest.mark.realdata
 def test_build_movielens_and_s3rec(data_dir, tmp_path):
     ml = build_movielens(data_dir / "ml-latest-small")
-    assert ml.n_items == 9742 and ml.n_users == 610 and ml.group_names == ["genre", "tag"]
+    assert ml.n_items == 9724 and ml.n_users == 610 and ml.group_names == ["genre", "tag"]  # the rated movies
     assert len(ml.pairs("test")[0]) == 610  # leave-last-out: one test dialogue per user
     assert ml.item_titles[0] == "Toy Story (1995)"
-    assert "genre: Comedy" in ml.attr_names
+    assert "genre: Comedy" in ml.attr_names and "tag: dark comedy" in ml.attr_names
+    assert set(ml.catalog.attr_groups[1:]) == {"genre", "tag"}
     again = load_crs_dataset(ml.save(tmp_path / "ml"))
     assert again.summary() == ml.summary() and again.item_titles == ml.item_titles
     assert np.array_equal(again.attr_groups, ml.attr_groups)
@@ -46,6 +47,26 @@ def test_save_load_roundtrip(world, tmp_path):
     assert (again.item_attrs != world.item_attrs).nnz == 0
     for s in ("train", "valid", "test"):
         assert all(np.array_equal(a, b) for a, b in zip(again.pairs(s), world.pairs(s)))
+    assert again.attr_names == world.attr_names and again.item_titles == world.item_titles
+    assert np.array_equal(again.attr_groups, world.attr_groups) and again.user_ids == world.user_ids
+    assert again.files  # the saved files: their sha256 goes into a run's provenance
+
+
+def test_rows_are_dense_ids_minus_one(world):
+    users, items = world.pairs("test")
+    dense_u, dense_i = world.dialogues.pairs("test")
+    assert np.array_equal(users + 1, dense_u) and np.array_equal(items + 1, dense_i)
+    item = int(items[0])
+    ext = world.item_ids[item]
+    assert world.catalog.item_vocab.encode(ext)[0] == item + 1
+    assert sorted(world.catalog.attributes_of(ext)) == sorted(world.catalog.attr_vocab.ids[a] for a in world.attrs_of(item))
+    assert world.user_row("u3") == 3
+
+
+def test_old_format_folder_is_refused(tmp_path):
+    (tmp_path / "crs.json").write_text(json.dumps({"format": "recforge-crs-1"}))
+    with pytest.raises(DataError, match="rebuild it"):
+        load_crs_dataset(tmp_path)
 
 
 def _write_lastfm(root, item_dict=None, review=None):
@@ -86,7 +107,7 @@ def test_lastfm_reader_bad_inputs(tmp_path, item_dict, review, message):
     ("seq", "attrs", "message"),
     [
         ("1 1 2 3\n2\n", {"1": [1]}, "line 2"),
-        ("1 1 2 3\n", {"1": "x"}, "integer attribute ids"),
+        ("1 1 2 3\n", {"1": "x"}, "must be a list"),
     ],
 )
 def test_s3rec_bad_inputs(tmp_path, seq, attrs, message):
@@ -101,7 +122,8 @@ def test_s3rec_small(tmp_path):
     (tmp_path / "X_item2attributes.json").write_text(json.dumps({"1": [7], "2": [7, 8], "3": [8], "4": [9]}))
     ds = build_s3rec(tmp_path / "X.txt")
     assert ds.n_attrs == 3 and len(ds.pairs("test")[0]) == 2
-    assert [ds.item_ids[i] for i in ds.pairs("test")[1]] == ["4", "4"]
+    assert [ds.item_ids[i] for i in ds.pairs("test")[1]] == [4, 4]  # external ids at the edges
+    assert np.array_equal(ds.dialogues.pairs("test")[1], ds.pairs("test")[1] + 1)  # dense ids = rows + 1
 
 
 def test_unknown_names_and_missing_env(monkeypatch, tmp_path):
@@ -110,5 +132,5 @@ def test_unknown_names_and_missing_env(monkeypatch, tmp_path):
     monkeypatch.delenv("RECFORGE_DATA_DIR", raising=False)
     with pytest.raises(ConfigError, match="RECFORGE_DATA_DIR"):
         load_crs_dataset("lastfm-crs")
-    with pytest.raises(DataError, match="file not found"):
+    with pytest.raises(DataError, match="no 'ratings.csv'"):
         build_movielens(tmp_path)

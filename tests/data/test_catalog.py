@@ -103,3 +103,32 @@ def test_save_load_round_trip(tmp_path):
     assert not any(p.suffix == ".pkl" for p in (tmp_path / "cat").iterdir())
     with pytest.raises(DataError, match="not a saved catalog"):
         ItemCatalog.load(tmp_path)
+
+
+def test_attribute_groups_and_with_attributes(tmp_path):
+    cat = ItemCatalog.from_records([1, 2, 3], None, [["Drama"], ["Comedy", "Drama"], []], group="genre")
+    assert cat.groups()[1] == ["genre"] and cat.groups()[0].tolist() == [-1, 0, 0]
+    more = cat.with_attributes([["funny"], [], ["dark", "funny"]], "tag")
+    assert more.attr_vocab.ids == ["Comedy", "Drama", "dark", "funny"]  # old columns kept, new ones appended sorted
+    assert more.attributes_of(3) == ["dark", "funny"] and more.attributes_of(2) == ["Comedy", "Drama"]
+    assert more.attributes_of(1) == ["Drama", "funny"]
+    codes, names = more.groups()
+    assert names == ["genre", "tag"] and codes.tolist() == [-1, 0, 0, 1, 1]
+    back = ItemCatalog.load(more.save(tmp_path / "cat"))
+    assert back.attr_groups == more.attr_groups and (back.attributes != more.attributes).nnz == 0
+    aligned = more.align(Vocab([3, 1], name="item"))
+    assert aligned.attr_groups == more.attr_groups and aligned.attributes_of(3) == ["dark", "funny"]
+    plain = ItemCatalog.from_records([1], None, [["a"]]).with_attributes([["b"]], "tag")
+    assert plain.groups()[1] == ["attribute", "tag"]
+
+
+def test_with_attributes_errors(tmp_path):
+    cat = ItemCatalog.from_records([1, 2], None, [["x"], []])
+    with pytest.raises(DataError, match="already exist"):
+        cat.with_attributes([["x"], []], "tag")
+    with pytest.raises(DataError, match="per_item has 1 entries for 2 items"):
+        cat.with_attributes([["y"]], "tag")
+    folder = cat.save(tmp_path / "c")
+    (folder / "catalog.json").write_text("{nope")
+    with pytest.raises(DataError, match="corrupt catalog"):
+        ItemCatalog.load(folder)

@@ -37,7 +37,7 @@ import scipy.sparse as sp
 from recforge.data.catalog import ItemCatalog, read_item2attributes
 from recforge.data.datasets import data_dir_from_env, load_dataset
 from recforge.data.dialogues import SPLITS, DialoguePairs
-from recforge.data.io import read_sequences
+from recforge.data.io import id_series, read_sequences
 from recforge.data.split import leave_last_out
 from recforge.data.vocab import Vocab
 from recforge.errors import ConfigError, DataError, UnknownIdError
@@ -238,7 +238,7 @@ def build_movielens(root: str | Path, min_tag_items: int = 2) -> CRSDataset:
         raise DataError("ML-latest-small needs movies.csv and tags.csv for CRS attributes", path=str(root))
     catalog = ds.catalog
     tags = ds.extras["tags"]
-    dense = catalog.item_vocab.encode(tags["movieId"].to_list(), on_unknown="zero")
+    dense = catalog.item_vocab.encode(id_series(tags["movieId"]).to_list(), on_unknown="zero")  # ids as the log has them
     movies_of: dict[str, set[int]] = defaultdict(set)
     for item, tag in zip(dense.tolist(), tags["tag"].to_list()):
         if item and tag and tag.strip():
