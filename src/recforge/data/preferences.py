@@ -222,8 +222,11 @@ class PreferencePairs:
         source, sources = np.zeros(df.height, np.int64), ("custom",)
         if "source" in df.columns:
             labels = df["source"].cast(pl.String).to_numpy().astype(str)
-            names, source = np.unique(labels, return_inverse=True)
-            sources = tuple(names.tolist())
+            names, first, inverse = np.unique(labels, return_index=True, return_inverse=True)
+            order = np.argsort(first)  # labels in order of first appearance, as written
+            rank = np.empty(len(order), np.int64)
+            rank[order] = np.arange(len(order))
+            source, sources = rank[inverse], tuple(names[order].tolist())
         weight = None
         if "weight" in df.columns:
             if not df["weight"].dtype.is_numeric():
