@@ -6,7 +6,15 @@ import numpy as np
 import pytest
 
 from recforge.errors import ConfigError
-from recforge.train.rollout import Episode, ReplayBuffer, StepResult, Transition, discounted_returns, play, run_rollouts
+from recforge.train.rollout import (
+    Episode,
+    ReplayBuffer,
+    StepResult,
+    Transition,
+    discounted_returns,
+    play,
+    run_rollouts,
+)
 
 LENGTH = 5  # cells 0..5; the goal is cell 5 for task "right", cell -5 for task "left"
 STEP_COST, GOAL, MAX_STEPS = -0.1, 1.0, 12
