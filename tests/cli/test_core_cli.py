@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -37,7 +38,7 @@ def ease_run(csv_log, tmp_path_factory):
 def test_train_writes_run_folder(ease_run, csv_log):
     for name in ("config.toml", "metrics.json", "run.json", "per_user.parquet", "train.log"):
         assert (ease_run / name).is_file(), name
-    assert not (ease_run / "model").exists()
+    assert not (ease_run / "model").exists() and not (ease_run / "checkpoints").exists()  # EASE has none
     assert type(load_model(ease_run / "artifact")).__name__ == "EASE"  # the fitted model, in the artifact format
     metrics = json.loads((ease_run / "metrics.json").read_text())
     m = metrics["test"]["ndcg@10"]
@@ -195,3 +196,19 @@ def test_resume_needs_a_model_that_checkpoints(ease_run, capsys):
     assert main(["train", "ease", "--resume", str(ease_run)]) == 2
     assert "resume" in capsys.readouterr().err
     assert sorted(p.name for p in ease_run.iterdir()) == before  # nothing added or removed
+
+
+def test_an_interrupted_sequential_run_resumes_from_its_checkpoints(csv_log, tmp_path, capsys):
+    out = tmp_path / "sasrec"
+    overrides = ["model.dim=16", "model.n_layers=1", "model.n_heads=1", "model.max_len=12", "model.train.epochs=2",
+                 "model.train.threads=1"]
+    assert main(["train", "sasrec", "--data", str(csv_log), *sum((["--set", o] for o in overrides), []),
+                 "--out", str(out)]) == 0
+    assert (out / "checkpoints").is_dir() and (out / "curves.json").is_file()
+    recorded = json.loads((out / "metrics.json").read_text())["test"]["ndcg@10"]["mean"]
+    for name in ("metrics.json", "run.json", "per_user.parquet"):  # what a run interrupted while training lacks
+        (out / name).unlink()
+    shutil.rmtree(out / "artifact")
+    assert main(["train", "sasrec", "--resume", str(out)]) == 0
+    assert json.loads((out / "metrics.json").read_text())["test"]["ndcg@10"]["mean"] == recorded
+    assert load_run(out).meta["kind"] == "recommender"
