@@ -6,8 +6,9 @@ import pytest
 
 from recforge.config import dump_toml, load_toml, to_dict
 from recforge.data.synthetic import planted_clusters
-from recforge.errors import ConfigError
-from recforge.experiments.runs import RunConfig, make_split, resolve_config
+from recforge.errors import ConfigError, DataError
+from recforge.experiments.folder import RunFolder
+from recforge.experiments.runs import RunConfig, load_run, make_split, resolve_config
 
 
 def test_every_section_is_name_plus_parameters(tmp_path):
@@ -61,3 +62,11 @@ def test_bad_sections_are_config_errors(overrides, message):
 def test_a_section_without_a_name_is_a_config_error():
     with pytest.raises(ConfigError, match="split.name is required"):
         RunConfig(model={"name": "ease"}, split={"kind": "temporal"})
+
+
+def test_another_paradigms_run_is_not_a_recommender_run(tmp_path):
+    with RunFolder.create(tmp_path / "crs", kind="crs", name="ear", config={"policy": {"name": "ear"}}) as run:
+        run.write_metrics({"test": {}})
+        run.finish()
+    with pytest.raises(DataError, match="is a crs run, not a recommender run"):
+        load_run(tmp_path / "crs")

@@ -266,16 +266,19 @@ def run_config(path: str | Path) -> RunConfig:
 
 
 class Run:
-    """A run folder on disk. ``model`` is loaded lazily."""
+    """A recommender run folder on disk. ``model`` is loaded lazily from ``artifact/``."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
         for name in ("config.toml", "metrics.json", "run.json"):
             if not (self.path / name).is_file():
                 raise DataError(f"not a run folder (missing {name}): {self.path}")
+        self.meta: dict[str, Any] = json.loads((self.path / "run.json").read_text(encoding="utf-8"))
+        kind = self.meta.get("kind", "recommender")
+        if kind != "recommender":
+            raise DataError(f"{self.path} is a {kind} run, not a recommender run")
         self.config = run_config(self.path)
         self.metrics: dict[str, Any] = json.loads((self.path / "metrics.json").read_text(encoding="utf-8"))
-        self.meta: dict[str, Any] = json.loads((self.path / "run.json").read_text(encoding="utf-8"))
 
     @cached_property
     def model(self) -> Any:
