@@ -123,7 +123,8 @@ def speed_side_by_side(repeats: int = 3) -> dict:
 
 
 def dump_obp_inputs(data_dir: Path, path: str, n_sim: int, l2: float) -> None:
-    """OBD "all" inputs exactly as recforge used them (fixed-prior BTS, logistic reward model) for bench/bandits_obp.py."""
+    """OBD "all" inputs exactly as recforge used them (fixed-prior BTS, logistic reward model) for bench/bandits_obp.py;
+    prints recforge's point estimates (the "recforge" column of the side-by-side table)."""
     logs = read_open_bandit("random", "all", data_dir)
     prior = OBD_BTS_PRIOR["all"]
     dist = BernoulliTS(logs.n_actions, len_list=logs.len_list, seed=0, prior_alpha=np.asarray(prior["alpha"], float),
@@ -131,6 +132,9 @@ def dump_obp_inputs(data_dir: Path, path: str, n_sim: int, l2: float) -> None:
     model = LogisticRewardModel(l2=l2).fit(logs)
     q = np.stack([model.predict(logs.context, np.full(logs.n_rounds, k)) for k in range(logs.len_list)], axis=2)
     ests = estimate_all(ope_input(logs, dist, model.for_feedback(logs)), ESTIMATORS, n_boot=0)
+    for e in ests:
+        print(f"recforge {e.estimator}: {e.value:.6f}")
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     np.savez(path, action=logs.action, reward=logs.reward, pscore=logs.pscore, position=logs.pos(), dist=dist, q=q,
              n_actions=logs.n_actions, len_list=logs.len_list, names=np.array([e.estimator for e in ests]),
              values=np.array([e.value for e in ests]), tau=100.0, lam=100.0)

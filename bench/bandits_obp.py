@@ -2,10 +2,12 @@
 
 obp declares Python < 3.11 but its estimators run on 3.11; install it outside the repo without touching our venv:
 
-    .venv/bin/pip install --no-deps --ignore-requires-python --target /tmp/obp_pkg obp==0.5.7
-    .venv/bin/pip install --target /tmp/obp_deps scikit-learn pandas pyyaml seaborn tqdm
-    RECFORGE_DATA_DIR=../shared/data .venv/bin/python bench/bandits.py --dump-obp-inputs /tmp/obd_all_inputs.npz
-    PYTHONPATH=/tmp/obp_pkg:/tmp/obp_deps .venv/bin/python bench/bandits_obp.py --inputs /tmp/obd_all_inputs.npz
+    export RECFORGE_PEERS_DIR=../shared/peers   # where the peer packages go (outside the repository)
+    .venv/bin/pip install --no-deps --ignore-requires-python --target $RECFORGE_PEERS_DIR/obp_pkg obp==0.5.7
+    .venv/bin/pip install --target $RECFORGE_PEERS_DIR/obp_deps scikit-learn pandas pyyaml seaborn tqdm
+    RECFORGE_DATA_DIR=../shared/data .venv/bin/python bench/bandits.py --dump-obp-inputs bench/out/obd_all_inputs.npz
+    PYTHONPATH=$RECFORGE_PEERS_DIR/obp_pkg:$RECFORGE_PEERS_DIR/obp_deps .venv/bin/python bench/bandits_obp.py \
+        --inputs bench/out/obd_all_inputs.npz
 
 This script imports obp only (no recforge: the two use different numpy builds on that path). Part 1 feeds obp the exact
 OBD inputs (evaluation action distribution, reward-model predictions) that recforge used and prints both point
