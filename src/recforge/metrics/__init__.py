@@ -1,1 +1,2 @@
-"""Pure functions of arrays (layer 2): ranking metrics on hit matrices, statistics (bootstrap CIs, paired tests)."""
+"""Pure functions of arrays (layer 2): ranking metrics on hit matrices, pointwise metrics (AUC, log loss, calibration),
+statistics (bootstrap CIs, paired tests)."""
