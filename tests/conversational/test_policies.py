@@ -7,10 +7,11 @@ import json
 import numpy as np
 import pytest
 
+from recforge.cli.crs import train_run
 from recforge.conversational.episode import simulate
 from recforge.conversational.scorer import ScorerConfig
 from recforge.conversational.state import CRSSetting
-from recforge.conversational.train import CRSRunConfig, load_policy, make_policy, train_policy
+from recforge.conversational.train import CRSRunConfig, load_policy, make_policy
 from recforge.errors import ConfigError, NotFittedError
 from recforge.registry import CRS_POLICIES, resolve
 
@@ -65,7 +66,7 @@ def test_trainable_policy_is_deterministic(world, setting, scorer):
 def test_run_folder_roundtrip(world, tmp_path, name):
     cfg = CRSRunConfig(data="unused", policy={"name": name}, setting=CRSSetting(max_turns=8, list_size=5),
                        scorer=ScorerConfig(dim=8, epochs=2, batch_size=512), train_episodes=30, eval_episodes=40)
-    policy, report, meta = train_policy(cfg, tmp_path / "run", dataset=world)
+    policy, report, meta = train_run(cfg, tmp_path / "run", dataset=world)
     for f in ("config.toml", "metrics.json", "run.json", "success_curve.png", "artifact/meta.json",
               "artifact/weights.safetensors", "train.log"):
         assert (tmp_path / "run" / f).exists(), f

@@ -5,11 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from recforge.cli.crs import train_run
 from recforge.conversational.episode import simulate
 from recforge.conversational.policies.scpr import RATIO_BUCKETS, RATIO_LOW
 from recforge.conversational.scorer import ScorerConfig
 from recforge.conversational.state import CRSSetting, DialogueState
-from recforge.conversational.train import CRSRunConfig, load_policy, make_policy, train_policy
+from recforge.conversational.train import CRSRunConfig, load_policy, make_policy
 from recforge.errors import ConfigError
 
 
@@ -72,7 +73,7 @@ def test_run_folder_roundtrip_keeps_the_state_layout(world, tmp_path):
     cfg = CRSRunConfig(data="unused", policy={"name": "scpr", "history_features": True, "branches": 1},
                        setting=CRSSetting(max_turns=8, list_size=5),
                        scorer=ScorerConfig(dim=8, epochs=2, batch_size=512), train_episodes=20, eval_episodes=30)
-    policy, report, _ = train_policy(cfg, tmp_path / "run", dataset=world)
+    policy, report, _ = train_run(cfg, tmp_path / "run", dataset=world)
     again, _ = load_policy(tmp_path / "run", dataset=world)
     assert again.n_in == policy.n_in
     assert np.array_equal(simulate(again, world, cfg.setting, episodes=30, seed=cfg.seed).turns, report.turns)

@@ -1,10 +1,28 @@
-"""``recforge crs``: conversational recommendation — simulate, train, build, chat."""
+"""``recforge crs``: conversational recommendation — simulate, train, evaluate, build, chat.
+
+``train`` and ``evaluate`` write the common run folder (:class:`recforge.experiments.folder.RunFolder`)::
+
+    config.toml          the resolved config (``recforge crs train --config config.toml`` re-runs a training run)
+    metrics.json         {"<split>": {"sr@15": {"mean", "ci_low", "ci_high"}, "at": ..., "hdcg": ..., "_info": {...}}}
+    run.json             kind ("crs-train" / "crs-evaluate"), policy, dataset summary, timings, training statistics,
+                         provenance (seed, versions, git commit, hardware, sha256 of the data files)
+    artifact/            (train) the policy as a "crs_policy" artifact (recforge.conversational.train.save_policy)
+    success_curve.png    SR@t per turn
+    train.log
+
+A run is written into a staging folder next to ``--out`` and moved into place only when complete: a failed command
+never modifies an existing run.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -150,14 +168,69 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+@contextmanager
+def _staged(out: Path) -> Iterator[Path]:
+    """A fresh staging folder next to ``out``; on success it replaces ``out``, on failure it is removed and ``out``
+    stays as it was."""
+    stage = out.with_name(f".{out.name}.partial-{os.getpid()}")
+    shutil.rmtree(stage, ignore_errors=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        yield stage
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    if out.exists():
+        shutil.rmtree(out)
+    stage.rename(out)
+
+
+def _write_report(run: Any, report: Any, dataset: Any, meta: dict[str, Any]) -> None:
+    """metrics.json (with CIs), the success curve and run.json (with provenance) of a CRS run."""
+    from recforge.conversational.metrics import plot_success_curves
+
+    metrics: dict[str, Any] = dict(report.metrics)
+    metrics["_info"] = {"episodes": int(len(report.turns)), "split": report.split, "mode": report.setting.mode,
+                        "max_turns": report.setting.max_turns, "list_size": report.setting.list_size,
+                        "success_curve": report.to_dict()["success_curve"]}
+    run.write_metrics({report.split: metrics})
+    plot_success_curves({report.policy: report.curve()}, run.path / "success_curve.png",
+                        title=f"{report.policy} on {report.dataset} ({report.setting.mode})")
+    run.finish(data_files=list(dataset.files), extra={"policy": report.policy, "dataset": dataset.summary(), **meta})
+
+
+def train_run(config: Any, out: str | Path, dataset: Any = None) -> tuple[Any, Any, dict[str, Any]]:
+    """Train a CRS policy (:func:`recforge.conversational.train.fit_policy`) into run folder ``out``."""
+    from recforge.conversational.train import fit_policy, save_policy
+    from recforge.experiments.folder import RunFolder
+
+    with _staged(Path(out)) as stage, RunFolder.create(stage, kind="crs-train", name=config.policy["name"],
+                                                       config=config, seed=config.seed) as run:
+        policy, report, meta = fit_policy(config, dataset)
+        save_policy(policy, run.artifact_dir, config.data)
+        _write_report(run, report, policy.dataset, meta)
+    return policy, report, meta
+
+
+def evaluate_run(config: Any, out: str | Path, dataset: Any = None) -> Any:
+    """Play a trained policy again (:func:`recforge.conversational.train.evaluate_policy`) into run folder ``out``."""
+    from recforge.conversational.train import evaluate_policy
+    from recforge.experiments.folder import RunFolder
+
+    with _staged(Path(out)) as stage, RunFolder.create(stage, kind="crs-evaluate", name="crs-evaluate", config=config,
+                                                       seed=config.seed) as run:
+        policy, report = evaluate_policy(config, dataset)
+        _write_report(run, report, policy.dataset, {"timings": {"eval_s": report.seconds}})
+    return report
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from recforge.config import load_toml
-    from recforge.conversational.train import train_policy
 
     cfg = _run_config(args, load_toml(args.config) if args.config else {})
     name = cfg.policy["name"]
     out = Path(args.out) if args.out else Path("runs") / f"crs-{name}-{Path(cfg.data).name}"
-    _, report, meta = train_policy(cfg, out)
+    _, report, meta = train_run(cfg, out)
     console = _console()
     console.print(_metrics_table([report], f"{name} · {report.dataset} · test · {cfg.setting.mode}"))
     timings = ", ".join(f"{k} {v:.1f}s" for k, v in meta["timings"].items())
@@ -166,10 +239,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from recforge.conversational.train import CRSEvalConfig, evaluate_run
+    from recforge.conversational.train import CRSEvalConfig, evaluate_policy
 
     cfg = CRSEvalConfig(run=args.run, data=args.data, split=args.split, episodes=args.episodes, seed=args.seed)
-    report = evaluate_run(cfg, args.out)
+    report = evaluate_run(cfg, args.out) if args.out else evaluate_policy(cfg)[1]
     console = _console()
     console.print(_metrics_table([report], f"{report.policy} · {report.dataset} · {args.split} · {report.setting.mode}"))
     if args.out:

@@ -1,26 +1,17 @@
-"""Train or evaluate a CRS policy into the common run folder, and persist policies as artifacts.
+"""Train and evaluate CRS policies; persist them as artifacts (table "crs_policy").
 
-A CRS run folder (:class:`recforge.experiments.folder.RunFolder` layout)::
-
-    config.toml          the resolved CRSRunConfig (re-runnable: ``recforge crs train --config config.toml``)
-    metrics.json         {"test": {"sr@15": {"mean", "ci_low", "ci_high"}, "at": ..., "hdcg": ..., "_info": {...}}}
-    run.json             kind, policy, dataset summary, timings, training statistics, provenance (seed, versions,
-                         git commit, hardware, sha256 of the data files)
-    artifact/            the policy in the one artifact format (table "crs_policy"): meta.json (policy config, setting,
-                         dataset reference) + weights.safetensors (scorer embeddings + the policy's learned weights)
-    success_curve.png    SR@t per turn on the evaluation dialogues
-    train.log
-
-A run is written into a fresh sibling folder and moved into place only when complete, so a failed command never
-modifies an existing run.
+:func:`fit_policy` fits the shared scorer (when the policy needs one), trains the policy and plays the test dialogues;
+:func:`evaluate_policy` plays a saved policy again. :func:`save_policy` / :func:`load_policy` write and read the one
+artifact format (:mod:`recforge.artifacts`): ``meta.json`` holds the policy's config, the setting and the dataset
+reference, ``weights.safetensors`` the scorer's embeddings and the policy's learned weights; a corrupt or tampered
+artifact is a one-line DataError. ``recforge crs train`` / ``recforge crs evaluate`` write these into the common run
+folder (:class:`recforge.experiments.folder.RunFolder`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-import os
-import shutil
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -31,12 +22,10 @@ from recforge.artifacts import load_artifact, save_artifact
 from recforge.config import from_dict, to_dict
 from recforge.conversational.data import CRSDataset, load_crs_dataset
 from recforge.conversational.episode import CRSReport, simulate
-from recforge.conversational.metrics import plot_success_curves
 from recforge.conversational.policies.base import Policy
 from recforge.conversational.scorer import Scorer, ScorerConfig, train_scorer
 from recforge.conversational.state import CRSSetting
 from recforge.errors import ConfigError, DataError
-from recforge.experiments.folder import RunFolder
 from recforge.registry import configured, resolve
 
 log = logging.getLogger(__name__)
@@ -117,10 +106,11 @@ def load_policy(path: str | Path, dataset: CRSDataset | None = None,
     return policy, ds
 
 
-def fit_policy(config: CRSRunConfig, dataset: CRSDataset,
+def fit_policy(config: CRSRunConfig, dataset: CRSDataset | None = None,
                show_progress: bool | None = None) -> tuple[Policy, CRSReport, dict[str, Any]]:
-    """Fit the scorer (if the policy needs one), train the policy, evaluate on test. Returns the policy, the test
-    report and {"timings", "train_stats"}."""
+    """Fit the scorer (if the policy needs one), train the policy, evaluate on test (on ``dataset``, default the
+    config's). Returns the policy (``policy.dataset`` is the dataset), the test report and {"timings", "train_stats"}."""
+    dataset = dataset if dataset is not None else load_crs_dataset(config.data)
     timings: dict[str, float] = {}
     cls = resolve(TABLE, config.policy["name"])
     scorer = None
@@ -137,63 +127,10 @@ def fit_policy(config: CRSRunConfig, dataset: CRSDataset,
     return policy, report, {"timings": timings, "train_stats": train_stats}
 
 
-def train_policy(config: CRSRunConfig, out: str | Path | None = None, dataset: CRSDataset | None = None,
-                 show_progress: bool | None = None) -> tuple[Policy, CRSReport, dict[str, Any]]:
-    """:func:`fit_policy`, written to run folder ``out`` when given (see the module doc)."""
-    ds = dataset if dataset is not None else load_crs_dataset(config.data)
-    if out is None:
-        return fit_policy(config, ds, show_progress)
-    with _staged(Path(out)) as stage, RunFolder.create(stage, kind="crs-train", name=config.policy["name"],
-                                                       config=config, seed=config.seed) as run:
-        policy, report, meta = fit_policy(config, ds, show_progress)
-        save_policy(policy, run.artifact_dir, config.data)
-        _write_report(run, report, ds, meta)
-    return policy, report, meta
-
-
-def evaluate_run(config: CRSEvalConfig, out: str | Path | None = None, dataset: CRSDataset | None = None,
-                 show_progress: bool | None = None) -> CRSReport:
-    """Play a trained policy on ``config.split``; written to run folder ``out`` (no artifact) when given."""
+def evaluate_policy(config: CRSEvalConfig, dataset: CRSDataset | None = None,
+                    show_progress: bool | None = None) -> tuple[Policy, CRSReport]:
+    """Play a saved policy (``config.run``) on ``config.split``: returns the policy and the report."""
     ds = dataset if dataset is not None else (load_crs_dataset(config.data) if config.data else None)
     policy, ds = load_policy(config.run, ds)
-    if out is None:
-        return simulate(policy, ds, policy.setting, config.split, config.episodes or None, config.seed, show_progress)
-    with _staged(Path(out)) as stage, RunFolder.create(stage, kind="crs-evaluate", name=policy.name, config=config,
-                                                       seed=config.seed) as run:
-        report = simulate(policy, ds, policy.setting, config.split, config.episodes or None, config.seed, show_progress)
-        _write_report(run, report, ds, {"timings": {"eval_s": report.seconds}})
-    return report
-
-
-def _write_report(run: RunFolder, report: CRSReport, ds: CRSDataset, meta: dict[str, Any]) -> None:
-    metrics: dict[str, Any] = dict(report.metrics)
-    metrics["_info"] = {"episodes": int(len(report.turns)), "split": report.split, "mode": report.setting.mode,
-                        "max_turns": report.setting.max_turns, "list_size": report.setting.list_size,
-                        "success_curve": report.to_dict()["success_curve"]}
-    run.write_metrics({report.split: metrics})
-    plot_success_curves({report.policy: report.curve()}, run.path / "success_curve.png",
-                        title=f"{report.policy} on {report.dataset} ({report.setting.mode})")
-    run.finish(data_files=list(ds.files), extra={"policy": report.policy, "dataset": ds.summary(), **meta})
-
-
-class _staged:
-    """Context manager: a fresh sibling folder of ``out`` to write into; on success it replaces ``out``, on failure
-    it is removed and ``out`` stays as it was."""
-
-    def __init__(self, out: Path):
-        self.out = out
-        self.stage = out.with_name(f".{out.name}.partial-{os.getpid()}")
-
-    def __enter__(self) -> Path:
-        shutil.rmtree(self.stage, ignore_errors=True)
-        self.out.parent.mkdir(parents=True, exist_ok=True)
-        return self.stage
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        if exc_type is not None:
-            shutil.rmtree(self.stage, ignore_errors=True)
-            return
-        if self.out.exists():
-            shutil.rmtree(self.out)
-        self.stage.rename(self.out)
-        log.info("CRS run written to %s", self.out)
+    report = simulate(policy, ds, policy.setting, config.split, config.episodes or None, config.seed, show_progress)
+    return policy, report
