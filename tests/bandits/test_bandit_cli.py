@@ -142,6 +142,8 @@ def test_a_failed_command_leaves_an_existing_run_as_it_was(tmp_path, obd_csv):
     assert main(["bandit", "replay", "--logs", str(logs), "--policy", "uniform", "--out", str(run)]) == 0
     assert json.loads((run / "run.json").read_text())["name"] == "uniform"
     assert sorted(p.name for p in (run / "artifact").iterdir()) == ["uniform"]
+    assert main(["bandit", "replay", "--logs", str(logs), "--policy", "uniform", "--out", str(logs)]) == 2
+    assert logs.read_text().startswith(",timestamp,item_id")  # a file given as --out is refused, untouched
 
 
 @pytest.mark.parametrize(

@@ -113,6 +113,8 @@ def _run_folder(out: str, *, kind: str, name: str, config: dict[str, Any], seed:
 
     final = Path(out)
     config = _plain_config(config)
+    if final.exists() and not final.is_dir():
+        raise ConfigError(f"--out must be a folder, got the file {final}")
     if not final.exists():
         with RunFolder.create(final, kind=kind, name=name, config=config, seed=seed) as run:
             yield run
