@@ -40,7 +40,8 @@ SAMPLED_WARNING = (
 @dataclass
 class Report:
     """Evaluation result. ``metrics[name] = {"mean", "ci_low", "ci_high"}``; ``per_user[name]`` has shape (U,)
-    aligned with ``users`` (dense ids); ``top_items`` (U, K) holds each user's ranked dense item ids."""
+    aligned with ``users`` (dense ids); ``top_items`` (U, K) holds each user's ranked dense item ids (0 pads a user
+    with fewer than K rankable items)."""
 
     metrics: dict[str, dict[str, float]]
     per_user: dict[str, np.ndarray]

@@ -30,6 +30,7 @@ from recforge.data.interactions import Interactions
 from recforge.data.jagged import as_jagged
 from recforge.data.vocab import Vocab
 from recforge.errors import ConfigError, DataError, NotFittedError, UnknownIdError
+from recforge.models.rank import SeenPolicy, mask_columns, mask_seen, seen_policy, top_k
 from recforge.protocols import Histories, HistoryScorer, TimedHistoryScorer
 from recforge.registry import get_model
 from recforge.train.trainer import BatchSource, Trainer, TrainResult
@@ -144,13 +145,19 @@ class Recommender:
         self,
         users: list[Any] | Any,
         k: int = 10,
-        exclude_seen: bool = True,
+        exclude_seen: SeenPolicy | bool = True,
         on_unknown: OnUnknown = "raise",
         exclude: list[Any] | None = None,
+        repeatable: list[Any] | None = None,
     ) -> Recommendations:
-        """Top-``k`` external item ids for external user ids. Unknown users raise, get popular items, or are skipped."""
+        """Top-``k`` external item ids for external user ids. Unknown users raise, get popular items, or are skipped.
+
+        ``exclude_seen`` is the seen policy of ``models.rank.seen_policy`` (True/False = "all-seen"/"none"); under
+        "seen-except-repeatable" the training items listed in ``repeatable`` (external ids) stay rankable. Ranking and
+        ties follow ``models.rank.top_k``."""
         self._check_fitted()
         self._check_k(k)
+        policy = seen_policy(exclude_seen)
         users = [users] if np.isscalar(users) or isinstance(users, str) else list(users)
         dense = self.user_vocab.encode(users, on_unknown="raise" if on_unknown == "raise" else "zero")
         if on_unknown == "skip":
@@ -163,26 +170,23 @@ class Recommender:
         if (~known).any():
             scores[torch.from_numpy(~known)] = torch.from_numpy(self.popularity_).float()
         scores[:, 0] = -torch.inf
-        if exclude_seen and known.any():
-            rows = np.flatnonzero(known)
-            sub = self.seen_[dense[known]]
-            r, c = sub.nonzero()
-            scores[torch.from_numpy(rows[r]), torch.from_numpy(c)] = -torch.inf
-        if exclude:
-            cols = self.item_vocab.encode(exclude, on_unknown="zero")
-            scores[:, torch.from_numpy(cols[cols > 0])] = -torch.inf
+        rep = self._dense_items(repeatable) if repeatable is not None else None
+        mask_seen(scores, self.seen_[dense], policy, rep)  # row 0 (unknown users' fallback) holds no history
+        mask_columns(scores, self._dense_items(exclude))
         return self._to_recommendations(users, scores, k, (~known).tolist())
 
     def recommend_history(
-        self, history: list[Any], k: int = 10, exclude_seen: bool = True, exclude: list[Any] | None = None,
-        times: list[int] | np.ndarray | None = None,
+        self, history: list[Any], k: int = 10, exclude_seen: SeenPolicy | bool = True, exclude: list[Any] | None = None,
+        times: list[int] | np.ndarray | None = None, repeatable: list[Any] | None = None,
     ) -> tuple[Recommendations, list[Any]]:
         """Top-``k`` for an anonymous session given as external item ids. Returns (recommendations, ignored ids).
+        ``exclude_seen`` / ``repeatable`` mask the session's items as in :meth:`recommend`.
 
         ``times`` (optional, one per history item, in the training data's time unit) feed models that use timestamps
         (a ``TimedHistoryScorer``: HSTU's time-gap bias, which was trained with them); other models ignore them."""
         self._check_fitted()
         self._check_k(k)
+        policy = seen_policy(exclude_seen)
         if times is not None and len(times) != len(history):
             raise ConfigError(f"times must have one value per history item ({len(history)}), got {len(times)}")
         dense = self.item_vocab.encode(history, on_unknown="zero")
@@ -191,25 +195,27 @@ class Recommender:
         dense = dense[known]
         t = np.asarray(times, dtype=np.int64)[known] if times is not None else None
         scores = history_scores(self, [dense], t).clone()  # an inference tensor cannot be edited in place
-        if exclude_seen and len(dense):
-            scores[0, torch.from_numpy(dense)] = -torch.inf
-        if exclude:
-            cols = self.item_vocab.encode(exclude, on_unknown="zero")
-            scores[:, torch.from_numpy(cols[cols > 0])] = -torch.inf
+        seen = sp.csr_array((np.ones(len(dense), np.float32), dense, [0, len(dense)]), shape=(1, self.n_items + 1))
+        mask_seen(scores, seen, policy, self._dense_items(repeatable) if repeatable is not None else None)
+        mask_columns(scores, self._dense_items(exclude))
         return self._to_recommendations([None], scores, k, [False]), ignored
 
     def _check_k(self, k: int) -> None:
         if not 1 <= k <= self.n_items:
             raise ConfigError(f"k must be in 1..{self.n_items}, got {k}")
 
+    def _dense_items(self, ids: list[Any] | None) -> np.ndarray:
+        """External item ids -> known dense ids (n,); unknown ids are ignored."""
+        if ids is None or len(ids) == 0:
+            return np.zeros(0, np.int64)
+        cols = self.item_vocab.encode(ids, on_unknown="zero")
+        return cols[cols > 0]
+
     def _to_recommendations(self, users: list[Any], scores: torch.Tensor, k: int, fallback: list[bool]) -> Recommendations:
-        top = torch.topk(scores, k, dim=1)
-        items, vals = [], []
-        for row_idx, row_val in zip(top.indices.numpy(), top.values.numpy()):
-            keep = np.isfinite(row_val)
-            items.append(self.item_vocab.decode(row_idx[keep]))
-            vals.append([float(v) for v in row_val[keep]])
-        return Recommendations(users=users, items=items, scores=vals, fallback=fallback)
+        """Masked scores (B, n_items+1) -> the top-``k`` of each row (``models.rank.top_k``), masked items left out."""
+        ranked = top_k(scores, k).lists()
+        return Recommendations(users=users, items=[self.item_vocab.decode(i) for i, _ in ranked],
+                               scores=[[float(v) for v in s] for _, s in ranked], fallback=fallback)
 
     # ------------------------------------------------------------------ persistence
     def _state(self) -> dict[str, torch.Tensor]:

@@ -15,9 +15,9 @@ import torch
 from torch import nn
 
 from recforge.data.interactions import Interactions
-from recforge.data.split import Split
 from recforge.errors import ConfigError
 from recforge.models.base import TrainerFit
+from recforge.models.validation import validation_metric
 from recforge.train.trainer import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -121,13 +121,9 @@ class BPR(TrainerFit):
         data = PairData(rows, pairs.indices, train.n_items)
         evaluate_fn = None
         if valid is not None and len(valid):
-            from recforge.evaluate.evaluator import evaluate
-
-            split = Split(train=train, test=valid, valid=valid, name="train/valid")
 
             def evaluate_fn() -> float:
-                report = evaluate(self, split, metrics=(cfg.train.eval_metric,), on="valid", n_boot=0, progress=False)
-                return report.mean(cfg.train.eval_metric)
+                return validation_metric(self, train, valid, cfg.train.eval_metric)
 
         log.info("bpr: %d pairs, %d users x %d items, %d factors", len(data), train.n_users, train.n_items, cfg.factors)
         self._train(self.net_, data, evaluate_fn)

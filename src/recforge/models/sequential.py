@@ -24,9 +24,9 @@ from recforge.config import check_choices
 from recforge.data.batches import SequenceData, build_sequence_data, last_window
 from recforge.data.interactions import Interactions
 from recforge.data.jagged import gather_jagged
-from recforge.data.split import Split
 from recforge.errors import ConfigError, UnknownIdError
 from recforge.models.base import HistoryScoring, TrainerFit
+from recforge.models.validation import validation_metric
 from recforge.nn.losses import NEGATIVES_FOR, prior_logit, sequence_loss
 from recforge.protocols import Histories, TimedHistoryScorer
 from recforge.train.trainer import TrainConfig
@@ -193,19 +193,14 @@ class SequentialRecommender(HistoryScoring, TrainerFit):
             self.net_.out_bias.fill_(prior_logit(cfg.loss, data.n_negatives, train.n_items, cfg.gbce_t))
         evaluate_fn = None
         if valid is not None and len(valid):
-            from recforge.evaluate.evaluator import evaluate
-
             users = valid.active_users()
             if cfg.train.eval_users and len(users) > cfg.train.eval_users:
                 # A fixed, seeded sample: the same users every epoch, so epochs stay comparable.
                 chosen = np.random.default_rng(cfg.train.seed).choice(users, cfg.train.eval_users, replace=False)
                 valid = valid.with_rows(np.isin(valid.user, chosen))
-            split = Split(train=train, test=valid, valid=valid, name="train/valid")
 
             def evaluate_fn() -> float:
-                report = evaluate(self, split, metrics=(cfg.train.eval_metric,), on="valid", n_boot=0,
-                                  progress=False)
-                return report.mean(cfg.train.eval_metric)
+                return validation_metric(self, train, valid, cfg.train.eval_metric)
 
         log.info("%s: %d training windows of %d items, %d parameters", self.name, len(data), cfg.max_len + 1,
                  sum(p.numel() for p in self.net_.parameters()))

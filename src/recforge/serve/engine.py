@@ -19,6 +19,7 @@ from recforge.data.vocab import Vocab
 from recforge.errors import ConfigError, DataError, UnknownIdError
 from recforge.index import Retriever, build_retriever
 from recforge.models.base import Recommender, history_scores, model_from_artifact
+from recforge.models.rank import mask_columns, top_k, top_k_candidates
 from recforge.protocols import Embedder, HistoryScorer
 from recforge.serve.settings import ServeSettings
 
@@ -133,8 +134,7 @@ class ModelHandle:
             if self.settings.on_unknown == "404":
                 raise UnknownIdError(f"unknown user_id {user!r}")
             scores = torch.from_numpy(model.popularity_).float().clone()  # training counts (n_items+1,); a copy
-            scores[0] = -torch.inf
-            scores[torch.from_numpy(excl)] = -torch.inf
+            mask_columns(scores[None], excl)
             return self._top(user, scores, k, "popular", ignored, fallback=True)
         seen = model.seen_[[dense_user]].indices.astype(np.int64) if dense_user else np.zeros(0, np.int64)
         if live:
@@ -150,7 +150,7 @@ class ModelHandle:
         mask = [excl]
         if exclude_seen:
             mask += [seen, fb]
-        scores[torch.from_numpy(np.concatenate(mask))] = -torch.inf
+        mask_columns(scores[None], np.concatenate(mask))
         return self._top(user, scores, k, source, ignored)
 
     @torch.inference_mode()
@@ -167,27 +167,26 @@ class ModelHandle:
         t = np.asarray(times, dtype=np.int64)[known][-self.settings.max_history :] if times is not None else None
         excl, ignored_excl = encode(self.model.item_vocab, exclude)
         scores = history_scores(self.model, [dense[-self.settings.max_history :]], t)[0]
-        scores[torch.from_numpy(np.concatenate([excl, dense if exclude_seen else excl[:0]]))] = -torch.inf
+        mask_columns(scores[None], np.concatenate([excl, dense if exclude_seen else excl[:0]]))
         return self._top(None, scores, min(k, self.n_items), "history", ignored + ignored_excl)
 
     def _retrieve(
         self, user: Any, dense_user: int, k: int, excl: np.ndarray, seen: np.ndarray | None, fb: np.ndarray, ignored: list
     ) -> dict[str, Any]:
-        """Top-k through the retriever: ask for extra candidates to survive the exclusions, then filter."""
-        banned = set(excl.tolist()) | (set(seen.tolist()) | set(fb.tolist()) if seen is not None else set())
+        """Top-k through the retriever: ask for extra candidates to survive the exclusions, then rank the candidates
+        (``models.rank.top_k_candidates``: same masking and tie rule as a full row)."""
+        banned = np.unique(np.concatenate([excl, seen, fb] if seen is not None else [excl]))
         query = self.model.user_embeddings(np.array([dense_user]))
         scores, ids = self.retriever.search(query, min(k + len(banned), self.n_items))
-        keep = [(i, s) for i, s in zip(ids[0].tolist(), scores[0].tolist()) if i > 0 and i not in banned][:k]
-        items = self.model.item_vocab.decode([i for i, _ in keep])
-        return self._result(user, items, [s for _, s in keep], "model", False, ignored)
+        items, vals = top_k_candidates(ids, scores, k, banned=[banned]).lists()[0]
+        return self._result(user, self.model.item_vocab.decode(items), vals.tolist(), "model", False, ignored)
 
     def _top(
         self, user: Any, scores: torch.Tensor, k: int, source: str, ignored: list, fallback: bool = False
     ) -> dict[str, Any]:
-        top = torch.topk(scores, k)
-        keep = torch.isfinite(top.values)
-        items = self.model.item_vocab.decode(top.indices[keep].numpy())
-        return self._result(user, items, top.values[keep].tolist(), source, fallback, ignored)
+        """Masked scores (n_items+1,) -> the response with the top ``k`` (``models.rank.top_k``; masked items left out)."""
+        items, vals = top_k(scores[None], k).lists()[0]
+        return self._result(user, self.model.item_vocab.decode(items), vals.tolist(), source, fallback, ignored)
 
     def _result(self, user: Any, items: list, scores: list, source: str, fallback: bool, ignored: list) -> dict[str, Any]:
         return {
