@@ -115,3 +115,16 @@ def test_scorer_required_and_forest_required(world, setting, scorer):
         make_policy("scpr", world, setting, None)
     with pytest.raises(NotFittedError):
         simulate(make_policy("fact-crs", world, setting, scorer), world, setting, episodes=2)
+
+
+def test_docs_config_example_is_a_valid_run_config(tmp_path):
+    import re
+    from pathlib import Path
+
+    from recforge.config import from_dict, load_toml
+
+    doc = (Path(__file__).parents[2] / "docs" / "conversational.md").read_text()
+    block = re.search(r"^```toml\n(.*?)^```", doc, re.S | re.M).group(1)
+    (tmp_path / "c.toml").write_text(block)
+    cfg = from_dict(CRSRunConfig, load_toml(tmp_path / "c.toml"))
+    assert cfg.policy == {"name": "scpr", "hidden": 32} and cfg.setting.mode == "multiple_choice"
