@@ -10,6 +10,8 @@ matrix has ``n_items + 1`` columns with column 0 at ``-inf``; histories are olde
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -136,3 +138,71 @@ class ConversationalPolicy(Protocol):
     def observe(self, state: Any, action: Any, accepted: tuple[int, ...] | None) -> None: ...
 
     def end(self, state: Any, outcome: Any) -> None: ...
+
+
+@runtime_checkable
+class TextEmbedder(Protocol):
+    """Turns texts into vectors (item text towers, zero-shot text recommenders, title grounding).
+
+    ``fingerprint`` identifies the model and its weights: vectors cached under one fingerprint are never served to
+    another."""
+
+    name: str
+    fingerprint: str
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """n texts -> float32 (n, d) with L2-normalised rows (a zero row for an empty text)."""
+        ...
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """One chat request: ``messages`` as (role, content) pairs, oldest first."""
+
+    messages: tuple[tuple[str, str], ...]
+    max_tokens: int = 256
+    temperature: float = 0.0
+    stop: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One answer. ``error`` is set (and ``text`` empty) when the backend gave no usable answer for this request."""
+
+    text: str
+    finish_reason: str | None = None
+    error: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached: bool = False
+
+
+@runtime_checkable
+class LLMClient(Protocol):
+    """One client for every language-model backend, three verbs. ``capabilities`` lists the verbs the backend
+    supports ("generate", "score", "embed"); the others raise a ConfigError naming the backend."""
+
+    name: str
+    capabilities: frozenset[str]
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
+        """n requests -> n generations, in order (a failed request is a Generation with ``error`` set)."""
+        ...
+
+    def score(self, context: str, continuations: Sequence[str]) -> np.ndarray:
+        """log p(continuation | context) for each continuation -> float64 (n,)."""
+        ...
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """n texts -> float32 (n, d)."""
+        ...
+
+
+@runtime_checkable
+class CandidateReranker(Protocol):
+    """Reorders a base model's candidates for a history (an LLM reranker built on an LLMClient)."""
+
+    def rerank(self, histories: list[np.ndarray], candidates: np.ndarray) -> np.ndarray:
+        """B histories (dense item ids, oldest first) and candidates int64 (B, N) in base-model order ->
+        int64 (B, N): each row a permutation of 0..N-1 (positions in the candidate row), best first."""
+        ...

@@ -31,6 +31,7 @@ SPLITTERS: dict[str, str] = {
     "temporal": "recforge.data.split:temporal",
     "random": "recforge.data.split:random_holdout",
     "user_holdout": "recforge.data.split:user_holdout",
+    "cold_item_holdout": "recforge.data.cold:cold_item_holdout",
 }
 
 POLICIES: dict[str, str] = {
@@ -76,9 +77,20 @@ CRS_POLICIES: dict[str, str] = {
     "fact-crs": "recforge.conversational.policies.fact_crs:FacTCRSPolicy",
 }
 
+EMBEDDERS: dict[str, str] = {
+    "hashing": "recforge.text.embedders:HashingEmbedder",
+    "minilm": "recforge.text.embedders:MiniLMEmbedder",
+}
+
+LLM_BACKENDS: dict[str, str] = {
+    "mock": "recforge.llm.mock:MockLLM",
+    "openai_compat": "recforge.llm.openai_compat:OpenAICompatClient",
+    "hf_local": "recforge.llm.hf_local:HFLocalClient",
+}
+
 TABLES: dict[str, dict[str, str]] = {
     "model": MODELS, "splitter": SPLITTERS, "policy": POLICIES, "estimator": ESTIMATORS, "environment": ENVIRONMENTS,
-    "crs_policy": CRS_POLICIES,
+    "crs_policy": CRS_POLICIES, "embedder": EMBEDDERS, "llm": LLM_BACKENDS,
 }
 
 

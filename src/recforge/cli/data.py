@@ -95,7 +95,15 @@ def _json_info(ds: Any) -> dict[str, Any]:
     if ds.catalog is not None:
         out["catalog"] = {"items": ds.catalog.n_items, "attributes": ds.catalog.n_attributes,
                           "items_without_entry": ds.catalog.meta.get("missing_items", 0)}
+    out["item_text"] = _item_text(ds.catalog)
     return out
+
+
+def _item_text(catalog: Any) -> list[str]:
+    """The catalogue's text fields (title, named attribute groups, free text); [] = no item text."""
+    from recforge.text.templates import text_fields
+
+    return text_fields(catalog)
 
 
 def _print_table(name: str, info: dict[str, Any], catalog: Any) -> None:
@@ -126,6 +134,9 @@ def _print_table(name: str, info: dict[str, Any], catalog: Any) -> None:
         table.add_row("repeated pairs", f"{st['duplicate_pairs_rows']:,} rows repeat a (user, item) pair")
     if catalog is not None:
         table.add_row("catalog", f"{catalog.n_items:,} items, {catalog.n_attributes:,} attributes")
+    fields = _item_text(catalog)
+    table.add_row("item text", ", ".join(fields) if fields else "no item text (attribute ids only: describe items by "
+                  "attributes)" if catalog is not None else "no item text (no catalogue)")
     load = info.get("load") or {}
     if load.get("removed"):
         table.add_row("removed on load", ", ".join(f"{k}: {v:,}" for k, v in load["removed"].items()))

@@ -22,6 +22,8 @@ COMMANDS: list[str] = [
     "recforge.cli.serve:add_commands",
     "recforge.cli.data:add_commands",
     "recforge.cli.crs:add_commands",
+    "recforge.cli.text:add_commands",
+    "recforge.cli.llm:add_commands",
 ]
 
 
