@@ -8,6 +8,7 @@ tied to the item embeddings (plus a per-item bias), after the paper's GELU + Lay
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -61,10 +62,13 @@ class BERT4Rec(SequentialRecommender):
 
     name = "bert4rec"
     config_class = BERT4RecConfig
-    objective = "cloze"
     #: small and fast, for the shared contract tests
     test_config = BERT4RecConfig(dim=32, n_layers=1, n_heads=1, max_len=20,
                                  train=TrainConfig(epochs=8, batch_size=64, lr=3e-3, threads=1))
 
     def _build_net(self, n_items: int) -> BERT4RecNet:
         return BERT4RecNet(n_items, self.config)
+
+    def _objective(self, n_items: int) -> dict[str, Any]:
+        """Cloze masking: a fraction ``mask_prob`` of each window's items become the [mask] token n_items + 1."""
+        return {"objective": "cloze", "mask_token": n_items + 1, "mask_prob": self.config.mask_prob}

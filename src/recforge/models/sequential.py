@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import ClassVar, Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -150,13 +150,16 @@ class SequentialRecommender(HistoryScoring, TrainerFit):
     ``log_prob`` (the next-item softmax over items)."""
 
     config: SequentialConfig
-    #: "next" (causal next-item pairs) or "cloze" (masked items, BERT4Rec)
-    objective: ClassVar[str] = "next"
     net_: SequenceNet | None = None
 
     # ------------------------------------------------------------------ to implement per model
     def _build_net(self, n_items: int) -> SequenceNet:
         raise NotImplementedError
+
+    def _objective(self, n_items: int) -> dict[str, Any]:
+        """The training objective's arguments of ``build_sequence_data``: causal next-item pairs by default (BERT4Rec
+        overrides it with cloze masking)."""
+        return {"objective": "next"}
 
     # ------------------------------------------------------------------ training
     @property
@@ -175,9 +178,7 @@ class SequentialRecommender(HistoryScoring, TrainerFit):
             items, offsets, train.n_items, cfg.max_len,
             times=train.time if self._timed else None,
             sliding=cfg.sliding,
-            objective=self.objective,
-            mask_token=train.n_items + 1 if self.objective == "cloze" else 0,
-            mask_prob=getattr(cfg, "mask_prob", 0.2),
+            **self._objective(train.n_items),
             negatives=NEGATIVES_FOR[cfg.loss],
             n_negatives=cfg.n_negatives if cfg.loss != "bce" else min(cfg.n_negatives, 8),
             sample_prob=prob,
