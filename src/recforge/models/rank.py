@@ -81,103 +81,89 @@ class Ranked:
         return [(i[v], s[v]) for i, s, v in zip(items, scores, valid)]
 
 
-def _lexsort(vals: torch.Tensor, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _lexsort(vals: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Reorder each row of (vals, idx) (R, m) by value descending, then index ascending."""
-    by_idx = torch.sort(idx, dim=1, stable=True)
-    vals = vals.gather(1, by_idx.indices)
-    by_val = torch.sort(vals, dim=1, descending=True, stable=True)
-    return by_val.values, by_idx.values.gather(1, by_val.indices)
+    order = np.lexsort((idx, -vals), axis=-1)
+    return np.take_along_axis(vals, order, -1), np.take_along_axis(idx, order, -1)
 
 
 def top_k(scores: torch.Tensor, k: int) -> Ranked:
     """Top ``k`` of each row of ``scores`` (B, n_items+1) under the tie rule. Column 0 (padding) is never returned.
 
     ``scores`` is not modified (rows with NaN are copied first). ``k`` may exceed the number of columns: the rest of
-    each row is padding.
+    each row is padding. The small (B, k+1) arrays are reordered in numpy: torch's per-call overhead on tiny tensors
+    would cost more than the ranking itself.
     """
     if k < 1:
         raise ConfigError(f"k must be >= 1, got {k}")
     b, n = scores.shape
     kk = min(k + 1, n)
-    vals, idx = torch.topk(scores, kk, dim=1)  # NaN sorts above everything, so a row holding one shows it here
-    if (torch.isnan(vals) | (idx == 0) & (vals > -torch.inf)).any():  # rare: clean a copy and rank again
+    top = torch.topk(scores, kk, dim=1)  # NaN sorts above everything, so a row holding one shows it here
+    vals, idx = top.values.numpy().copy(), top.indices.numpy().copy()
+    if (np.isnan(vals) | (idx == 0) & (vals > -np.inf)).any():  # rare: clean a copy and rank again
         scores = torch.nan_to_num(scores, nan=-torch.inf, posinf=torch.inf, neginf=-torch.inf)
         scores[:, 0] = -torch.inf
-        vals, idx = torch.topk(scores, kk, dim=1)
-    if kk > 1:
-        tied = ((vals[:, 1:] == vals[:, :-1]) & (vals[:, 1:] > -torch.inf)).any(1)
-    else:
-        tied = torch.zeros(b, dtype=torch.bool)
-    rows = torch.nonzero(tied).ravel()
+        top = torch.topk(scores, kk, dim=1)
+        vals, idx = top.values.numpy().copy(), top.indices.numpy().copy()
+    rows = np.flatnonzero(((vals[:, 1:] == vals[:, :-1]) & (vals[:, 1:] > -np.inf)).any(1))
     if len(rows):
-        vals_r, idx_r = _lexsort(vals[rows], idx[rows])
-        vals[rows], idx[rows] = vals_r, idx_r
+        vals[rows], idx[rows] = _lexsort(vals[rows], idx[rows])
         _resolve_boundary(scores, vals, idx, rows, min(k, n))
-    idx = torch.where(vals > -torch.inf, idx, torch.zeros((), dtype=idx.dtype))
-    next_score = vals[:, k] if kk > k else torch.full((b,), -torch.inf, dtype=vals.dtype)
+    idx[vals == -np.inf] = 0
+    next_score = vals[:, k] if kk > k else np.full(b, -np.inf, dtype=vals.dtype)
     items, top_vals = idx[:, : min(k, kk)], vals[:, : min(k, kk)]
     if items.shape[1] < k:  # fewer columns than k: pad
-        pad = k - items.shape[1]
-        items = torch.nn.functional.pad(items, (0, pad))
-        top_vals = torch.nn.functional.pad(top_vals, (0, pad), value=-torch.inf)
-    return Ranked(items=items, scores=top_vals, next_score=next_score)
+        pad = ((0, 0), (0, k - items.shape[1]))
+        items, top_vals = np.pad(items, pad), np.pad(top_vals, pad, constant_values=-np.inf)
+    return Ranked(items=torch.from_numpy(np.ascontiguousarray(items)),
+                  scores=torch.from_numpy(np.ascontiguousarray(top_vals)),
+                  next_score=torch.from_numpy(np.ascontiguousarray(next_score)))
 
 
-def _resolve_boundary(scores: torch.Tensor, vals: torch.Tensor, idx: torch.Tensor, rows: torch.Tensor, k: int) -> None:
+def _resolve_boundary(scores: torch.Tensor, vals: np.ndarray, idx: np.ndarray, rows: np.ndarray, k: int) -> None:
     """Where the k-th best finite score of a row is tied with one outside ``idx``, replace the boundary group's
     members in positions < k by the group's lowest-index items (in place on ``vals`` / ``idx``, (B, k+1))."""
     if k >= vals.shape[1]:
         return  # k covers every column: nothing lies outside
     t = vals[rows, k - 1]
-    boundary = (t > -torch.inf) & (vals[rows, k] == t)
+    boundary = (t > -np.inf) & (vals[rows, k] == t)
     rows, t = rows[boundary], t[boundary]
-    if not len(rows):
-        return
     above = (vals[rows, :k] > t[:, None]).sum(1)  # members of higher groups: all already in the top-(k+1)
-    need = k - above
-    eq = scores[rows] == t[:, None]
-    eq[:, 0] = False  # padding column, in case a caller left it unmasked
-    r, c = torch.nonzero(eq, as_tuple=True)  # row-major: ascending item index within each row
-    counts = eq.sum(1)
-    rank_in_group = torch.arange(len(r)) - (counts.cumsum(0) - counts)[r]
-    chosen = rank_in_group < need[r]
-    r, c, pos = r[chosen], c[chosen], above[r[chosen]] + rank_in_group[chosen]
-    idx[rows[r], pos] = c
-    vals[rows[r], pos] = t[r]
+    full = scores.detach().cpu().numpy()
+    for row, value, first in zip(rows.tolist(), t, above.tolist()):  # one view and one compare per row
+        idx[row, first:k] = np.flatnonzero(full[row, 1:] == value)[: k - first] + 1  # ascending; column 0 is padding
+        vals[row, first:k] = value
 
 
-def top_k_candidates(items: torch.Tensor, scores: torch.Tensor, k: int,
+def _numpy(x: torch.Tensor | np.ndarray) -> np.ndarray:
+    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+
+
+def top_k_candidates(items: torch.Tensor | np.ndarray, scores: torch.Tensor | np.ndarray, k: int,
                      banned: list[np.ndarray] | None = None) -> Ranked:
     """Top ``k`` among per-row candidates (models and indexes that return candidates instead of a full row).
 
-    ``items`` int64 (B, C) dense ids (0 = no candidate), ``scores`` (B, C); ``banned[b]`` lists dense ids masked in row
+    ``items`` int (B, C) dense ids (0 = no candidate), ``scores`` (B, C); ``banned[b]`` lists dense ids masked in row
     b. Duplicated candidates keep their best score. Same tie rule and padding as :func:`top_k`.
     """
-    items = items.to(torch.int64)
-    scores = scores.float().clone()
-    scores[items <= 0] = -torch.inf
-    if banned is not None:
-        for row, ban in enumerate(banned):
-            if len(ban):
-                scores[row, torch.from_numpy(np.isin(items[row].numpy(), ban))] = -torch.inf
-    scores = torch.nan_to_num(scores, nan=-torch.inf, posinf=torch.inf, neginf=-torch.inf)
-    # order by (score desc, item asc); then drop repeated ids (their first occurrence holds the best score)
-    vals, ids = _lexsort(scores, items)
-    dup = torch.zeros_like(ids, dtype=torch.bool)
-    if ids.shape[1] > 1:
-        order = torch.sort(ids, dim=1, stable=True)
-        first = torch.ones_like(ids, dtype=torch.bool)
-        first[:, 1:] = order.values[:, 1:] != order.values[:, :-1]
-        dup.scatter_(1, order.indices, ~first)
-    vals = torch.where(dup, torch.tensor(-torch.inf), vals)
-    by_val = torch.sort(vals, dim=1, descending=True, stable=True)  # keeps the (score, item) order of the rest
-    vals, ids = by_val.values, ids.gather(1, by_val.indices)
-    ids = torch.where(vals > -torch.inf, ids, torch.zeros((), dtype=ids.dtype))
-    m = ids.shape[1]
-    if m < k + 1:
-        ids = torch.nn.functional.pad(ids, (0, k + 1 - m))
-        vals = torch.nn.functional.pad(vals, (0, k + 1 - m), value=-torch.inf)
-    return Ranked(items=ids[:, :k], scores=vals[:, :k], next_score=vals[:, k])
+    ids = _numpy(items).astype(np.int64)  # copies: the caller's arrays are not modified
+    vals = _numpy(scores).astype(np.float32)
+    vals[np.isnan(vals) | (ids <= 0)] = -np.inf
+    for row, ban in enumerate(banned or []):
+        vals[row, np.isin(ids[row], ban)] = -np.inf
+    vals, ids = _lexsort(vals, ids)  # (score desc, item asc): a repeated id's first occurrence holds its best score
+    order = np.argsort(ids, axis=1, kind="stable")
+    by_id = np.take_along_axis(ids, order, 1)
+    repeat = np.zeros(ids.shape, bool)
+    repeat[:, 1:] = by_id[:, 1:] == by_id[:, :-1]
+    np.put_along_axis(vals, order, np.where(repeat, -np.inf, np.take_along_axis(vals, order, 1)), 1)
+    vals, ids = _lexsort(vals, ids)
+    ids[vals == -np.inf] = 0
+    if ids.shape[1] < k + 1:
+        pad = ((0, 0), (0, k + 1 - ids.shape[1]))
+        ids, vals = np.pad(ids, pad), np.pad(vals, pad, constant_values=-np.inf)
+    return Ranked(items=torch.from_numpy(np.ascontiguousarray(ids[:, :k])),
+                  scores=torch.from_numpy(np.ascontiguousarray(vals[:, :k])), next_score=torch.from_numpy(vals[:, k].copy()))
 
 
 def mask_pairs(scores: torch.Tensor, rows: np.ndarray, cols: np.ndarray) -> None:
