@@ -68,12 +68,13 @@ class Ranked:
         return self.items > 0
 
     def tied_at(self, k: int) -> torch.Tensor:
-        """bool (B,): the k-th and (k+1)-th best finite scores are equal, so the tie rule decides what enters the top k."""
+        """bool (B,): the k-th and (k+1)-th best rankable scores are equal, so the tie rule decides what enters the
+        top k."""
         if not 1 <= k <= self.scores.shape[1]:
             raise ConfigError(f"k must be in 1..{self.scores.shape[1]}, got {k}")
         kth = self.scores[:, k - 1]
         after = self.scores[:, k] if k < self.scores.shape[1] else self.next_score
-        return torch.isfinite(kth) & (kth == after)
+        return (kth > -torch.inf) & (kth == after)
 
     def lists(self) -> list[tuple[np.ndarray, np.ndarray]]:
         """Per row, (items int64 (n,), scores float (n,)) without the padding."""
