@@ -89,3 +89,23 @@ def test_leakage_is_detected():
 def test_bad_split_parameters(tiny_log, call, message):
     with pytest.raises(ConfigError, match=message):
         call(tiny_log)
+
+
+def test_split_counts_held_out_events_already_seen():
+    log = Interactions.from_arrays(["u1"] * 4 + ["u2"] * 4, ["a", "x", "a", "x", "b", "y", "b", "y"], list(range(8)))
+    split = leave_last_out(log, n=1, valid=True)
+    # u1: train a, x | valid a (seen in train) | test x (seen in train); u2: train b, y | valid b | test y
+    assert split.seen_targets("valid") == {"events": 2, "events_total": 2, "users": 2, "users_total": 2}
+    assert split.seen_targets("test")["events"] == 2
+    assert len(split.history("test")) == len(split.train) + len(split.valid)
+    summary = split.summary()
+    assert summary["test_seen_targets"] == 2 and summary["valid_seen_targets"] == 2
+    fresh = leave_last_out(Interactions.from_arrays(["u"] * 3, ["a", "b", "c"], [0, 1, 2]), n=1, valid=True)
+    assert fresh.summary()["test_seen_targets"] == 0
+
+
+def test_seen_targets_through_the_validation_part_only():
+    # the test item was consumed in the validation event only: it counts as seen for test, not for valid
+    log = Interactions.from_arrays(["u"] * 3, ["a", "b", "b"], [0, 1, 2])
+    split = leave_last_out(log, n=1, valid=True)
+    assert split.seen_targets("valid")["events"] == 0 and split.seen_targets("test")["events"] == 1
