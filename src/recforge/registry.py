@@ -24,6 +24,7 @@ MODELS: dict[str, str] = {
     "gru4rec": "recforge.models.gru4rec:GRU4Rec",
     "bert4rec": "recforge.models.bert4rec:BERT4Rec",
     "hstu": "recforge.models.hstu:HSTU",
+    "llm_rerank": "recforge.models.llm_rerank:LLMRerank",
 }
 
 SPLITTERS: dict[str, str] = {

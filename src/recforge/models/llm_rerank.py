@@ -1,0 +1,105 @@
+"""LLMRerank: a base recommender's top-N candidates reordered by a reranker (an LLM through
+:class:`recforge.protocols.CandidateReranker`, e.g. ``recforge.llm.ranker.LLMRanker``).
+
+The base model is a registered model spelled ``{"name": key, **config}``; it is fitted on the same log. For each
+user (or history) the base model's top ``n_candidates`` unseen items are handed to the reranker with the history;
+the reranked candidates score above every other item (in the reranker's order), the other items keep the base
+model's order below them. The reranker is an object built outside the model (the CLI or experiments layer builds it
+from the registry table ``llm``): it is not saved with the model. Without one, the candidates keep the base order, so
+the model ranks exactly as its base does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from recforge.data.interactions import Interactions
+from recforge.errors import ConfigError
+from recforge.models.base import HistoryScoring, history_scores
+from recforge.models.rank import top_k
+from recforge.protocols import CandidateReranker
+from recforge.registry import configured
+
+
+@dataclass(frozen=True)
+class LLMRerankConfig:
+    base: dict[str, Any] = field(default_factory=lambda: {"name": "popular"})
+    """The base model: {"name": <model key>, **its config}."""
+    n_candidates: int = 20
+    """Candidates per user handed to the reranker."""
+
+    def __post_init__(self) -> None:
+        if self.n_candidates < 2:
+            raise ConfigError(f"n_candidates must be >= 2, got {self.n_candidates}")
+        if self.base.get("name") == "llm_rerank":
+            raise ConfigError("base: llm_rerank cannot rerank itself")
+
+
+class LLMRerank(HistoryScoring):
+    """Base model's top-``n_candidates`` reordered by ``reranker`` (see the module docstring)."""
+
+    name = "llm_rerank"
+    config_class = LLMRerankConfig
+
+    def __init__(self, config: LLMRerankConfig | None = None, reranker: CandidateReranker | None = None,
+                 **overrides: Any):
+        super().__init__(config, **overrides)
+        if reranker is not None and not isinstance(reranker, CandidateReranker):
+            raise ConfigError(f"reranker must implement CandidateReranker.rerank, got {type(reranker).__name__}")
+        self.reranker = reranker
+        cls, cfg = configured("model", self.config.base, prefix="base.")
+        self.base_ = cls(cfg)
+
+    def _fit(self, train: Interactions, valid: Interactions | None) -> None:
+        self.base_.fit(train, valid)
+        items, offsets = train.sequences()
+        self.train_items_, self.train_offsets_ = np.asarray(items), np.asarray(offsets)
+
+    def _rerank(self, base: torch.Tensor, histories: list[np.ndarray]) -> torch.Tensor:
+        """Base scores (B, n_items+1) -> scores with the reranked candidates on top."""
+        scores = base.float().clone()
+        scores[:, 0] = -torch.inf
+        masked = scores.clone()
+        lengths = [len(h) for h in histories]
+        if sum(lengths):  # candidates are never items the user already has
+            rows = torch.from_numpy(np.repeat(np.arange(len(histories)), lengths))
+            masked[rows, torch.from_numpy(np.concatenate(histories).astype(np.int64))] = -torch.inf
+        n = min(self.config.n_candidates, self.n_items)
+        cand = top_k(masked, n).items.numpy()  # (B, n) best first; 0 pads rows with fewer rankable items
+        full = np.flatnonzero((cand > 0).all(axis=1))
+        if not len(full):
+            return scores
+        order = np.tile(np.arange(n), (len(full), 1))
+        if self.reranker is not None:
+            order = np.asarray(self.reranker.rerank([histories[b] for b in full], cand[full]), dtype=np.int64)
+        ranked = torch.from_numpy(np.take_along_axis(cand[full], order, axis=1))  # (F, n) best first
+        finite = torch.where(torch.isfinite(scores), scores, torch.zeros(()))
+        top = finite.abs().amax(dim=1, keepdim=True)[torch.from_numpy(full)] + 1.0  # above every base score
+        scores[torch.from_numpy(full)[:, None], ranked] = top + torch.arange(n, 0, -1, dtype=torch.float32)
+        return scores
+
+    def _history_list(self, items: np.ndarray, offsets: np.ndarray) -> list[np.ndarray]:
+        return [items[offsets[b] : offsets[b + 1]] for b in range(len(offsets) - 1)]
+
+    def _score(self, users: np.ndarray) -> torch.Tensor:
+        hist = [self.train_items_[self.train_offsets_[u] : self.train_offsets_[u + 1]] for u in users]
+        return self._rerank(self.base_.score(users), hist)
+
+    def _score_histories(self, items: np.ndarray, offsets: np.ndarray) -> torch.Tensor:
+        return self._rerank(history_scores(self.base_, (items, offsets)), self._history_list(items, offsets))
+
+    def _state(self) -> dict[str, torch.Tensor]:
+        state = {f"base.{k}": v for k, v in self.base_._state().items()}
+        state["train_items"] = torch.tensor(self.train_items_)
+        state["train_offsets"] = torch.tensor(self.train_offsets_)
+        return state
+
+    def _load_state(self, state: dict[str, torch.Tensor]) -> None:
+        self.base_.user_vocab, self.base_.item_vocab = self.user_vocab, self.item_vocab
+        self.base_.seen_, self.base_.popularity_ = self.seen_, self.popularity_
+        self.base_._load_state({k[5:]: v for k, v in state.items() if k.startswith("base.")})
+        self.train_items_, self.train_offsets_ = state["train_items"].numpy(), state["train_offsets"].numpy()
