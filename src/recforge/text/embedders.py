@@ -143,10 +143,11 @@ class MiniLMEmbedder:
 
     @torch.inference_mode()
     def embed(self, texts: Sequence[str]) -> np.ndarray:
-        """n texts -> float32 (n, 384), L2-normalised; an empty text gives a zero row. Texts are batched by length."""
+        """n texts -> float32 (n, 384), L2-normalised; an empty text gives a zero row. Texts are batched by length
+        (sorted, so that padding stays short)."""
         if self._model is None:
             self._load()
-        out = np.zeros((len(texts), 384), np.float32)
+        out = np.zeros((len(texts), self._model.config.hidden_size), np.float32)
         order = sorted((i for i, t in enumerate(texts) if t), key=lambda i: len(texts[i]))
         for start in range(0, len(order), self.config.batch_size):
             idx = order[start : start + self.config.batch_size]
