@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
+from recforge.errors import ConfigError
 from recforge.experiments.folder import RunFolder
 
 
@@ -46,3 +47,33 @@ def test_a_failed_run_keeps_a_saved_artifact_and_an_existing_folder(tmp_path):
     with pytest.raises(RuntimeError), RunFolder.create(tmp_path / "b", kind="crs", name="ear", config={}):
         raise RuntimeError("boom")
     assert (tmp_path / "b").is_dir()
+
+
+def test_a_run_is_written_aside_and_replaces_an_existing_run_only_when_it_succeeds(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "config.toml").write_text("old = 1\n")
+    with pytest.raises(RuntimeError), RunFolder.create(out, kind="crs", name="ear", config={"new": 2}) as run:
+        assert run.path != out and run.out == out
+        raise RuntimeError("boom")
+    assert (out / "config.toml").read_text() == "old = 1\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no staging folder left behind
+    with RunFolder.create(out, kind="crs", name="ear", config={"new": 2}) as run:
+        run.finish()
+    assert "new = 2" in (out / "config.toml").read_text() and (out / "run.json").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
+def test_in_place_writes_into_the_existing_run(tmp_path):
+    out = tmp_path / "run"
+    (out / "checkpoints").mkdir(parents=True)
+    with RunFolder.create(out, kind="recommender", name="sasrec", config={}, in_place=True) as run:
+        assert run.path == out and run.checkpoint_dir == out / "checkpoints"
+        run.finish()
+    assert (out / "run.json").is_file()
+
+
+def test_a_file_is_not_a_run_folder(tmp_path):
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(ConfigError):
+        RunFolder.create(tmp_path / "f", kind="crs", name="ear", config={})

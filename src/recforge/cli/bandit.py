@@ -6,11 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
-import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -104,34 +100,14 @@ def _plain_config(data: Any) -> Any:
     return data
 
 
-@contextmanager
-def _run_folder(out: str, *, kind: str, name: str, config: dict[str, Any], seed: int) -> Iterator[Any]:
-    """The run folder ``out``. A new folder is written in place (RunFolder removes it if the command fails); an
-    existing one is written in a staging folder next to it whose files replace those of ``out`` only once the command
-    has succeeded, so a failed command never modifies an existing run."""
+def _run_folder(out: str, *, kind: str, name: str, config: dict[str, Any], seed: int) -> Any:
+    """The run folder ``out`` (a RunFolder: written aside and moved into place only when the command succeeds)."""
     from recforge.experiments.folder import RunFolder
 
     final = Path(out)
-    config = _plain_config(config)
     if final.exists() and not final.is_dir():
         raise ConfigError(f"--out must be a folder, got the file {final}")
-    if not final.exists():
-        with RunFolder.create(final, kind=kind, name=name, config=config, seed=seed) as run:
-            yield run
-        return
-    stage = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
-    try:
-        with RunFolder.create(stage / "run", kind=kind, name=name, config=config, seed=seed) as run:
-            yield run
-        for entry in sorted((stage / "run").iterdir()):
-            target = final / entry.name
-            if target.is_dir() and not target.is_symlink():
-                shutil.rmtree(target)
-            elif target.exists() or target.is_symlink():
-                target.unlink()
-            entry.rename(target)
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
+    return RunFolder.create(final, kind=kind, name=name, config=_plain_config(config), seed=seed)
 
 
 def _ci(values: np.ndarray, seed: int) -> dict[str, float]:

@@ -18,11 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -168,23 +164,6 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
-@contextmanager
-def _staged(out: Path) -> Iterator[Path]:
-    """A fresh staging folder next to ``out``; on success it replaces ``out``, on failure it is removed and ``out``
-    stays as it was."""
-    stage = out.with_name(f".{out.name}.partial-{os.getpid()}")
-    shutil.rmtree(stage, ignore_errors=True)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        yield stage
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        raise
-    if out.exists():
-        shutil.rmtree(out)
-    stage.rename(out)
-
-
 def _write_report(run: Any, report: Any, dataset: Any, meta: dict[str, Any]) -> None:
     """metrics.json (with CIs), the success curve and run.json (with provenance) of a CRS run."""
     from recforge.conversational.metrics import plot_success_curves
@@ -204,8 +183,7 @@ def train_run(config: Any, out: str | Path, dataset: Any = None) -> tuple[Any, A
     from recforge.conversational.train import fit_policy, save_policy
     from recforge.experiments.folder import RunFolder
 
-    with _staged(Path(out)) as stage, RunFolder.create(stage, kind="crs-train", name=config.policy["name"],
-                                                       config=config, seed=config.seed) as run:
+    with RunFolder.create(out, kind="crs-train", name=config.policy["name"], config=config, seed=config.seed) as run:
         policy, report, meta = fit_policy(config, dataset)
         save_policy(policy, run.artifact_dir, config.data)
         _write_report(run, report, policy.dataset, meta)
@@ -217,8 +195,7 @@ def evaluate_run(config: Any, out: str | Path, dataset: Any = None) -> Any:
     from recforge.conversational.train import evaluate_policy
     from recforge.experiments.folder import RunFolder
 
-    with _staged(Path(out)) as stage, RunFolder.create(stage, kind="crs-evaluate", name="crs-evaluate", config=config,
-                                                       seed=config.seed) as run:
+    with RunFolder.create(out, kind="crs-evaluate", name="crs-evaluate", config=config, seed=config.seed) as run:
         policy, report = evaluate_policy(config, dataset)
         _write_report(run, report, policy.dataset, {"timings": {"eval_s": report.seconds}})
     return report

@@ -186,18 +186,20 @@ def train_run(
 
     ``dataset``/``split`` may be passed in to reuse an already loaded log (the quickstart trains several models).
     Under ``torchrun`` every process trains, but only rank 0 writes the folder; the other ranks return None.
-    A run that fails leaves an existing folder as it was and removes one it created, unless checkpoints (for
-    ``--resume``) or the fitted model's artifact were already written.
+    A run that fails leaves an existing folder as it was and leaves nothing behind where there was none, unless
+    checkpoints (for ``--resume``) or the fitted model's artifact were already written. ``resume`` continues the run
+    in ``out`` from its checkpoints.
     """
     out = Path(out) if out else default_out(cfg)
     if int(os.environ.get("RANK", "0")) != 0:
-        _fit(cfg, out, resume, dataset, split)
+        _fit(cfg, out / "checkpoints", resume, dataset, split)
         return None
-    with RunFolder.create(out, kind="recommender", name=cfg.model["name"], config=cfg, seed=cfg.seed) as folder:
-        dataset, split, model, t_data, fit_s = _fit(cfg, out, resume, dataset, split)
+    with RunFolder.create(out, kind="recommender", name=cfg.model["name"], config=cfg, seed=cfg.seed,
+                          in_place=resume) as folder:
+        dataset, split, model, t_data, fit_s = _fit(cfg, folder.checkpoint_dir, resume, dataset, split)
         for name in ("curves.json", "curves.png"):  # the trainer writes them next to its checkpoints
-            if (out / "checkpoints" / name).is_file():
-                shutil.copyfile(out / "checkpoints" / name, out / name)
+            if (folder.checkpoint_dir / name).is_file():
+                shutil.copyfile(folder.checkpoint_dir / name, folder.path / name)
         model.save(folder.artifact_dir)
         ev = cfg.eval
         kw = {"metrics": ev.metrics, "batch_size": ev.batch_size, "exclude_seen": ev.exclude_seen, "n_boot": ev.n_boot,
@@ -210,7 +212,7 @@ def train_run(
         if valid_report is not None:
             metrics["valid"] = valid_report.to_dict()
         folder.write_metrics(metrics)
-        write_per_user(out / "per_user.parquet", test_report, split)
+        write_per_user(folder.path / "per_user.parquet", test_report, split)
         info = dict(getattr(dataset, "info", {}) or {})
         folder.finish(data_files=info.get("files") or dataset_files(info), split=split, extra={
             "model": cfg.model["name"],
@@ -224,7 +226,7 @@ def train_run(
     return run
 
 
-def _fit(cfg: RunConfig, out: Path, resume: bool, dataset: Any, split: Split | None
+def _fit(cfg: RunConfig, checkpoint_dir: Path, resume: bool, dataset: Any, split: Split | None
          ) -> tuple[Any, Split, Any, float, float]:
     """Seed, load and split (unless given), build and fit the model: what every torchrun rank does.
     Returns (dataset, split, model, data seconds, fit seconds)."""
@@ -238,7 +240,7 @@ def _fit(cfg: RunConfig, out: Path, resume: bool, dataset: Any, split: Split | N
     model = build_model(cfg)
     t1 = time.perf_counter()
     # checkpoints (and --resume) concern Trainer-based models; the others ignore the folder and refuse resume
-    model.fit(split.train, split.valid, checkpoint_dir=out / "checkpoints", resume=resume)
+    model.fit(split.train, split.valid, checkpoint_dir=checkpoint_dir, resume=resume)
     return dataset, split, model, t_data, time.perf_counter() - t1
 
 
