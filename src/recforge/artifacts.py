@@ -58,8 +58,10 @@ class Artifact:
 
     @property
     def version(self) -> str:
-        """``name-<first 12 hex digits of the weights' sha256>``: what serving reports as the model version."""
-        return f"{self.name}-{self.meta['sha256'][:12]}"
+        """``name-<12 hex digits>`` of a digest over the name, config and weights: what serving reports as the model
+        version. Two artifacts differing only in their config (e.g. a seed) get different versions."""
+        identity = json.dumps([self.name, self.config, self.meta["sha256"]], sort_keys=True, default=str)
+        return f"{self.name}-{hashlib.sha256(identity.encode()).hexdigest()[:12]}"
 
 
 def is_artifact(path: str | Path) -> bool:
