@@ -27,7 +27,7 @@ def test_vocab_numpy_scalars_match_python_ints():
 
 
 @pytest.mark.parametrize(("ids", "raw", "expected"), [
-    ([1, 42], "42", 42), (["a", "42"], 42, "42"), ([1, 42], np.int64(42), 42), ([-3], "-3", -3),
+    ([1, 42], "42", 42), (["a", "42"], 42, "42"), ([1, 42], np.int64(42), 42), ([-3], "-3", None), ([-3], -3, -3),
     (["x"], "x", "x"), ([1, 42], "4.2", None), ([1, 42], "zz", None), (["x"], 7, None),
 ])
 def test_vocab_canonical_matches_text_and_integer_ids(ids, raw, expected):
