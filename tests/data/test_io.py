@@ -98,8 +98,8 @@ BAD = [
     ("hdr.csv", "user;item\n1;2\n", {"sep": ",", "columns": {"user": "user", "item": "item"}},
      "wrong separator", 1, None),
     ("pos.csv", "1,2\n", {"header": False, "columns": {"user": 0, "item": 5}}, r"4\+|6\+ expected", 1, None),
-    ("emptyid.csv", "user,item,timestamp\n1,2,100\n,3,200\n", {}, "empty user id", 3, "user"),
-    ("spaceid.csv", "user,item,timestamp\n1,2,100\n1, ,200\n", {}, "empty item id", 3, "item"),
+    ("emptyid.csv", "user,item,timestamp\n1,2,100\n,3,200\n", {}, "missing user id", 3, "user"),
+    ("spaceid.csv", "user,item,timestamp\n1,2,100\n1, ,200\n", {}, "missing item id", 3, "item"),
     ("badtime.csv", "user,item,timestamp\n1,2,100\n1,3,abc\n", {}, r"non-numeric timestamp \('abc'\)", 3, "timestamp"),
     ("nulltime.csv", "user,item,timestamp\n1,2,100\n1,3,\n", {}, "empty timestamp", 3, "timestamp"),
     ("negtime.csv", "user,item,timestamp\n1,2,100\n1,3,-5\n", {}, "negative timestamp", 3, "timestamp"),
@@ -110,7 +110,7 @@ BAD = [
     ("gz.csv.gz", b"not gzip", {}, "not a valid gzip file", None, None),
     ("bad.jsonl", '{"user": 1, "item": 2}\n{"user": 1, "item": 3\n', {}, "invalid JSON", 2, None),
     ("arr.jsonl", '{"user": 1, "item": 2}\n[1, 2]\n', {}, "expected a JSON object per line", 2, None),
-    ("ragged.csv", "user,item\n1,2\n1,2,3,4\n", {}, "cannot parse", None, None),
+    ("ragged.csv", "user,item\n1,2\n1,2,3,4\n", {}, r"4 field\(s\) where the first line has 2", 3, None),
     ("gap.jsonl", '{"user": 1, "item": 2, "timestamp": 5}\n\n{"user": 1, "item": 3, "timestamp": -1}\n', {},
      "negative timestamp", 3, "timestamp"),
     ("lead.csv", "\n\nuser,item,timestamp\n1,2,5\n\n1,3,-1\n", {}, "negative timestamp", 6, "timestamp"),
@@ -213,7 +213,7 @@ def test_bad_sequence_files(tmp_path, content, kwargs, match, line):
 
 # ------------------------------------------------------------------------------------------- round-trip property
 _ids = st.text(alphabet="abcxyz ,\"'é:;|0123456789", min_size=1, max_size=6).filter(lambda s: s.strip() == s and s)
-_rows = st.lists(st.tuples(_ids, _ids, st.integers(0, 2**40), st.sampled_from([0.5, 1.0, 3.0, 5.0])),
+_rows = st.lists(st.tuples(_ids, _ids, st.integers(0, 2**37), st.sampled_from([0.5, 1.0, 3.0, 5.0])),
                  min_size=1, max_size=25)
 
 
@@ -232,16 +232,13 @@ def test_write_then_read_round_trip(tmp_path, rows, fmt):
         path.write_bytes(gzip.compress(df.write_csv().encode()))
     else:
         df.write_csv(path, separator="\t" if fmt == "tsv" else ",")
-    data, report = read_interactions(path, {"user": "user", "item": "item", "time": "timestamp", "value": "rating"})
+    data, report = read_interactions(path, {"user": "user", "item": "item", "time": "timestamp", "value": "rating"},
+                                     time_unit="s")
     assert report.rows_kept == len(rows) and report.removed == {}
 
     got = sorted((str(u), str(i), t, v) for u, i, t, v in zip(data.user_vocab.decode(data.user),
                                                                  data.item_vocab.decode(data.item),
                                                                  data.time.tolist(), data.value.tolist()))
-    # ids that are all integers come back as ints ("007" -> 7): compare in that normal form
-    def canon(col: list[str]) -> list[str]:
-        return [str(int(x)) for x in col] if all(x.isdigit() for x in col) else col
-
-    users, items = canon([r[0] for r in rows]), canon([r[1] for r in rows])
-    want = sorted((u, i, r[2], r[3]) for u, i, r in zip(users, items, rows))
+    # ids come back exactly ("007" stays "007"; canonical integers come back as ints, whose text is the same)
+    want = sorted((r[0], r[1], r[2], r[3]) for r in rows)
     assert got == want

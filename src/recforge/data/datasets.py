@@ -452,7 +452,8 @@ SIGNATURE_FILES: dict[str, str] = {
 }
 
 PREPROCESS_OPTIONS = ("rating_threshold", "duplicates", "min_user_interactions", "min_item_interactions")
-READ_OPTIONS = ("columns", "sep", "header", "names", "encoding", "format", "time_format", "on_invalid")
+READ_OPTIONS = ("columns", "sep", "header", "names", "encoding", "format", "time_format", "time_unit", "decimal",
+                "on_invalid")
 
 
 # ---------------------------------------------------------------------------------------------------- public API
@@ -521,7 +522,8 @@ def load_dataset(
 
     ``options``: preprocessing (``rating_threshold``, ``duplicates``, ``min_user_interactions``,
     ``min_item_interactions``; see :func:`recforge.data.preprocess.preprocess`) and, for plain files, reader options
-    (``columns``, ``sep``, ``header``, ``names``, ``encoding``, ``format``, ``time_format``, ``on_invalid``).
+    (``columns``, ``sep``, ``header``, ``names``, ``encoding``, ``format``, ``time_format``, ``time_unit``,
+    ``decimal``, ``on_invalid``; see :func:`recforge.data.io.read_interactions`).
     ``verify`` checks the sha256 of the known files found on disk and records the outcome in ``info["checksums"]``.
     """
     unknown = sorted(set(options) - set(PREPROCESS_OPTIONS) - set(READ_OPTIONS))

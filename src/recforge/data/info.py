@@ -14,6 +14,19 @@ from recforge.data.interactions import Interactions
 _UNIX_FLOOR = 250_000_000  # 1977-12-03: every real log with unix seconds is later; position clocks are far smaller
 
 
+_MIN_DATE, _MAX_DATE = -62_135_596_800, 253_402_300_799  # 0001-01-01 .. 9999-12-31 in unix seconds
+
+
+def time_kind(time: np.ndarray) -> str:
+    """"unix" when the clock reads as unix seconds, "order" for positions / counters, "none" when all zero.
+
+    Decided on the whole column (its median), so a unix-seconds log with a few 0 or 1 values stays "unix"."""
+    t = np.asarray(time)
+    if not len(t) or not t.any():
+        return "none"
+    return "unix" if float(np.median(t)) >= _UNIX_FLOOR else "order"
+
+
 def gini(counts: np.ndarray) -> float:
     """Gini coefficient of non-negative counts (0 = perfectly even, -> 1 = concentrated on one entity)."""
     x = np.sort(np.asarray(counts, dtype=np.float64))
@@ -54,7 +67,9 @@ def dataset_info(
     })
     if n:
         tmin, tmax = int(data.time.min()), int(data.time.max())
-        kind = data.meta.get("time_kind") or ("unix" if tmin >= _UNIX_FLOOR else ("none" if tmax == 0 else "order"))
+        kind = data.meta.get("time_kind") or time_kind(data.time)
+        if kind == "unix" and not (tmin >= _MIN_DATE and tmax <= _MAX_DATE):
+            kind = "number"  # not representable as dates: a clock in another unit
         span: dict[str, Any] = {"kind": kind, "min": tmin, "max": tmax}
         if kind == "unix":
             span["first"] = datetime.fromtimestamp(tmin, UTC).strftime("%Y-%m-%d")

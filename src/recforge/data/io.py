@@ -1,21 +1,34 @@
 """Readers: interaction files (CSV / TSV / '::'-separated / Parquet / JSONL, optionally .gz) -> :class:`Interactions`.
 
 Every reader validates at the boundary and raises :class:`DataError` naming the file, the line (1-based, counting the
-header) and the column: missing column, empty ids, non-numeric or negative timestamps, non-numeric values, empty files,
-a separator that does not split the lines, undecodable bytes. Nothing is dropped silently: with ``on_invalid="drop"``
-offending rows are removed and counted per rule in the :class:`LoadReport` (blank lines are always dropped and counted).
+header) and the column: missing column, missing ids (empty, ``NULL``, ``nan``, ...), non-numeric, negative or
+out-of-range timestamps, non-numeric values, empty or unreadable files, rows with another number of fields than the
+header (another separator, an unterminated quote), undecodable bytes, columns holding lists. Nothing is dropped
+silently: with ``on_invalid="drop"`` offending rows are removed and counted per rule in the :class:`LoadReport` (blank
+lines are always dropped and counted). What a reader decided on its own (the time unit, decimal commas) is written
+to ``LoadReport.notes``.
 
-Dense ids are assigned in sorted order of the external ids (numeric order for integer ids), so loading is deterministic
-and datasets whose ids are already 1..N keep them.
+Ids are kept as the exact strings of the file. A column becomes integer ids only when every value is a canonical
+ASCII decimal integer (no leading zeros, no sign, no other digits: ``7`` but not ``07``, ``+7`` or ``٧``), so ``007``
+and ``7`` are two ids; serving's :class:`~recforge.data.vocab.Vocab` matches ids by the same rule. Dense ids are
+assigned in sorted order of the external ids (numeric order for integer ids), so loading is deterministic and datasets
+whose ids are already 1..N keep them.
+
+Error hints name the options of the interface that raised them: ``sep=';'`` from Python, ``--sep ';'`` from the
+command line (the CLI runs its commands inside :func:`cli_hints`).
 """
 
 from __future__ import annotations
 
+import csv
 import gzip
 import io
+import json
 import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -34,6 +47,46 @@ FORMATS = ("csv", "parquet", "jsonl")
 # Separators tried when guessing which one a file uses (order matters: '::' before ':'-free single chars).
 CANDIDATE_SEPARATORS = ("::", "\t", ",", ";", "|", " ")
 _UNIT_SEP = "\x1f"  # stands in for multi-character separators, which polars cannot split on
+
+TIME_UNITS = ("s", "ms", "us", "ns", "auto")
+_PER_SECOND = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
+_UNIT_NAMES = {"s": "seconds", "ms": "milliseconds", "us": "microseconds", "ns": "nanoseconds"}
+_MAX_SECONDS = 253_402_300_799  # 9999-12-31T23:59:59: later "timestamps" are in a finer unit or not times at all
+#: a value is an integer id only when it matches this (canonical ASCII decimal: no sign, no leading zeros)
+CANONICAL_INT = r"^(?:0|[1-9][0-9]*)$"
+#: id values that mean "no id" (compared case-insensitively after stripping)
+MISSING_IDS = ("", "null", "nan", "none", "n/a", "nil")
+_COMMA_DECIMAL = r"^[+-]?[0-9]+,[0-9]+$"
+
+_HINTS: ContextVar[str] = ContextVar("recforge_hint_interface", default="python")
+
+
+@contextmanager
+def cli_hints() -> Iterator[None]:
+    """Within this block, error hints name command-line flags (``--sep ';'``) instead of Python arguments."""
+    token = _HINTS.set("cli")
+    try:
+        yield
+    finally:
+        _HINTS.reset(token)
+
+
+def option_hint(option: str, value: Any) -> str:
+    """How the current interface spells a reader option: ``sep=';'`` (Python) or ``--sep ';'`` (CLI)."""
+    if _HINTS.get() != "cli":
+        return f"{option}={value!r}"
+    if option == "columns" and isinstance(value, Mapping):
+        text = ",".join(f"{k}={v}" for k, v in value.items())
+    elif option == "sep":
+        text = "tab" if value == "\t" else "space" if value == " " else str(value)
+    else:
+        text = str(value)
+    return f"--{option.replace('_', '-')} {_shell_quote(text)}"
+
+
+def _shell_quote(text: str) -> str:
+    return text if re.fullmatch(r"[A-Za-z0-9_.,=@%+:/-]+", text) else "'" + text.replace("'", "'\\''") + "'"
+
 
 # Header names recognised when no column mapping is given (lower-cased).
 ALIASES: dict[str, tuple[str, ...]] = {
@@ -81,7 +134,7 @@ def read_text(path: str | Path, encoding: str = "utf-8") -> str:
         raise DataError("file not found", path=str(path))
     if path.is_dir():
         raise DataError("expected a file, got a directory", path=str(path))
-    raw = path.read_bytes()
+    raw = _read_bytes(path)
     if path.suffix == ".gz":
         try:
             raw = gzip.decompress(raw)
@@ -97,7 +150,7 @@ def read_text(path: str | Path, encoding: str = "utf-8") -> str:
         bad = raw[exc.start : exc.start + 1].hex()
         raise DataError(
             f"byte 0x{bad} at character {col} cannot be decoded as {encoding}"
-            " (if the file is Latin-1, pass encoding='latin-1')",
+            f" (if the file is Latin-1, pass {option_hint('encoding', 'latin-1')})",
             path=str(path),
             line=line,
         ) from None
@@ -106,6 +159,14 @@ def read_text(path: str | Path, encoding: str = "utf-8") -> str:
     if not text.strip():
         raise DataError("file is empty", path=str(path))
     return text
+
+
+def _read_bytes(path: Path) -> bytes:
+    """The file's bytes; an unreadable file (permissions, a vanished mount) is a DataError, not an OSError."""
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"cannot read the file ({exc.strerror or exc})", path=str(path)) from None
 
 
 def _first_line(text: str) -> tuple[int, str]:
@@ -169,10 +230,12 @@ def read_table(
     if fmt == "parquet":
         if not path.exists():
             raise DataError("file not found", path=str(path))
+        raw = _read_bytes(path)
         try:
-            df = pl.read_parquet(path)
+            df = pl.read_parquet(io.BytesIO(raw))
         except Exception as exc:  # polars raises several error types for corrupt files
-            raise DataError(f"cannot read Parquet ({exc})", path=str(path)) from exc
+            raise DataError(f"cannot read Parquet ({str(exc).splitlines()[0] if str(exc) else exc!r})",
+                            path=str(path)) from None
         if df.height == 0:
             raise DataError("file is empty (0 rows)", path=str(path))
         return (df.rename(dict(zip(df.columns, names))) if names else df), 0
@@ -187,7 +250,7 @@ def read_table(
     fields = first.split(sep) if sep != " " else first.split()
     if len(fields) < min_columns:
         seen = guess_separator(first)
-        hint = f"; the line appears to be separated by {seen!r}" if seen and seen != sep else ""
+        hint = f"; the line appears to be separated by {seen!r}: pass {option_hint('sep', seen)}" if seen and seen != sep else ""
         raise DataError(
             f"wrong separator? splitting on {sep!r} gives {len(fields)} field(s), {min_columns}+ expected{hint}",
             path=str(path),
@@ -195,11 +258,13 @@ def read_table(
         )
     # leading blank lines would make polars guess a 1-column schema without a header: drop them, keep the numbering
     text = text[re.match(r"(?:[ \t\r\f\v]*\n)*", text).end() :]
+    shown_sep = sep
     if len(sep) > 1:
         if _UNIT_SEP in text:
             raise DataError(f"cannot split on {sep!r}: the file contains the control character 0x1f", path=str(path))
         text = text.replace(sep, _UNIT_SEP)
         sep = _UNIT_SEP
+    _check_shape(text, sep, quote, path, first_no, shown_sep)
     try:
         df = pl.read_csv(
             io.BytesIO(text.encode("utf-8")),
@@ -225,10 +290,56 @@ def read_table(
     return df, first_no + (1 if header else 0)
 
 
-def _read_jsonl(path: Path, text: str) -> pl.DataFrame:
-    """JSON lines -> frame; a malformed line is named (found by parsing line by line only after polars fails)."""
-    import json
+def _check_shape(text: str, sep: str, quote: bool, path: Path, first_no: int, shown_sep: str) -> None:
+    """Every non-blank line must split into as many fields as the first one: a DataError names the first line that
+    does not (another separator, a missing or extra field, an unterminated quote). ``text`` starts at line
+    ``first_no``; ``shown_sep`` is the separator as the user gave it (``sep`` may stand in for a multi-character one)."""
+    if quote and '"' in text:
+        reader = csv.reader(io.StringIO(text), delimiter=sep, quotechar='"', strict=True)
+        expected, start = None, 1
+        try:
+            for fields in reader:
+                line = first_no + start - 1
+                start = reader.line_num + 1
+                if not fields or (len(fields) == 1 and not fields[0].strip()):
+                    continue
+                if expected is None:
+                    expected = len(fields)
+                elif len(fields) != expected:
+                    _raise_shape(len(fields), expected, sep, shown_sep, text, line - first_no, path, line)
+        except csv.Error as exc:
+            line = first_no + reader.line_num - 1
+            what = "an unterminated quote" if "end of data" in str(exc) else f"a stray quote ({exc})"
+            raise DataError(f"{what}; a field that starts with '\"' must end with '\"'", path=str(path),
+                            line=max(line, first_no)) from None
+        return
+    lines = pl.Series(text.split("\n"), dtype=pl.Utf8).str.strip_suffix("\r")
+    blank = lines.str.strip_chars().str.len_chars() == 0
+    counts = (lines.str.count_matches(sep, literal=True) + 1).to_numpy()
+    nonblank = np.flatnonzero(~blank.to_numpy())
+    if not len(nonblank):
+        return
+    expected = int(counts[nonblank[0]])
+    bad = nonblank[counts[nonblank] != expected]
+    if len(bad):
+        row = int(bad[0])
+        _raise_shape(int(counts[row]), expected, sep, shown_sep, text, row, path, first_no + row)
 
+
+def _raise_shape(n: int, expected: int, sep: str, shown_sep: str, text: str, row: int, path: Path, line: int) -> None:
+    content = text.split("\n")[row] if row < text.count("\n") + 1 else ""
+    content = content.replace(_UNIT_SEP, shown_sep)
+    seen = guess_separator(content)
+    hint = ""
+    if seen and seen != shown_sep and n < expected:
+        hint = f"; the line looks {seen!r}-separated"
+    raise DataError(f"{n} field(s) where the first line has {expected} when split on {shown_sep!r}{hint}",
+                    path=str(path), line=line)
+
+
+def _read_jsonl(path: Path, text: str) -> pl.DataFrame:
+    """JSON lines -> frame; a malformed line is named. When polars cannot read the lines (e.g. a column holding
+    numbers on some lines and text on others) they are parsed one by one and scalars kept as their JSON text."""
     # blank lines become empty objects, i.e. all-null rows, so that row i is line i+1 (and blank lines get counted)
     padded = "\n".join(line if line.strip() else "{}" for line in text.splitlines())
     try:
@@ -243,7 +354,24 @@ def _read_jsonl(path: Path, text: str) -> pl.DataFrame:
                 raise DataError(f"invalid JSON ({jexc.msg} at character {jexc.colno})", path=str(path), line=no) from None
             if not isinstance(obj, dict):
                 raise DataError(f"expected a JSON object per line, got {type(obj).__name__}", path=str(path), line=no) from None
-        raise DataError(f"cannot read JSON lines ({str(exc).splitlines()[0]})", path=str(path)) from exc
+        return _jsonl_as_text(path, text, exc)
+
+
+def _jsonl_as_text(path: Path, text: str, exc: Exception) -> pl.DataFrame:
+    """Every line parsed by the json module; scalar values become their JSON text (strings stay as they are),
+    lists and objects stay lists/objects (the role checks reject them, naming the line)."""
+    rows: list[dict[str, Any]] = []
+    for line in text.splitlines():
+        obj = json.loads(line) if line.strip() else {}
+        rows.append({k: v if isinstance(v, str) or v is None else
+                     (v if isinstance(v, (list, dict)) else json.dumps(v)) for k, v in obj.items()})
+    keys = list(dict.fromkeys(k for row in rows for k in row))
+    cols: dict[str, list[Any]] = {k: [row.get(k) for row in rows] for k in keys}
+    try:
+        return pl.DataFrame({k: pl.Series(k, v, dtype=pl.Utf8 if all(x is None or isinstance(x, str) for x in v)
+                                          else pl.Object) for k, v in cols.items()})
+    except Exception:  # noqa: BLE001 (polars' error types vary by defect)
+        raise DataError(f"cannot read JSON lines ({str(exc).splitlines()[0]})", path=str(path)) from None
 
 
 # -------------------------------------------------------------------------------------------------- interactions
@@ -310,6 +438,8 @@ def read_interactions(
     encoding: str = "utf-8",
     format: str | None = None,
     time_format: str | None = None,
+    time_unit: Literal["s", "ms", "us", "ns", "auto"] = "auto",
+    decimal: Literal[".", ","] | None = None,
     on_invalid: Literal["raise", "drop"] = "raise",
     meta: Mapping[str, Any] | None = None,
 ) -> tuple[Interactions, LoadReport]:
@@ -317,12 +447,16 @@ def read_interactions(
 
     ``columns`` maps roles to column names or 0-based positions, e.g. ``{"user": "userId", "item": "movieId",
     "time": "timestamp", "value": "rating"}``; without it, common header names are recognised. Timestamps may be
-    integer/float seconds or date-time strings (``time_format`` as in ``strptime``; ISO-8601 by default), stored as
-    int64 seconds. ``on_invalid="drop"`` removes rows with empty ids / bad timestamps / bad values and counts them
-    per rule instead of raising.
+    numbers or date-time strings (``time_format`` as in ``strptime``; ISO-8601 by default), stored as int64 seconds.
+    Numbers are in ``time_unit`` since 1970; ``"auto"`` decides from the median of the whole column (beyond 1e11:
+    ms, 1e14: us, 1e17: ns) and notes what it decided. ``decimal`` is the decimal mark of values; ``None`` reads
+    ``4.5`` and, when every non-numeric value is written like ``4,5``, decimal commas (with a note).
+    ``on_invalid="drop"`` removes rows with missing ids / bad timestamps / bad values and counts them per rule
+    instead of raising.
     """
     if on_invalid not in ("raise", "drop"):
         raise ConfigError(f"on_invalid must be 'raise' or 'drop', got {on_invalid!r}")
+    _check_number_options(time_unit, decimal)
     if columns is not None:
         _check_roles(columns)
     p = str(path)
@@ -334,8 +468,16 @@ def read_interactions(
     )
     cols = resolve_columns(df.columns, columns, p, first_line)
     return frame_to_interactions(
-        df, cols, path=p, first_line=first_line, time_format=time_format, on_invalid=on_invalid, meta=meta
+        df, cols, path=p, first_line=first_line, time_format=time_format, time_unit=time_unit, decimal=decimal,
+        on_invalid=on_invalid, meta=meta,
     )
+
+
+def _check_number_options(time_unit: str, decimal: str | None) -> None:
+    if time_unit not in TIME_UNITS:
+        raise ConfigError(f"time_unit must be one of {list(TIME_UNITS)}, got {time_unit!r}")
+    if decimal not in (None, ".", ","):
+        raise ConfigError(f"decimal must be '.' or ',', got {decimal!r}")
 
 
 def frame_to_interactions(
@@ -345,11 +487,16 @@ def frame_to_interactions(
     path: str = "<frame>",
     first_line: int = 0,
     time_format: str | None = None,
+    time_unit: Literal["s", "ms", "us", "ns", "auto"] = "auto",
+    decimal: Literal[".", ","] | None = None,
     on_invalid: Literal["raise", "drop"] = "raise",
     meta: Mapping[str, Any] | None = None,
 ) -> tuple[Interactions, LoadReport]:
     """Validate the role columns of ``df`` (any dtypes) and build Interactions; see :func:`read_interactions`."""
+    _check_number_options(time_unit, decimal)
     report = LoadReport(path=path, rows_read=df.height)
+    for role, col in cols.items():
+        _check_scalar_column(df[col], role, path, first_line)
     keep = np.ones(df.height, bool)
     # blank lines come through as all-null rows
     blank = df.select(pl.all_horizontal(pl.col(c).is_null() for c in cols.values())).to_series().to_numpy()
@@ -360,7 +507,7 @@ def frame_to_interactions(
     def where(row: int) -> dict[str, Any]:
         return {"line": first_line + row} if first_line else {"line": None}
 
-    def check(bad: np.ndarray, rule: str, role: str, what: str) -> None:
+    def check(bad: np.ndarray, rule: str, role: str, what: str, hint: str = "") -> None:
         bad = bad & keep
         if not bad.any():
             return
@@ -370,7 +517,11 @@ def frame_to_interactions(
             return
         row = int(np.flatnonzero(bad)[0])
         shown = df[cols[role]][row]
-        msg = f"{what} ({shown!r}); {int(bad.sum())} row(s) affected, pass on_invalid='drop' to drop and count them"
+        n = int(bad.sum())
+        first = f"first on line {first_line + row}" if first_line else f"first in row {row}"
+        shown = "empty" if shown is None or (isinstance(shown, str) and not shown.strip()) else repr(shown)
+        msg = (f"{what} ({shown}); {n} row(s) affected, {first}; {hint + '; or ' if hint else ''}"
+               f"{option_hint('on_invalid', 'drop')} drops and counts them")
         if not first_line:
             msg = f"row {row}: {msg}"
         raise DataError(msg, path=path, column=cols[role], **where(row))
@@ -379,49 +530,110 @@ def frame_to_interactions(
     for role in ("user", "item"):
         s = df[cols[role]]
         s = s.cast(pl.Utf8).str.strip_chars() if s.dtype != pl.Utf8 else s.str.strip_chars()
-        empty = (s.is_null() | (s == "")).to_numpy()
-        check(empty, "empty_id", role, f"empty {role} id")
+        missing = (s.is_null() | s.str.to_lowercase().is_in(list(MISSING_IDS))).to_numpy()
+        check(missing, "empty_id", role, f"missing {role} id")
         ids[role] = s
 
     time = np.zeros(df.height, np.int64)
+    time_kind: str | None = None
     if "time" in cols:
-        t, bad_t = _parse_time(df[cols["time"]], time_format)
-        check(bad_t & ~(df[cols["time"]].is_null().to_numpy()), "bad_time", "time", "non-numeric timestamp")
-        check(df[cols["time"]].is_null().to_numpy(), "bad_time", "time", "empty timestamp")
-        check(~bad_t & (t < 0), "negative_time", "time", "negative timestamp")
-        time = np.where(bad_t, 0, t).astype(np.int64)
+        raw = df[cols["time"]]
+        null_t = raw.is_null().to_numpy() | (raw.cast(pl.Utf8).str.strip_chars() == "").fill_null(True).to_numpy()
+        t, bad_t, unit_note, time_kind = _parse_time(raw, time_format, time_unit, keep & ~null_t)
+        range_hint = option_hint("time_unit", "ms") if time_unit != "ms" else ""
+        check((bad_t == 1) & ~null_t, "bad_time", "time", "non-numeric timestamp",
+              "" if time_format else f"for another date format pass {option_hint('time_format', '%d/%m/%Y %H:%M')}")
+        check(null_t, "bad_time", "time", "empty timestamp")
+        check(bad_t == 2, "bad_time", "time", "timestamp out of range (after the year 9999 as seconds)",
+              f"for milliseconds pass {range_hint}" if range_hint else "")
+        check(~(bad_t > 0) & ~null_t & (t < 0), "negative_time", "time", "negative timestamp")
+        time = np.where((bad_t > 0) | null_t, 0, t).astype(np.int64)
+        if unit_note:
+            report.notes.append(unit_note)
 
     value = np.ones(df.height, np.float32)
     if "value" in cols:
-        s = df[cols["value"]]
-        v = (s.str.strip_chars() if s.dtype == pl.Utf8 else s).cast(pl.Float64, strict=False)
+        v, decimal_note, comma_hint = _parse_numbers(df[cols["value"]], decimal, keep)
         bad_v = v.is_null().to_numpy() | ~np.isfinite(v.fill_null(0.0).to_numpy())
-        check(bad_v, "bad_value", "value", "non-numeric value")
+        check(bad_v, "bad_value", "value", "non-numeric value", comma_hint)
         value = v.fill_null(0.0).to_numpy().astype(np.float32)
+        if decimal_note:
+            report.notes.append(decimal_note)
 
     event = df[cols["event"]].cast(pl.Utf8).to_numpy() if "event" in cols else None
     report.rows_kept = int(keep.sum())
     if report.rows_kept == 0:
         raise DataError(f"no valid rows left (removed: {report.removed})", path=path)
     mask = pl.Series(keep)
+    extra_meta = {"time_kind": time_kind} if time_kind else {}
     data = build_interactions(
         ids["user"].filter(mask),
         ids["item"].filter(mask),
         time=time[keep],
         value=value[keep],
         event=None if event is None else event[keep],
-        meta={**(meta or {}), "load": report.to_dict()},
+        meta={**(meta or {}), **extra_meta, "load": report.to_dict()},
     )
     if report.removed:
         log.info("%s: removed %s", path, report.removed)
+    for note in report.notes:
+        log.info("%s: %s", path, note)
     return data, report
 
 
-def _parse_time(s: pl.Series, time_format: str | None) -> tuple[np.ndarray, np.ndarray]:
-    """(int64 seconds, bad mask). Numbers are taken as seconds; text that is not a number is parsed as a date-time."""
+def _check_scalar_column(s: pl.Series, role: str, path: str, first_line: int) -> None:
+    """A role column must hold one scalar per row: lists / structs / JSON objects are a DataError naming the row."""
+    if s.dtype == pl.Object:
+        bad = [i for i, v in enumerate(s.to_list()) if isinstance(v, (list, dict))]
+    elif s.dtype.is_nested():
+        bad = np.flatnonzero(s.is_not_null().to_numpy()).tolist()
+    else:
+        return
+    if not bad:
+        return
+    row = bad[0]
+    kind = "lists or objects" if s.dtype == pl.Object else f"{s.dtype} values"
+    where = {"line": first_line + row} if first_line else {}
+    raise DataError(f"the {role} column holds {kind}; expected one value per row ({len(bad)} row(s) affected"
+                    + ("" if first_line else f", first in row {row}") + ")", path=path, column=s.name, **where)
+
+
+def _parse_numbers(s: pl.Series, decimal: str | None, keep: np.ndarray) -> tuple[pl.Series, str, str]:
+    """(Float64 series with nulls where not a number, note about detected decimal commas, hint for the error)."""
+    if s.dtype.is_numeric():
+        return s.cast(pl.Float64), "", ""
+    text = s.cast(pl.Utf8).str.strip_chars()
+    if decimal == ",":
+        return text.str.replace(",", ".", literal=True).cast(pl.Float64, strict=False), "", ""
+    v = text.cast(pl.Float64, strict=False)
+    failed = v.is_null() & text.is_not_null() & pl.Series(keep)
+    if decimal is None and failed.any():
+        commas = text.filter(failed).str.contains(_COMMA_DECIMAL)
+        has_dot = text.filter(~failed & text.is_not_null()).str.contains(".", literal=True).any()
+        if commas.all() and not has_dot:
+            example = text.filter(failed)[0]
+            note = (f"{s.name}: decimal commas detected (e.g. {example!r}); pass {option_hint('decimal', ',')} "
+                    "to state it")
+            return text.str.replace(",", ".", literal=True).cast(pl.Float64, strict=False), note, ""
+        if commas.any():
+            return v, "", f"for decimal commas pass {option_hint('decimal', ',')}"
+    return v, "", ""
+
+
+def _parse_time(
+    s: pl.Series, time_format: str | None, time_unit: str, considered: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, str, str | None]:
+    """(int64 seconds, bad code per row: 0 ok / 1 not a time / 2 out of range, note on what was decided, time kind).
+
+    Numbers are ``time_unit`` since 1970 (``"auto"``: decided from the median of the whole column, ``considered``
+    rows only); text that is not a number is parsed as a date-time. The kind is "unix" for date-times and for an
+    explicit or detected sub-second unit, else None (the statistics decide from the values)."""
+    kind: str | None = None
+    note = ""
     if s.dtype.is_temporal():
         secs = s.cast(pl.Datetime("us")).dt.epoch("s")
-        return secs.fill_null(0).to_numpy().astype(np.int64), secs.is_null().to_numpy()
+        return (secs.fill_null(0).to_numpy().astype(np.int64), secs.is_null().to_numpy().astype(np.int8),
+                "", "unix")
     if s.dtype.is_numeric():
         f = s.cast(pl.Float64)
     else:
@@ -434,23 +646,43 @@ def _parse_time(s: pl.Series, time_format: str | None) -> tuple[np.ndarray, np.n
                 dt = text.str.to_datetime(format=time_format, strict=False, time_unit="us")
             except pl.exceptions.PolarsError:  # no format fits any value: every row is bad
                 dt = pl.Series([None] * len(text), dtype=pl.Datetime("us"))
-            if dt.dtype == pl.Datetime("us", "UTC") or getattr(dt.dtype, "time_zone", None):
-                dt = dt.dt.replace_time_zone(None)
-            f = dt.dt.epoch("s").cast(pl.Float64)
-    bad = f.is_null().to_numpy() | ~np.isfinite(f.fill_null(0.0).to_numpy())
-    vals = np.floor(np.nan_to_num(f.fill_null(0.0).to_numpy(), nan=0.0, posinf=0.0, neginf=0.0)).astype(np.int64)
-    return vals, bad
+            if getattr(dt.dtype, "time_zone", None):
+                dt = dt.dt.convert_time_zone("UTC").dt.replace_time_zone(None)
+            secs = dt.dt.epoch("s")
+            bad = secs.is_null().to_numpy().astype(np.int8)
+            return secs.fill_null(0).to_numpy().astype(np.int64), bad, "", "unix"
+    raw = f.to_numpy().astype(np.float64) if f.null_count() == 0 else f.fill_null(np.nan).to_numpy()
+    finite = np.isfinite(raw)
+    unit = time_unit
+    if time_unit == "auto":
+        sample = np.abs(raw[finite & considered])
+        sample = sample[sample > 0]
+        median = float(np.median(sample)) if len(sample) else 0.0
+        unit = "ns" if median >= 1e17 else "us" if median >= 1e14 else "ms" if median >= 1e11 else "s"
+        if unit != "s":
+            note = (f"{s.name}: numbers read as {_UNIT_NAMES[unit]} since 1970 (median {median:.3g} of the whole "
+                    f"column); pass {option_hint('time_unit', 's')} or another unit to override")
+    if unit != "s":
+        kind = "unix"
+    secs = np.floor(np.where(finite, raw, 0.0) / _PER_SECOND[unit])
+    bad = np.where(~finite, 1, np.where(np.abs(secs) > _MAX_SECONDS, 2, 0)).astype(np.int8)
+    vals = np.where(bad > 0, 0, secs).astype(np.int64)
+    return vals, bad, note, kind
 
 
 def id_series(values: np.ndarray | pl.Series | Sequence[Any]) -> pl.Series:
-    """Ids as a polars Series: integer dtype when every id is an integer (so '10' sorts after '9'), else text."""
+    """Ids as a polars Series: integers when the values are integers or every value is a canonical ASCII decimal
+    integer (``CANONICAL_INT``: so '10' sorts after '9' while '007' stays the text '007'), else the exact text."""
     if isinstance(values, np.ndarray) and values.dtype == object:
         values = values.tolist()  # polars cannot cast numpy object columns
     s = values if isinstance(values, pl.Series) else pl.Series(values=values, strict=False)
     if s.dtype.is_integer():
         return s.cast(pl.Int64)
     text = s.cast(pl.Utf8)
-    as_int = text.str.strip_chars().cast(pl.Int64, strict=False)
+    canonical = text.str.contains(CANONICAL_INT)
+    if canonical.null_count() != text.null_count() or not canonical.fill_null(True).all():
+        return text
+    as_int = text.cast(pl.Int64, strict=False)
     return as_int if as_int.null_count() == text.null_count() else text
 
 
