@@ -9,6 +9,7 @@ from typing import Any
 
 from rich.table import Table
 
+from recforge.cli.data import add_reader_flags, reader_options
 from recforge.errors import ConfigError, UnknownIdError
 
 QUICKSTART_MODELS = ("popular", "itemknn", "ease", "als")
@@ -27,6 +28,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", default=None, metavar="RUN", help="resume an interrupted run folder (neural models)")
     p.add_argument("--seeds", type=int, default=None, metavar="N",
                    help="train N times (seeds seed..seed+N-1, one run folder each) and report mean ± CI across seeds")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing run folder at --out (only once the new run succeeds)")
+    add_reader_flags(p)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="evaluate a run's saved model again (full ranking)")
@@ -46,7 +50,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help="the history's timestamps, one per item, in the training data's unit (used by HSTU)")
     p.add_argument("-k", type=int, default=10)
     p.add_argument("--include-seen", action="store_true", help="do not mask items the user already has")
-    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    fmt = p.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    fmt.add_argument("--ids-only", action="store_true", help="print the item ids only, one per line (for scripts)")
     p.set_defaults(func=cmd_recommend)
 
     p = sub.add_parser("compare", help="one leaderboard table over several run folders")
@@ -63,8 +69,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_models)
 
     p = sub.add_parser("quickstart", help="train MostPopular, ItemKNN, EASE and ALS on the bundled dataset")
-    p.add_argument("--out", default="runs/quickstart")
+    p.add_argument("--out", default="runs/quickstart", help="folder of the runs (re-running replaces them)")
     p.add_argument("--data", default="ml-latest-small")
+    add_reader_flags(p)
     p.set_defaults(func=cmd_quickstart)
 
 
@@ -89,12 +96,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         out = args.resume
     else:
         cfg = resolve_config(args.model, args.data, args.config, args.overrides, args.seed)
+        cfg = with_reader_options(cfg, args)
         out = args.out
         if args.seeds is not None:
             from recforge.cli.evaluation import train_seeds_cmd
 
-            return train_seeds_cmd(cfg, args.seeds, out)
-    run = train_run(cfg, out=out, resume=bool(args.resume))
+            return train_seeds_cmd(cfg, args.seeds, out, overwrite=args.overwrite)
+    run = train_run(cfg, out=out, resume=bool(args.resume), overwrite=args.overwrite)
     if run is None:  # a non-zero torchrun rank: rank 0 reports
         return 0
     print_leaderboard([{"run": run.name, "model": run.meta["model"], "metrics": _public(run.metrics["test"])}],
@@ -103,9 +111,20 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def with_reader_options(cfg: Any, args: argparse.Namespace) -> Any:
+    """``cfg`` with the reader flags (--sep, --columns, ...) added to its data section."""
+    import dataclasses
+
+    options = reader_options(args)
+    return dataclasses.replace(cfg, data={**cfg.data, **options}) if options else cfg
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from recforge.experiments.runs import load_run, reevaluate
+    from recforge.metrics.ranking import parse_metric
 
+    for name in args.metrics or ():  # before loading anything
+        parse_metric(name)
     run = load_run(args.run)
     report = reevaluate(run, on=args.on, metrics=tuple(args.metrics) if args.metrics else None, protocol=args.protocol)
     for w in report.info["warnings"]:
@@ -127,7 +146,8 @@ def cmd_recommend(args: argparse.Namespace) -> int:
 
     if args.times is not None and args.history is None:
         raise ConfigError("--times needs --history (one timestamp per history item)")
-    model = load_run(args.run).model
+    run = load_run(args.run)
+    model = run.model
     if args.history is not None:
         known = [model.item_vocab.canonical(raw) for raw in args.history]
         if all(item is None for item in known):
@@ -143,8 +163,16 @@ def cmd_recommend(args: argparse.Namespace) -> int:
         user = _lookup_user(model.user_vocab, args.user)
         recs, ignored = model.recommend([user], k=args.k, exclude_seen=not args.include_seen), []
         title = f"top-{args.k} for user {user}"
+    items = list(recs.items[0])
+    if args.ids_only:
+        for item in items:
+            print(item)  # plain stdout: no rich markup or wrapping for scripts
+        return 0
+    titles = _titles(run, items)
     if args.json:
         out = recs.to_dict()[0]
+        if titles is not None:
+            out["titles"] = titles
         if args.history is not None:
             out["ignored"] = ignored
         _console().print_json(json.dumps(out, default=str))
@@ -152,11 +180,31 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     table = Table(title=title)
     table.add_column("rank", justify="right")
     table.add_column("item")
+    if titles is not None:
+        table.add_column("title", overflow="fold")
     table.add_column("score", justify="right")
-    for rank, (item, score) in enumerate(zip(recs.items[0], recs.scores[0]), 1):
-        table.add_row(str(rank), str(item), f"{score:.4f}")
+    for rank, (item, score) in enumerate(zip(items, recs.scores[0]), 1):
+        name = [] if titles is None else [titles[rank - 1] or ""]
+        table.add_row(str(rank), str(item), *name, f"{score:.4f}")
     _console().print(table)
     return 0
+
+
+def _titles(run: Any, items: list[Any]) -> list[str | None] | None:
+    """Titles of ``items`` from the run's dataset catalogue; None when it has no titles or cannot be loaded."""
+    from recforge.errors import RecforgeError
+    from recforge.experiments.runs import load_data
+
+    try:
+        catalog = load_data(run.config).catalog
+    except RecforgeError as exc:
+        _err_console().print(f"[bold yellow]WARNING:[/] no titles (cannot load the run's data: {exc})",
+                             highlight=False, soft_wrap=True)
+        return None
+    if catalog is None or not any(catalog.titles[1:]):
+        return None
+    dense = catalog.item_vocab.encode(items, on_unknown="zero")
+    return [catalog.titles[int(i)] if i > 0 else None for i in dense]
 
 
 def _public(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -210,15 +258,15 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
     from recforge.experiments.runs import load_data, make_split, resolve_config, train_run
 
     console = _console()
-    base = resolve_config("popular", args.data)
+    base = with_reader_options(resolve_config("popular", args.data), args)
     dataset = load_data(base)
     split = make_split(base, dataset.interactions)
     console.print(f"[bold]recforge quickstart[/] on {args.data}: {split.summary()}")
     rows = []
     for name in QUICKSTART_MODELS:
-        cfg = resolve_config(name, args.data)
+        cfg = with_reader_options(resolve_config(name, args.data), args)
         with console.status(f"training {name} ..."):
-            run = train_run(cfg, out=Path(args.out) / name, dataset=dataset, split=split)
+            run = train_run(cfg, out=Path(args.out) / name, dataset=dataset, split=split, overwrite=True)
         rows.append({"run": str(run.path), "model": name, "metrics": _public(run.metrics["test"]),
                      "fit_s": run.meta["timings"]["fit_s"]})
         console.print(f"  {name}: fit {run.meta['timings']['fit_s']:.1f}s, "

@@ -8,6 +8,8 @@ from typing import Any
 
 from recforge.errors import ConfigError
 
+TIME_UNITS = ("s", "ms", "us", "ns", "auto")  # recforge.data.io.TIME_UNITS, kept literal so `--help` stays light
+
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     """Register ``data info``, ``data get`` and ``data list``."""
@@ -24,13 +26,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                       help="policy for repeated (user, item) pairs")
     info.add_argument("--min-user", type=int, default=0, help="k-core: minimum interactions per user")
     info.add_argument("--min-item", type=int, default=0, help="k-core: minimum interactions per item")
-    info.add_argument("--sep", default=None,
-                      help="separator of a plain interaction file (default: from the name; '\\t' or 'tab' for tabs)")
-    info.add_argument("--encoding", default=None, help="encoding of a plain interaction file (e.g. latin-1)")
-    info.add_argument("--no-header", action="store_true", help="a plain interaction file has no header row")
-    info.add_argument("--columns", default=None, metavar="ROLE=COL,...",
-                      help="column mapping of a plain file, e.g. user=userId,item=movieId,time=timestamp "
-                           "(COL may be a 0-based position)")
+    add_reader_flags(info)
     info.set_defaults(func=run_info)
 
     get = dsub.add_parser("get", help="download a named dataset from its official URL and verify its sha256")
@@ -48,6 +44,40 @@ def _console() -> Any:
     from recforge.cli.console import console
 
     return console
+
+
+def add_reader_flags(p: argparse.ArgumentParser) -> None:
+    """The reader options of a plain interaction file, the same on every command that reads data
+    (they mirror ``load_dataset`` / ``read_interactions`` keyword arguments)."""
+    g = p.add_argument_group("reading a plain interaction file (CSV / TSV / JSONL / Parquet)")
+    g.add_argument("--sep", default=None,
+                   help="field separator (default: from the file name, else guessed); 'tab', 'space', ';', '|', ...")
+    g.add_argument("--columns", default=None, metavar="ROLE=COL,...",
+                   help="which column holds what, e.g. user=userId,item=movieId,time=timestamp,value=rating "
+                        "(COL may be a 0-based position; default: recognised header names)")
+    g.add_argument("--encoding", default=None, help="text encoding (default utf-8; e.g. latin-1, cp1252)")
+    g.add_argument("--decimal", choices=(".", ","), default=None,
+                   help="decimal mark of values (default: '.', and ',' when every non-number is written like 4,5)")
+    g.add_argument("--time-unit", choices=TIME_UNITS, default=None,
+                   help="unit of numeric timestamps since 1970 (default auto: decided from the whole column)")
+    g.add_argument("--time-format", default=None, metavar="STRFTIME",
+                   help="format of date-time text, e.g. '%%d/%%m/%%Y %%H:%%M' (default: ISO-8601)")
+    g.add_argument("--no-header", action="store_true", help="the file has no header row")
+    g.add_argument("--on-invalid", choices=("raise", "drop"), default=None,
+                   help="rows with missing ids / bad times / bad values: stop with an error (default) or drop and "
+                        "count them")
+
+
+def reader_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The reader flags given on the command line as ``load_dataset`` options (absent flags are left out)."""
+    sep = {"\\t": "\t", "tab": "\t", "space": " "}.get(args.sep, args.sep) if args.sep else None
+    read: dict[str, Any] = {"columns": parse_columns(args.columns), "sep": sep, "encoding": args.encoding,
+                            "decimal": args.decimal, "time_unit": args.time_unit, "time_format": args.time_format,
+                            "on_invalid": args.on_invalid}
+    read = {k: v for k, v in read.items() if v is not None}
+    if args.no_header:
+        read["header"] = False
+    return read
 
 
 def parse_columns(spec: str | None) -> dict[str, str | int] | None:
@@ -76,12 +106,7 @@ def run_info(args: argparse.Namespace) -> int:
         options["min_user_interactions"] = args.min_user
     if args.min_item:
         options["min_item_interactions"] = args.min_item
-    sep = {"\\t": "\t", "tab": "\t", "space": " "}.get(args.sep, args.sep) if args.sep else None
-    read: dict[str, Any] = {"columns": parse_columns(args.columns), "sep": sep, "encoding": args.encoding}
-    read = {k: v for k, v in read.items() if v is not None}
-    if args.no_header:
-        read["header"] = False
-    ds = load_dataset(args.dataset, data_dir=args.data_dir, **options, **read)
+    ds = load_dataset(args.dataset, data_dir=args.data_dir, **options, **reader_options(args))
     info = ds.info
     if args.format == "json":
         _console().print_json(json.dumps(_json_info(ds), default=str))
@@ -140,6 +165,8 @@ def _print_table(name: str, info: dict[str, Any], catalog: Any) -> None:
     load = info.get("load") or {}
     if load.get("removed"):
         table.add_row("removed on load", ", ".join(f"{k}: {v:,}" for k, v in load["removed"].items()))
+    for note in load.get("notes", []):
+        table.add_row("read", note)
     for step in info.get("preprocess", []):
         table.add_row(f"preprocess {step['step']}", ", ".join(f"{k}={v}" for k, v in step.items() if k != "step"))
     table.add_row("source", f"{info.get('origin')}: {info.get('path')}")

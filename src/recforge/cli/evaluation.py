@@ -10,6 +10,7 @@ from typing import Any
 
 from rich.table import Table
 
+from recforge.cli.data import add_reader_flags
 from recforge.errors import ConfigError
 
 
@@ -26,6 +27,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help="override a config value for every model, e.g. --set split.name=temporal")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", dest="json_out", default=None, metavar="FILE", help="also write the result as JSON")
+    add_reader_flags(p)
     p.set_defaults(func=cmd_protocol_check)
 
 
@@ -36,6 +38,7 @@ def _console() -> Any:
 
 
 def cmd_protocol_check(args: argparse.Namespace) -> int:
+    from recforge.cli.core import with_reader_options
     from recforge.evaluate.protocol import protocol_check
     from recforge.experiments.runs import build_model, load_data, make_split, resolve_config, seed_everything
 
@@ -44,7 +47,8 @@ def cmd_protocol_check(args: argparse.Namespace) -> int:
     if args.n_negatives < 1:
         raise ConfigError(f"--n-negatives must be >= 1, got {args.n_negatives}")
     console = _console()
-    cfgs = {m: resolve_config(m, args.data, overrides=args.overrides, seed=args.seed) for m in args.models}
+    cfgs = {m: with_reader_options(resolve_config(m, args.data, overrides=args.overrides, seed=args.seed), args)
+            for m in args.models}
     first = cfgs[args.models[0]]
     split = make_split(first, load_data(first).interactions)
     models = {}
@@ -101,11 +105,11 @@ def write_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def train_seeds_cmd(cfg: Any, n_seeds: int, out: str | None) -> int:
+def train_seeds_cmd(cfg: Any, n_seeds: int, out: str | None, overwrite: bool = False) -> int:
     """``recforge train MODEL --seeds N``: N runs and a mean ± t-CI table across seeds."""
     from recforge.experiments.seeds import train_seeds
 
-    res = train_seeds(cfg, n_seeds, out=out)
+    res = train_seeds(cfg, n_seeds, out=out, overwrite=overwrite)
     table = Table(title=f"{res['model']} on {res['dataset']}: test metrics over seeds {res['seeds']}")
     table.add_column("metric")
     table.add_column("mean ± std", justify="right")

@@ -51,13 +51,21 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    from recforge.data.io import cli_hints  # error hints name command-line flags (lazy: polars)
+
     try:
-        return int(args.func(args) or 0)
+        with cli_hints():
+            return int(args.func(args) or 0)
     except RecforgeError as exc:
         if args.debug:
             raise
         err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         return exc.exit_code
+    except OSError as exc:  # a file or folder the command cannot read or write: one line, no traceback
+        if args.debug:
+            raise
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        return 1
     except KeyboardInterrupt:
         err_console.print("interrupted")
         return 130

@@ -9,8 +9,8 @@ lines are always dropped and counted). What a reader decided on its own (the tim
 to ``LoadReport.notes``.
 
 Ids are kept as the exact strings of the file. A column becomes integer ids only when every value is a canonical
-ASCII decimal integer (no leading zeros, no sign, no other digits: ``7`` but not ``07``, ``+7`` or ``٧``), so ``007``
-and ``7`` are two ids; serving's :class:`~recforge.data.vocab.Vocab` matches ids by the same rule. Dense ids are
+ASCII decimal integer (:func:`recforge.data.vocab.is_canonical_int`: ``7`` but not ``07``, ``+7``, ``-7`` or ``٧``),
+so ``007`` and ``7`` are two ids; :class:`~recforge.data.vocab.Vocab` matches ids by the same rule. Dense ids are
 assigned in sorted order of the external ids (numeric order for integer ids), so loading is deterministic and datasets
 whose ids are already 1..N keep them.
 
@@ -52,7 +52,8 @@ TIME_UNITS = ("s", "ms", "us", "ns", "auto")
 _PER_SECOND = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
 _UNIT_NAMES = {"s": "seconds", "ms": "milliseconds", "us": "microseconds", "ns": "nanoseconds"}
 _MAX_SECONDS = 253_402_300_799  # 9999-12-31T23:59:59: later "timestamps" are in a finer unit or not times at all
-#: a value is an integer id only when it matches this (canonical ASCII decimal: no sign, no leading zeros)
+#: a value is an integer id only when it matches this and fits int64: the vectorised form of
+#: :func:`recforge.data.vocab.is_canonical_int`, the one id rule (no sign, no leading zeros, ASCII digits only)
 CANONICAL_INT = r"^(?:0|[1-9][0-9]*)$"
 #: id values that mean "no id" (compared case-insensitively after stripping)
 MISSING_IDS = ("", "null", "nan", "none", "n/a", "nil")
@@ -75,6 +76,8 @@ def option_hint(option: str, value: Any) -> str:
     """How the current interface spells a reader option: ``sep=';'`` (Python) or ``--sep ';'`` (CLI)."""
     if _HINTS.get() != "cli":
         return f"{option}={value!r}"
+    if value is True:
+        return f"--{option.replace('_', '-')}"
     if option == "columns" and isinstance(value, Mapping):
         text = ",".join(f"{k}={v}" for k, v in value.items())
     elif option == "sep":
@@ -676,7 +679,7 @@ def id_series(values: np.ndarray | pl.Series | Sequence[Any]) -> pl.Series:
     if isinstance(values, np.ndarray) and values.dtype == object:
         values = values.tolist()  # polars cannot cast numpy object columns
     s = values if isinstance(values, pl.Series) else pl.Series(values=values, strict=False)
-    if s.dtype.is_integer():
+    if s.dtype.is_integer() and not (s < 0).any():
         return s.cast(pl.Int64)
     text = s.cast(pl.Utf8)
     canonical = text.str.contains(CANONICAL_INT)

@@ -98,6 +98,11 @@ def leave_last_out(data: Interactions, n: int = 1, valid: bool = True, min_train
     counts = data.user_counts()[data.user]
     need = min_train + n * (2 if valid else 1)
     eligible = counts >= need
+    if len(data) and not eligible.any():
+        raise DataError(
+            f"no user has >= {need} interactions; leave_last_out holds out the last {n} event(s) of users with at "
+            f"least min_train + n{' + n (validation)' if valid else ''} = {need} (the most any user has is "
+            f"{int(counts.max())}): use more data{', valid=False' if valid else ''} or a smaller min_train")
     test_mask = eligible & (rank < n)
     valid_mask = eligible & (rank >= n) & (rank < 2 * n) if valid else np.zeros(len(data), bool)
     train_mask = ~(test_mask | valid_mask)

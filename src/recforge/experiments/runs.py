@@ -42,11 +42,13 @@ import torch
 
 from recforge.config import apply_overrides, from_dict, load_toml
 from recforge.data.datasets import load_dataset
+from recforge.data.io import option_hint
 from recforge.data.split import Split
 from recforge.errors import ConfigError, DataError
 from recforge.evaluate.evaluator import Report, evaluate
 from recforge.experiments.folder import RunFolder
 from recforge.experiments.provenance import dataset_files
+from recforge.metrics.ranking import parse_metric
 from recforge.models.base import load_model
 from recforge.models.rank import SeenPolicy
 from recforge.registry import get_model, resolve
@@ -72,6 +74,8 @@ class EvalConfig:
     def __post_init__(self) -> None:
         if not self.metrics:
             raise ConfigError("eval.metrics must not be empty")
+        for name in self.metrics:  # before any fitting: an unknown name must not cost a training run
+            parse_metric(name)
         if self.batch_size < 1:
             raise ConfigError(f"eval.batch_size must be >= 1, got {self.batch_size}")
 
@@ -159,7 +163,15 @@ def _split_params(cfg: RunConfig) -> tuple[Any, dict[str, Any]]:
 def make_split(cfg: RunConfig, interactions: Any) -> Split:
     """Apply the configured splitter, with a ConfigError for unknown parameters."""
     splitter, params = _split_params(cfg)
-    return splitter(interactions, **params)
+    return _with_test(splitter(interactions, **params), cfg, interactions)
+
+
+def _with_test(split: Split, cfg: RunConfig, interactions: Any) -> Split:
+    """The split, or a DataError (before any fitting) when it holds out nothing to evaluate on."""
+    if len(split.test) == 0:
+        raise DataError(f"split {cfg.split['name']!r} leaves no test interactions ({len(interactions)} interactions, "
+                        f"{interactions.n_users} users): nothing to evaluate on; use more data or another split")
+    return split
 
 
 def seed_everything(seed: int) -> None:
@@ -181,6 +193,7 @@ def train_run(
     progress: bool | None = None,
     dataset: Any = None,
     split: Split | None = None,
+    overwrite: bool = False,
 ) -> Run | None:
     """Train ``cfg.model`` on the configured split, evaluate on valid and test, and write a run folder.
 
@@ -188,9 +201,13 @@ def train_run(
     Under ``torchrun`` every process trains, but only rank 0 writes the folder; the other ranks return None.
     A run that fails leaves an existing folder as it was and leaves nothing behind where there was none, unless
     checkpoints (for ``--resume``) or the fitted model's artifact were already written. ``resume`` continues the run
-    in ``out`` from its checkpoints.
+    in ``out`` from its checkpoints. An existing non-empty ``out`` is refused unless ``overwrite`` (then it is replaced
+    only when the new run succeeds).
     """
     out = Path(out) if out else default_out(cfg)
+    if not resume and not overwrite and out.is_dir() and any(out.iterdir()):
+        raise ConfigError(f"{out} already exists; pass {option_hint('overwrite', True)} to replace it (only once the "
+                          "new run succeeds) or choose another output folder")
     if int(os.environ.get("RANK", "0")) != 0:
         _fit(cfg, out / "checkpoints", resume, dataset, split)
         return None
@@ -259,6 +276,19 @@ def write_per_user(path: Path, report: Report, split: Split) -> None:
     pl.DataFrame(cols).write_parquet(path)
 
 
+def _read_json(file: Path) -> dict[str, Any]:
+    """A run folder's JSON file; damage (bad JSON, not an object, unreadable) is a one-line DataError."""
+    try:
+        doc = json.loads(file.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise DataError(f"corrupt JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})", path=str(file)) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"cannot read ({getattr(exc, 'strerror', None) or exc})", path=str(file)) from None
+    if not isinstance(doc, dict):
+        raise DataError(f"expected a JSON object, got {type(doc).__name__}", path=str(file))
+    return doc
+
+
 def run_config(path: str | Path) -> RunConfig:
     """The resolved config of a (possibly unfinished) run folder."""
     file = Path(path) / "config.toml"
@@ -275,12 +305,12 @@ class Run:
         for name in ("config.toml", "metrics.json", "run.json"):
             if not (self.path / name).is_file():
                 raise DataError(f"not a run folder (missing {name}): {self.path}")
-        self.meta: dict[str, Any] = json.loads((self.path / "run.json").read_text(encoding="utf-8"))
+        self.meta: dict[str, Any] = _read_json(self.path / "run.json")
         kind = self.meta.get("kind", "recommender")
         if kind != "recommender":
             raise DataError(f"{self.path} is a {kind} run, not a recommender run")
         self.config = run_config(self.path)
-        self.metrics: dict[str, Any] = json.loads((self.path / "metrics.json").read_text(encoding="utf-8"))
+        self.metrics: dict[str, Any] = _read_json(self.path / "metrics.json")
 
     @cached_property
     def model(self) -> Any:

@@ -45,8 +45,10 @@ def aggregate(per_seed: dict[int, dict[str, dict[str, float]]]) -> dict[str, dic
     return {m: seed_ci([per_seed[s][m]["mean"] for s in seeds]) for m in names}
 
 
-def train_seeds(cfg: Any, n_seeds: int, out: str | Path | None = None, progress: bool | None = None) -> dict[str, Any]:
-    """Train ``cfg`` with seeds cfg.seed, cfg.seed+1, ..., into ``out/seed-<s>/`` and write ``out/seeds.json``.
+def train_seeds(cfg: Any, n_seeds: int, out: str | Path | None = None, progress: bool | None = None,
+                overwrite: bool = False) -> dict[str, Any]:
+    """Train ``cfg`` with seeds cfg.seed, cfg.seed+1, ..., into ``out/seed-<s>/`` and write ``out/seeds.json``
+    (existing seed runs are refused unless ``overwrite``).
 
     Returns {"seeds", "runs", "split_hashes", "per_seed": {seed: test metrics}, "aggregate": {metric: {mean, std,
     ci_low, ci_high, n}}}. The seed also drives seeded splitters, so their split hashes may differ per seed.
@@ -57,7 +59,8 @@ def train_seeds(cfg: Any, n_seeds: int, out: str | Path | None = None, progress:
     seeds = [cfg.seed + i for i in range(n_seeds)]
     runs, per_seed, hashes = [], {}, {}
     for s in seeds:
-        run = train_run(dataclasses.replace(cfg, seed=s), out=out / f"seed-{s}", progress=progress)
+        run = train_run(dataclasses.replace(cfg, seed=s), out=out / f"seed-{s}", progress=progress,
+                        overwrite=overwrite)
         runs.append(str(run.path))
         per_seed[s] = {k: v for k, v in run.metrics["test"].items() if not k.startswith("_")}
         hashes[s] = run.meta.get("split_hash")
