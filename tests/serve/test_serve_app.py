@@ -149,7 +149,7 @@ def test_recommend_bad_input_is_422(pop, body, needle):
 @pytest.mark.parametrize(
     ("route", "body", "needle"),
     [
-        ("/recommend", b"{not json", "JSON decode error"),
+        ("/recommend", b"{not json", "invalid JSON"),
         ("/recommend", b"[1, 2]", "valid dictionary"),
         ("/similar", b'{"item_id": 1, "k": -1}', "greater than or equal to 1"),
         ("/feedback", b'{"user_id": "u1"}', "item_id"),
@@ -265,7 +265,7 @@ def test_metrics_prometheus_text(pop):
     assert 'recforge_requests_total{route="/recommend",method="POST",status="422"} 1' in text
     assert 'recforge_request_duration_seconds_count{route="/recommend"} 4' in text
     assert 'recforge_request_duration_seconds_bucket{route="/recommend",le="+Inf"} 4' in text
-    assert 'recforge_model_info{model="popular",source=' in text
+    assert 'recforge_model_info{model="popular",version=' in text
     pop.get("/no/such/route")
     assert 'route="<other>",method="GET",status="404"' in pop.get("/metrics").text
 

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from recforge.artifacts import META_FILE, load_artifact
-from recforge.data.vocab import Vocab
+from recforge.data.vocab import Vocab, id_variants
 from recforge.errors import ConfigError, DataError, UnknownIdError
 from recforge.index import Retriever, build_retriever
 from recforge.models.base import Recommender, history_scores, model_from_artifact
@@ -51,20 +51,31 @@ def load_served_model(path: str | Path) -> tuple[Recommender, str]:
 
 
 def lookup(vocab: Vocab, external: Any) -> int:
-    """External id -> dense id (0 when unknown). JSON "42" also matches an integer id 42 and vice versa."""
+    """External id -> dense id (0 when unknown), by the id rule of :mod:`recforge.data.vocab`: JSON "42" also matches
+    an integer id 42 and vice versa; "042" or "٤٢" match only themselves."""
     canonical = vocab.canonical(external)
     return 0 if canonical is None else int(vocab.encode([canonical])[0])
 
 
 def lookups(vocab: Vocab, ids: list[Any]) -> np.ndarray:
     """External ids -> dense ids int64 (n,), 0 where unknown."""
-    return np.array([lookup(vocab, x) for x in ids], dtype=np.int64)
+    return np.fromiter((lookup(vocab, x) for x in ids), dtype=np.int64, count=len(ids))
 
 
 def encode(vocab: Vocab, ids: list[Any]) -> tuple[np.ndarray, list[Any]]:
     """External ids -> (known dense ids int64 (n,), unknown external ids)."""
     dense = lookups(vocab, ids)
     return dense[dense > 0], [x for x, d in zip(ids, dense) if d == 0]
+
+
+def stored_id(vocab: Vocab, external: Any) -> Any:
+    """The form an id is stored under in the feedback store: the vocabulary's own form when it knows the id, else
+    the integer form when the id has one ("7" -> 7), else the string. So "7" and 7 are one user even when the model
+    has never seen them, and "07" stays another."""
+    known = vocab.canonical(external)
+    if known is not None:
+        return known
+    return next((form for form in id_variants(external) if isinstance(form, int)), external)
 
 
 class ModelHandle:
@@ -107,10 +118,10 @@ class ModelHandle:
             raise DataError(f"model {self.version} fails to score: {type(exc).__name__}: {exc}") from None
 
     def info(self) -> dict[str, Any]:
+        """What /ready shows: no filesystem path (the version names the artifact)."""
         return {
             "model": self.model.name,
             "version": self.version,
-            "source": self.source,
             "n_users": self.model.n_users,
             "n_items": self.n_items,
             "supports_histories": isinstance(self.model, HistoryScorer),
@@ -123,7 +134,10 @@ class ModelHandle:
     def recommend_user(
         self, user: Any, k: int, exclude: list[Any], exclude_seen: bool, feedback: list[Any]
     ) -> dict[str, Any]:
-        """Top-k for a user id; ``feedback`` holds the user's live feedback item ids (oldest first)."""
+        """Top-k for a user id; ``feedback`` holds the user's live feedback item ids in time order (oldest first).
+
+        A known user with live feedback is scored on their history: the training history in time order followed by
+        the feedback, the most recent ``max_history`` items of it (the bound applies by recency, never by id)."""
         model = self.model
         k = min(k, self.n_items)
         dense_user = lookup(model.user_vocab, user)
@@ -133,13 +147,10 @@ class ModelHandle:
         if dense_user == 0 and not live:
             if self.settings.on_unknown == "404":
                 raise UnknownIdError(f"unknown user_id {user!r}")
-            scores = torch.from_numpy(model.popularity_).float().clone()  # training counts (n_items+1,); a copy
-            mask_columns(scores[None], excl)
-            return self._top(user, scores, k, "popular", ignored, fallback=True)
+            return self.popular(user, k, excl, ignored)
         seen = model.seen_[[dense_user]].indices.astype(np.int64) if dense_user else np.zeros(0, np.int64)
         if live:
-            # Live feedback: score the training history followed by the new events (order matters for sequences).
-            history = np.concatenate([model.history(dense_user), fb])[-self.settings.max_history :]
+            history = self.recent(np.concatenate([model.history(dense_user), fb]))
             scores = model.score_histories([history])[0]
             source = "history"
         elif self.retriever is not None:
@@ -153,20 +164,34 @@ class ModelHandle:
         mask_columns(scores[None], np.concatenate(mask))
         return self._top(user, scores, k, source, ignored)
 
+    def recent(self, history: np.ndarray) -> np.ndarray:
+        """The last ``max_history`` items of a time-ordered history (n,) -> (<= max_history,)."""
+        return history[max(0, len(history) - self.settings.max_history):]
+
+    def popular(self, user: Any, k: int, excl: np.ndarray, ignored: list) -> dict[str, Any]:
+        """The unknown-user fallback: training popularity, ``fallback: true``, ``source: "popular"``."""
+        scores = torch.from_numpy(self.model.popularity_).float().clone()  # training counts (n_items+1,); a copy
+        scores[0] = -torch.inf
+        mask_columns(scores[None], excl)
+        return self._top(user, scores, min(k, self.n_items), "popular", ignored, fallback=True)
+
     @torch.inference_mode()
     def recommend_history(self, history: list[Any], k: int, exclude: list[Any], exclude_seen: bool,
                           times: list[int] | None = None) -> dict[str, Any]:
         """Top-k for an anonymous session (oldest item first); unknown items are ignored and listed. ``times`` (one
-        per history item) reach models that use timestamps."""
-        if not isinstance(self.model, HistoryScorer):
-            raise ConfigError(f"model {self.model.name!r} cannot score ad-hoc histories; send user_id instead")
+        per history item) reach models that use timestamps. An empty or all-unknown history gets the unknown-user
+        fallback (popularity, ``fallback: true``), as the CLI's ``recommend --history`` does."""
         dense = lookups(self.model.item_vocab, history)
         known = dense > 0
         ignored = [x for x, d in zip(history, dense) if d == 0]
-        dense = dense[known]
-        t = np.asarray(times, dtype=np.int64)[known][-self.settings.max_history :] if times is not None else None
         excl, ignored_excl = encode(self.model.item_vocab, exclude)
-        scores = history_scores(self.model, [dense[-self.settings.max_history :]], t)[0]
+        if not known.any():
+            return self.popular(None, k, excl, ignored + ignored_excl)
+        if not isinstance(self.model, HistoryScorer):
+            raise ConfigError(f"model {self.model.name!r} cannot score ad-hoc histories; send user_id instead")
+        dense = self.recent(dense[known])
+        t = self.recent(np.asarray(times, dtype=np.int64)[known]) if times is not None else None
+        scores = history_scores(self.model, [dense], t)[0]
         mask_columns(scores[None], np.concatenate([excl, dense if exclude_seen else excl[:0]]))
         return self._top(None, scores, min(k, self.n_items), "history", ignored + ignored_excl)
 

@@ -1,38 +1,68 @@
-"""Request and response bodies (pydantic). Validation errors become 422 responses naming the field."""
+"""Request and response bodies (pydantic). Validation errors become 422 responses naming the field.
+
+Every number is bounded and finite, so that nothing a client sends can overflow a SQLite integer, a numpy array or a
+float: integer ids and history times are int64, feedback timestamps are unix seconds in [0, 253402300799]
+(year 9999), feedback values are finite. Optional fields are omitted, never sent as ``null``.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
     StrictBool,
-    StrictFloat,
     StrictInt,
     StrictStr,
     model_validator,
 )
 
-#: External ids are JSON strings or integers (never floats or booleans).
-Id = Annotated[StrictStr, Field(min_length=1, max_length=256)] | StrictInt
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+#: latest feedback timestamp accepted: 9999-12-31T23:59:59Z in unix seconds
+MAX_TIMESTAMP = 253_402_300_799
+
+#: External ids are JSON strings (1..256 characters, no NUL) or int64 integers (never floats or booleans); they are
+#: compared by the id rule of ``recforge.data.vocab`` ("7" and 7 are one id; "07" and "٧" are other ids).
+Id = (Annotated[StrictStr, Field(min_length=1, max_length=256, pattern=r"^[^\x00]+$")]
+      | Annotated[StrictInt, Field(ge=INT64_MIN, le=INT64_MAX)])
 K = Annotated[StrictInt, Field(ge=1, le=1000, description="number of items to return (1..1000)")]
+Time = Annotated[StrictInt, Field(ge=0, le=2**53)]
+Timestamp = Annotated[float, Field(strict=True, ge=0, le=MAX_TIMESTAMP, allow_inf_nan=False)]
+Value = Annotated[float, Field(strict=True, ge=-1e12, le=1e12, allow_inf_nan=False)]
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class RecommendRequest(_Strict):
-    """Either ``user_id`` (a known or unknown user) or ``history`` (an anonymous session, oldest item first)."""
+class ErrorBody(BaseModel):
+    """Every 4xx/5xx answer: ``detail`` is a message, or for 422 a list of {loc, msg, type} naming the fields."""
 
-    user_id: Id | None = None
-    history: list[Id] | None = Field(None, max_length=1000)
-    times: list[StrictInt] | None = Field(
+    detail: str | list[dict[str, Any]]
+
+
+def _one_of_user_or_history(schema: dict[str, Any]) -> None:
+    schema["oneOf"] = [
+        {"required": ["user_id"], "not": {"anyOf": [{"required": ["history"]}, {"required": ["times"]}]}},
+        {"required": ["history"], "not": {"required": ["user_id"]}},
+    ]
+
+
+class RecommendRequest(_Strict):
+    """Either ``user_id`` (a known or unknown user) or ``history`` (an anonymous session, oldest item first).
+
+    An empty history, or one whose items are all unknown, is answered like an unknown user (popularity fallback)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_one_of_user_or_history)
+
+    user_id: Id = None
+    history: list[Id] = Field(None, max_length=1000)
+    times: list[Time] = Field(
         None, max_length=1000,
-        description="timestamps of the history's items, in the training data's unit (models with a time signal, "
-                    "HSTU, use them; others ignore them)")
+        description="timestamps of the history's items, in the training data's unit, one per history item (models "
+                    "with a time signal, HSTU, use them; others ignore them)")
     k: K = 10
     exclude: list[Id] = Field(default_factory=list, max_length=10_000, description="item ids never to return")
     exclude_seen: StrictBool = True
@@ -44,6 +74,23 @@ class RecommendRequest(_Strict):
         if self.times is not None and (self.history is None or len(self.times) != len(self.history)):
             raise ValueError("times needs a history, one timestamp per history item")
         return self
+
+
+#: the statuses a client can cause, documented on every route that can answer them
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for the given error statuses, each with the :class:`ErrorBody` schema."""
+    text = {
+        400: "invalid Host header (not in the allowed hosts)",
+        401: "missing or wrong bearer token",
+        403: "admin routes are disabled (no admin token configured)",
+        404: "unknown id",
+        409: "the request cannot be carried out in the current state (failed reload, a model that cannot do this)",
+        413: "request body too large",
+        415: "request body is not JSON",
+        422: "malformed JSON, non-finite number, lone surrogate, or a field out of its schema",
+        503: "the feedback store is unavailable (the event was not stored)",
+    }
+    return {code: {"model": ErrorBody, "description": text[code]} for code in codes}
 
 
 class ScoredItem(BaseModel):
@@ -79,9 +126,10 @@ class FeedbackRequest(_Strict):
     user_id: Id
     item_id: Id
     event: Annotated[StrictStr, Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")] = "click"
-    #: unix seconds of the event; the server's clock when omitted
-    timestamp: StrictFloat | StrictInt | None = None
-    value: StrictFloat | StrictInt | None = None
+    #: unix seconds of the event (0 .. year 9999); the server's clock when omitted
+    timestamp: Timestamp = None
+    #: optional finite number (a rating, a dwell time)
+    value: Value = None
 
 
 class FeedbackResponse(BaseModel):
@@ -91,14 +139,15 @@ class FeedbackResponse(BaseModel):
 
 
 class ReloadRequest(_Strict):
-    #: run folder or artifact directory; the current source when omitted
-    path: StrictStr | None = None
+    #: run folder or artifact directory on the server; the current source when omitted
+    path: Annotated[StrictStr, Field(min_length=1, max_length=4096, pattern=r"^[^\x00]+$")] = None
 
 
 class ModelInfo(BaseModel):
+    """The served model (no filesystem path: the version names the artifact)."""
+
     model: str
     version: str
-    source: str
     n_users: int
     n_items: int
     supports_histories: bool

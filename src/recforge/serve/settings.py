@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -32,8 +33,13 @@ class ServeSettings:
     index_params: dict[str, int] = field(default_factory=dict)
     #: feedback events that do NOT extend a user's history (negative or passive signals).
     negative_events: tuple[str, ...] = ("skip", "dislike", "impression")
-    #: only the most recent items of a history are scored (bounds latency for long-lived users).
-    max_history: int = 200
+    #: only the most recent items of a history are scored (bounds latency for long-lived users); the bound
+    #: applies by recency to the time-ordered history (training history, then feedback by timestamp).
+    max_history: int = 1000
+    #: Host header values accepted (TrustedHostMiddleware; "*" accepts any, "*.example.com" a domain's hosts).
+    allowed_hosts: tuple[str, ...] = ("*",)
+    #: threads per process that score requests off the event loop (so /health answers while scoring runs).
+    scoring_threads: int = 2
 
     def __post_init__(self) -> None:
         check_choices(self)
@@ -47,5 +53,14 @@ class ServeSettings:
             raise ConfigError(f"ann_threshold must be >= 1, got {self.ann_threshold}")
         if self.max_history < 1:
             raise ConfigError(f"max_history must be >= 1, got {self.max_history}")
-        if self.admin_token is not None and len(self.admin_token) < 8:
-            raise ConfigError(f"admin_token must have at least 8 characters, got {len(self.admin_token)}")
+        if self.admin_token is not None and not _TOKEN.fullmatch(self.admin_token):
+            raise ConfigError("admin_token must be at least 8 printable ASCII characters without whitespace (a "
+                              f"bearer token can carry nothing else), got {len(self.admin_token)} characters")
+        if not self.allowed_hosts or not all(isinstance(h, str) and h.strip() == h and h for h in self.allowed_hosts):
+            raise ConfigError(f"allowed_hosts must be non-empty host names, got {self.allowed_hosts!r}")
+        if self.scoring_threads < 1:
+            raise ConfigError(f"scoring_threads must be >= 1, got {self.scoring_threads}")
+
+
+#: what a bearer token may hold: visible ASCII, no whitespace (RFC 6750 allows less; this is what can round-trip)
+_TOKEN = re.compile(r"[\x21-\x7e]{8,}")

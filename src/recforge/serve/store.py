@@ -1,18 +1,21 @@
 """FeedbackStore: user feedback in SQLite (WAL journal), durable before it is acknowledged; Parquet export.
 
-Ids are stored with their JSON type (integer or text), so ``42`` and ``"42"`` stay distinct, as in the vocabularies.
+Ids are stored with their JSON type (integer or text); the server stores them in one canonical form per id
+(``serve.engine.stored_id``: ``"7"`` and ``7`` are one id, ``"07"`` another). Integers are int64, timestamps and
+values finite: anything else is refused with a :class:`~recforge.errors.DataError` before SQLite sees it.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import sqlite3
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from recforge.errors import DataError
+from recforge.errors import DataError, RecforgeError
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +31,34 @@ CREATE TABLE IF NOT EXISTS feedback (
     model_version TEXT
 );
 CREATE INDEX IF NOT EXISTS feedback_user ON feedback(user, id);
+CREATE INDEX IF NOT EXISTS feedback_user_ts ON feedback(user, ts, id);
 """
+
+
+class FeedbackStoreError(RecforgeError):
+    """The store could not carry out a valid request (disk full, database locked or damaged): the event was not
+    stored. The server answers 503."""
+
+
+def _check_id(value: Any, what: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise DataError(f"{what} must be a string or an integer, got {type(value).__name__}")
+    if isinstance(value, int) and not -(2**63) <= value < 2**63:
+        raise DataError(f"{what} {value} does not fit in 64 bits")
+    if isinstance(value, str) and ("\x00" in value or _has_surrogate(value)):
+        raise DataError(f"{what} holds a NUL character or a lone surrogate")
+
+
+def _has_surrogate(text: str) -> bool:
+    return any(0xD800 <= ord(ch) <= 0xDFFF for ch in text)
+
+
+def _finite(value: float | None, what: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(float(value)):
+        raise DataError(f"{what} must be a finite number, got {value!r}")
+    return float(value)
 
 
 class FeedbackStore:
@@ -66,25 +96,51 @@ class FeedbackStore:
         value: float | None = None,
         model_version: str | None = None,
     ) -> int:
-        """Insert and commit one event; returns its row id."""
+        """Insert and commit one event; returns its row id. ``ts`` (unix seconds) defaults to now.
+
+        DataError for an id that is not a string or an int64, a non-finite or negative ``ts``, a non-finite
+        ``value``; :class:`FeedbackStoreError` when SQLite fails (nothing was stored)."""
+        _check_id(user, "user id")
+        _check_id(item, "item id")
+        ts, value = _finite(ts, "timestamp"), _finite(value, "value")
+        if ts is not None and ts < 0:
+            raise DataError(f"timestamp must be >= 0 (unix seconds), got {ts}")
         now = time.time()
-        with self._lock:
-            cur = self._conn.execute(
-                "INSERT INTO feedback (user, item, event, ts, value, received, model_version) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (user, item, event, now if ts is None else float(ts), value, now, model_version),
-            )
-            return int(cur.lastrowid)
+        try:
+            with self._lock:
+                cur = self._conn.execute(
+                    "INSERT INTO feedback (user, item, event, ts, value, received, model_version) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (user, item, event, now if ts is None else ts, value, now, model_version),
+                )
+                return int(cur.lastrowid)
+        except sqlite3.Error as exc:
+            log.error("feedback store write failed: %s", exc)
+            raise FeedbackStoreError(f"feedback store unavailable ({type(exc).__name__}); the event was not stored"
+                                     ) from None
 
     def history(self, user: Any, exclude_events: tuple[str, ...] = (), limit: int = 200) -> list[Any]:
-        """The user's most recent ``limit`` item ids (oldest first), leaving out ``exclude_events``."""
+        """The user's ``limit`` most recent item ids by event timestamp (ties: arrival order), returned oldest
+        first, leaving out ``exclude_events``."""
         marks = ",".join("?" * len(exclude_events))
         where = f"AND event NOT IN ({marks})" if exclude_events else ""
-        with self._read_lock:
-            rows = self._reader.execute(
-                f"SELECT item FROM feedback WHERE user = ? {where} ORDER BY id DESC LIMIT ?",
-                (user, *exclude_events, limit),
-            ).fetchall()
+        try:
+            with self._read_lock:
+                rows = self._reader.execute(
+                    f"SELECT item FROM feedback WHERE user = ? {where} ORDER BY ts DESC, id DESC LIMIT ?",
+                    (user, *exclude_events, limit),
+                ).fetchall()
+        except sqlite3.Error as exc:
+            log.error("feedback store read failed: %s", exc)
+            raise FeedbackStoreError(f"feedback store unavailable ({type(exc).__name__})") from None
         return [r[0] for r in reversed(rows)]
+
+    def pragma(self, name: str) -> Any:
+        """A PRAGMA's value on the writing connection (e.g. ``synchronous``: 2 is FULL, 1 NORMAL)."""
+        if not name.isidentifier():
+            raise DataError(f"not a pragma name: {name!r}")
+        with self._lock:
+            return self._conn.execute(f"PRAGMA {name}").fetchone()[0]
 
     def count(self) -> int:
         with self._read_lock:
