@@ -72,6 +72,8 @@ class Recommender:
         self.user_vocab: Vocab | None = None
         self.item_vocab: Vocab | None = None
         self.seen_: sp.csr_array | None = None
+        #: seen_'s items per user row ordered by the user's last interaction with them (oldest first), (nnz,) int64
+        self.seen_recency_: np.ndarray | None = None
         self.popularity_: np.ndarray | None = None
 
     # ------------------------------------------------------------------ training
@@ -88,6 +90,7 @@ class Recommender:
             raise DataError("cannot fit on an empty training log")
         self.user_vocab, self.item_vocab = train.user_vocab, train.item_vocab
         self.seen_ = train.to_csr(binary=True)
+        self.seen_recency_ = _recency_order(train)
         self.popularity_ = train.item_counts().astype(np.float32)
         self._fit(train, valid)
         return self
@@ -125,11 +128,14 @@ class Recommender:
         raise NotImplementedError
 
     def history(self, dense_user: int) -> np.ndarray:
-        """A training user's items, dense ids int64 (n,): time-ordered where the model kept its training sequences
-        (sequential models), else the seen-item row ordered by id. Empty for the unknown user 0."""
+        """A training user's items in time order, dense ids int64 (n,): the training sequence where the model kept
+        it (sequential models), else each seen item once, ordered by the user's last interaction with it (artifacts
+        saved before that order was recorded: by id). Empty for the unknown user 0."""
         self._check_fitted()
         if dense_user == 0:
             return np.zeros(0, np.int64)
+        if self.seen_recency_ is not None:
+            return self.seen_recency_[self.seen_.indptr[dense_user]:self.seen_.indptr[dense_user + 1]].copy()
         return self.seen_[[dense_user]].indices.astype(np.int64)
 
     def histories_to_csr(self, items: np.ndarray, offsets: np.ndarray) -> sp.csr_array:
@@ -233,6 +239,8 @@ class Recommender:
         tensors = {k: v.detach().cpu().contiguous() for k, v in self._state().items()}
         tensors["_seen.indptr"] = torch.from_numpy(self.seen_.indptr.astype(np.int64))
         tensors["_seen.indices"] = torch.from_numpy(self.seen_.indices.astype(np.int64))
+        if self.seen_recency_ is not None:
+            tensors["_seen.recency"] = torch.from_numpy(self.seen_recency_.astype(np.int64))
         tensors["_popularity"] = torch.from_numpy(self.popularity_)
         extra = {"user_vocab": self.user_vocab.to_json(), "item_vocab": self.item_vocab.to_json()}
         return save_artifact(path, table="model", name=self.name, config=to_dict(self.config), tensors=tensors,
@@ -259,11 +267,21 @@ def model_from_artifact(art: Artifact) -> Recommender:
         indices = tensors.pop("_seen.indices").numpy()
         model.seen_ = sp.csr_array((np.ones(len(indices), np.float32), indices, indptr),
                                    shape=(len(model.user_vocab) + 1, len(model.item_vocab) + 1))
+        recency = tensors.pop("_seen.recency", None)
+        model.seen_recency_ = recency.numpy() if recency is not None else None
         model.popularity_ = tensors.pop("_popularity").numpy()
         model._load_state(tensors)
     except Exception as exc:  # unknown name, bad config, missing or misshapen tensors: one line, never a traceback
         raise DataError(f"cannot load model from {art.path}: {type(exc).__name__}: {exc}") from None
     return model
+
+
+def _recency_order(train: Interactions) -> np.ndarray:
+    """Each (user, item) pair once, at the position of its last occurrence: rows are sorted by (user, time), so the
+    result holds each user's seen items (the same set as ``to_csr``'s row) oldest first -> item ids (nnz,) int64."""
+    key = train.user.astype(np.int64) * (train.n_items + 1) + train.item.astype(np.int64)
+    _, first_from_end = np.unique(key[::-1], return_index=True)
+    return train.item[np.sort(len(key) - 1 - first_from_end)].astype(np.int64)
 
 
 def history_scores(model: Recommender, histories: Histories, times: np.ndarray | None = None) -> torch.Tensor:
