@@ -151,9 +151,11 @@ def read_text(path: str | Path, encoding: str = "utf-8") -> str:
         line = raw.count(b"\n", 0, exc.start) + 1
         col = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
         bad = raw[exc.start : exc.start + 1].hex()
+        guess = "utf-16" if raw[:2] in (b"\xff\xfe", b"\xfe\xff") else "latin-1"
         raise DataError(
             f"byte 0x{bad} at character {col} cannot be decoded as {encoding}"
-            f" (if the file is Latin-1, pass {option_hint('encoding', 'latin-1')})",
+            f" (if the file is {guess.capitalize() if guess == 'latin-1' else guess.upper()}, pass "
+            f"{option_hint('encoding', guess)})",
             path=str(path),
             line=line,
         ) from None
@@ -311,7 +313,7 @@ def _check_shape(text: str, sep: str, quote: bool, path: Path, first_no: int, sh
                 elif len(fields) != expected:
                     _raise_shape(len(fields), expected, sep, shown_sep, text, line - first_no, path, line)
         except csv.Error as exc:
-            line = first_no + reader.line_num - 1
+            line = first_no + start - 1  # where the damaged record starts
             what = "an unterminated quote" if "end of data" in str(exc) else f"a stray quote ({exc})"
             raise DataError(f"{what}; a field that starts with '\"' must end with '\"'", path=str(path),
                             line=max(line, first_no)) from None
@@ -392,8 +394,8 @@ def resolve_columns(
         missing = [r for r in ("user", "item") if found[r] is None]
         if missing:
             raise DataError(
-                f"cannot find the {' and '.join(missing)} column(s) among {list(available)};"
-                " pass columns={'user': ..., 'item': ...}",
+                f"cannot find the {' and '.join(missing)} column(s) among {list(available)}; pass "
+                + option_hint("columns", {"user": "COLUMN", "item": "COLUMN"}),
                 path=path,
                 line=first_line - 1 if first_line > 1 else None,
             )
@@ -414,7 +416,7 @@ def resolve_columns(
             joined = " ".join(available)
             for sep in CANDIDATE_SEPARATORS[:-1]:
                 if len(available) == 1 and sep in joined:
-                    hint = f"; the header looks {sep!r}-separated, pass sep={sep!r}"
+                    hint = f"; the header looks {sep!r}-separated, pass {option_hint('sep', sep)}"
                     break
             raise DataError(f"missing column (the file has {list(available)}){hint}", path=path, column=col)
         else:
