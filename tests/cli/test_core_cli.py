@@ -99,7 +99,7 @@ def test_recommend_history_of_a_sequential_run(csv_log, tmp_path, capsys):
 @pytest.mark.parametrize(
     ("extra", "code", "message"),
     [
-        (["--history", "x", "y"], 1, "none of the history's items is known"),
+        (["--history", "x", "y"], 0, "no history item is known to the model"),
         (["--history", "i1", "--user", "u1"], 2, "not allowed with argument"),
         ([], 2, "one of the arguments --user --history is required"),
         (["--user", "u1", "--times", "5"], 2, "--times needs --history"),

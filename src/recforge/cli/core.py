@@ -31,6 +31,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing run folder at --out (only once the new run succeeds)")
     add_reader_flags(p)
+    p.add_argument("--refit", action="store_true",
+                   help="fit on train + validation (settings already fixed, e.g. by `recforge tune`); test only")
+    p.add_argument("--preset", default=None, metavar="NAME",
+                   help="start from a shipped preset for this model and dataset, e.g. `tuned` (see docs/tuning.md)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="evaluate a run's saved model again (full ranking)")
@@ -95,7 +99,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         cfg = run_config(args.resume)
         out = args.resume
     else:
-        cfg = resolve_config(args.model, args.data, args.config, args.overrides, args.seed)
+        overrides = [*args.overrides, "refit=true"] if args.refit else args.overrides
+        cfg = resolve_config(args.model, args.data, args.config, overrides, args.seed, preset=args.preset)
         cfg = with_reader_options(cfg, args)
         out = args.out
         if args.seeds is not None:
@@ -105,8 +110,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     run = train_run(cfg, out=out, resume=bool(args.resume), overwrite=args.overwrite)
     if run is None:  # a non-zero torchrun rank: rank 0 reports
         return 0
+    fit_on = "fit on train + validation" if run.config.refit else "fit on train"
     print_leaderboard([{"run": run.name, "model": run.meta["model"], "metrics": _public(run.metrics["test"])}],
-                      title=f"test metrics ({run.meta['split']['splitter']}, full ranking, seen items masked)")
+                      title=f"test metrics ({run.meta['split']['splitter']}, {fit_on}, full ranking, "
+                            "seen items masked)")
     _console().print(f"run folder: [bold]{run.path}[/]")
     return 0
 
@@ -150,11 +157,15 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     model = run.model
     if args.history is not None:
         known = [model.item_vocab.canonical(raw) for raw in args.history]
-        if all(item is None for item in known):
-            raise UnknownIdError(f"none of the history's items is known to the model: {args.history}")
         history = [raw if item is None else item for raw, item in zip(args.history, known)]
-        recs, ignored = model.recommend_history(history, k=args.k, exclude_seen=not args.include_seen,
-                                                times=args.times)
+        if all(item is None for item in known):  # as the server: an all-unknown history is an unknown user
+            recs, ignored = model.recommend([None], k=args.k, on_unknown="popular"), list(args.history)
+        else:
+            recs, ignored = model.recommend_history(history, k=args.k, exclude_seen=not args.include_seen,
+                                                    times=args.times)
+        if recs.fallback[0]:
+            _err_console().print("[bold yellow]WARNING:[/] no history item is known to the model: the most popular "
+                                 "items (fallback)", highlight=False)
         if ignored:
             _err_console().print(f"[bold yellow]WARNING:[/] ignored {len(ignored)} unknown item(s): "
                                  f"{', '.join(map(str, ignored))}", highlight=False)
