@@ -8,7 +8,7 @@ silently: with ``on_invalid="drop"`` offending rows are removed and counted per 
 lines are always dropped and counted). What a reader decided on its own (the time unit, decimal commas) is written
 to ``LoadReport.notes``.
 
-Ids are kept as the exact strings of the file. A column becomes integer ids only when every value is a canonical
+Ids are kept as the exact strings of the file (surrounding blanks removed). A column becomes integer ids only when every value is a canonical
 ASCII decimal integer (:func:`recforge.data.vocab.is_canonical_int`: ``7`` but not ``07``, ``+7``, ``-7`` or ``٧``),
 so ``007`` and ``7`` are two ids; :class:`~recforge.data.vocab.Vocab` matches ids by the same rule. Dense ids are
 assigned in sorted order of the external ids (numeric order for integer ids), so loading is deterministic and datasets
