@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from recforge.data.io import option_hint
 from recforge.errors import ConfigError
 from recforge.experiments.runs import default_out, train_run
 
@@ -56,6 +57,9 @@ def train_seeds(cfg: Any, n_seeds: int, out: str | Path | None = None, progress:
     if n_seeds < 1:
         raise ConfigError(f"--seeds must be >= 1, got {n_seeds}")
     out = Path(out) if out else default_out(cfg)
+    if not overwrite and out.is_dir() and any(out.iterdir()):
+        raise ConfigError(f"{out} already exists; pass {option_hint('overwrite', True)} to replace its seed runs "
+                          "(each only once its new run succeeds) or choose another output folder")
     seeds = [cfg.seed + i for i in range(n_seeds)]
     runs, per_seed, hashes = [], {}, {}
     for s in seeds:
