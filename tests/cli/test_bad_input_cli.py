@@ -140,3 +140,13 @@ def test_recommend_without_a_catalogue_shows_ids(tmp_path, capsys):
 def test_seeds_into_an_existing_folder_refuse(good_run, movies, capsys):
     assert main(["train", "popular", "--data", str(movies), "--seeds", "2", "--out", str(good_run)]) == 2
     assert "--overwrite" in _one_error_line(capsys)
+
+
+@pytest.mark.parametrize(("name", "damage"), [("per_user.parquet", b"PAR1 not really PAR1"),
+                                              ("curves.json", b"{broken")])
+def test_damaged_report_inputs_are_one_line(good_run, tmp_path, capsys, name, damage):
+    run = tmp_path / "damaged"
+    shutil.copytree(good_run, run)
+    (run / name).write_bytes(damage)
+    assert main(["compare", str(good_run), str(run), "--report", str(tmp_path / "report")]) == 1
+    assert name in _one_error_line(capsys)

@@ -55,12 +55,17 @@ def read_run(run: Any) -> RunData:
     path = Path(run.path) / "per_user.parquet"
     if not path.is_file():
         raise DataError(f"run {run.name} has no per_user.parquet (re-train it with this version of recforge)", path=str(path))
-    df = pl.read_parquet(path)
-    skip = {"user", "user_id", "top_items"}
-    per_user = {c: df[c].to_numpy().astype(np.float64) for c in df.columns if c not in skip}
-    top = np.array(df["top_items"].to_list(), dtype=np.int64)
+    try:
+        df = pl.read_parquet(path)
+        skip = {"user", "user_id", "top_items"}
+        per_user = {c: df[c].to_numpy().astype(np.float64) for c in df.columns if c not in skip}
+        top = np.array(df["top_items"].to_list(), dtype=np.int64)
+        users = df["user"].to_numpy()
+    except Exception as exc:  # noqa: BLE001 (polars and numpy raise several types for a damaged file)
+        raise DataError(f"damaged per-user file ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})",
+                        path=str(path)) from None
     metrics = {k: v for k, v in run.metrics.get("test", {}).items() if not k.startswith("_")}
-    return RunData(name=run.name, model=str(run.meta.get("model")), metrics=metrics, users=df["user"].to_numpy(),
+    return RunData(name=run.name, model=str(run.meta.get("model")), metrics=metrics, users=users,
                    top_items=top, per_user=per_user, curves=_read_curves(Path(run.path) / "curves.json"))
 
 
@@ -68,7 +73,12 @@ def _read_curves(path: Path) -> dict[str, list[float]]:
     """curves.json as {name: [values per epoch]}; accepts that dict or a list of per-epoch records."""
     if not path.is_file():
         return {}
-    raw = json.loads(path.read_text(encoding="utf-8"))
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(f"corrupt JSON ({exc})", path=str(path)) from None
+    if not isinstance(raw, (list, dict)):
+        raise DataError(f"expected a JSON list or object, got {type(raw).__name__}", path=str(path))
     if isinstance(raw, list):  # [{"epoch": 1, "loss": .., "valid_ndcg@10": ..}, ...]
         keys = [k for k in raw[0] if k != "epoch"] if raw else []
         raw = {k: [r.get(k) for r in raw] for k in keys}
