@@ -25,6 +25,7 @@ MODELS: dict[str, str] = {
     "bert4rec": "recforge.models.bert4rec:BERT4Rec",
     "hstu": "recforge.models.hstu:HSTU",
     "llm_rerank": "recforge.models.llm_rerank:LLMRerank",
+    "tiger_decoder": "recforge.models.generative.tiger_decoder:TigerDecoder",
 }
 
 SPLITTERS: dict[str, str] = {
@@ -89,9 +90,15 @@ LLM_BACKENDS: dict[str, str] = {
     "hf_local": "recforge.llm.hf_local:HFLocalClient",
 }
 
+TOKENIZERS: dict[str, str] = {
+    "rkmeans": "recforge.nn.quantisers:ResidualKMeans",
+    "balanced-rkmeans": "recforge.nn.quantisers:BalancedResidualKMeans",
+}
+
 TABLES: dict[str, dict[str, str]] = {
     "model": MODELS, "splitter": SPLITTERS, "policy": POLICIES, "estimator": ESTIMATORS, "environment": ENVIRONMENTS,
     "crs_policy": CRS_POLICIES, "embedder": EMBEDDERS, "llm": LLM_BACKENDS,
+    "tokenizer": TOKENIZERS,
 }
 
 
