@@ -14,7 +14,7 @@ $(VENV)/.torch: $(BIN)/python
 	touch $@
 
 $(VENV)/.installed: $(VENV)/.torch pyproject.toml
-	$(BIN)/pip install -q -e .
+	$(BIN)/pip install -q -e '.[serve]'
 	touch $@
 
 $(VENV)/.dev: $(VENV)/.torch pyproject.toml

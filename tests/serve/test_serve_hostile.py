@@ -45,6 +45,10 @@ CORPUS = [  # (name, route, raw body, expected status)
     ("lone surrogate id", "/recommend", b'{"user_id": "\\ud800"}', 422),
     ("lone surrogate key", "/recommend", b'{"\\udfff": 1}', 422),
     ("2^63 user id", "/recommend", f'{{"user_id": {BIG}}}'.encode(), 422),
+    ("2^53 user id", "/recommend", f'{{"user_id": {2**53}}}'.encode(), 422),
+    ("2^63 as a string is an unknown user", "/recommend", f'{{"user_id": "{BIG}"}}'.encode(), 200),
+    ("whole float id", "/recommend", b'{"user_id": 7.0}', 200),
+    ("fractional id", "/recommend", b'{"user_id": 7.5}', 422),
     ("2^63 history time", "/recommend", f'{{"history": [1], "times": [{BIG}]}}'.encode(), 422),
     ("superscript two", "/recommend", '{"user_id": "²"}'.encode(), 200),
     ("superscript three item", "/similar", '{"item_id": "³"}'.encode(), 404),
@@ -95,7 +99,7 @@ def test_look_alike_ids_are_other_users(api, raw):
     assert api.post("/recommend", json={"user_id": 7, "k": 5}).json() == seven
 
 
-@pytest.mark.parametrize("history", [[], ["ghost"], ["ghost", 10**18, "07"]])
+@pytest.mark.parametrize("history", [[], ["ghost"], ["ghost", 10**15, "07"]])
 def test_empty_or_unknown_history_is_the_unknown_user_fallback(api, history):
     out = api.post("/recommend", json={"history": history, "k": 3}).json()
     unknown = api.post("/recommend", json={"user_id": "nobody-at-all", "k": 3}).json()

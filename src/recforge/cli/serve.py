@@ -32,6 +32,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--torch-threads", type=int, default=1,
                    help="torch intra-op threads (default 1: one request is a small job, and idle OpenMP threads "
                         "spinning between requests cost more CPU than they save)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="server processes (one per core); they share the feedback store (default: %(default)s)")
+    p.add_argument("--scoring-threads", type=int, default=2,
+                   help="threads per process that score requests off the event loop (default: %(default)s)")
+    p.add_argument("--allowed-hosts", default=None, metavar="HOST[,HOST...]",
+                   help="Host header values accepted, e.g. 'api.example.com,*.example.com' (default: loopback names "
+                        "when --host is loopback, else any)")
     p.add_argument("--log-level", default="warning", choices=("debug", "info", "warning", "error"))
     p.set_defaults(func=cmd_serve)
 
@@ -44,14 +51,24 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    """Build the app (refusing to start on a missing/corrupt artifact) and run it under uvicorn."""
+    """Build the app (refusing to start on a missing/corrupt artifact) and run it under uvicorn, in ``--workers``
+    processes when more than one."""
     import torch
-    import uvicorn
 
-    from recforge.serve import ServeSettings, create_app
+    try:  # the serve extra is optional: name it in one line rather than a traceback
+        import fastapi_offline  # noqa: F401 (the docs assets)
+        import uvicorn
+
+        from recforge.serve import ServeSettings, create_app
+        from recforge.serve.worker import CONFIG_ENV, worker_config
+    except ModuleNotFoundError as exc:
+        raise ConfigError(f"`recforge serve` needs the serve extra (missing module {exc.name!r}): "
+                          "pip install 'recforge[serve]'") from None
 
     if args.torch_threads < 1:
         raise ConfigError(f"--torch-threads must be >= 1, got {args.torch_threads}")
+    if args.workers < 1:
+        raise ConfigError(f"--workers must be >= 1, got {args.workers}")
     torch.set_num_threads(args.torch_threads)  # process-wide: this process only serves
 
     settings = ServeSettings(
@@ -63,17 +80,41 @@ def cmd_serve(args: argparse.Namespace) -> int:
         index=args.index,
         ann_threshold=args.ann_threshold,
         index_params=_int_params(args.index_param),
+        allowed_hosts=_allowed_hosts(args.allowed_hosts, args.host),
+        scoring_threads=args.scoring_threads,
     )
-    app = create_app(args.run, settings)
+    app = create_app(args.run, settings)  # validates the artifact before any socket or worker exists
     info = app.state.recforge.handle.info()
     console = Console(stderr=True)
     console.print(
         f"serving [bold]{info['version']}[/] ({info['n_items']} items) on http://{args.host}:{args.port} "
-        f"- docs at /docs, feedback in {settings.feedback_db}, admin {'on' if settings.admin_token else 'off'}",
+        f"with {args.workers} worker(s) - docs at /docs, feedback in {settings.feedback_db}, "
+        f"admin {'on' if settings.admin_token else 'off'}",
         highlight=False,
     )
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False)
+    common = {"host": args.host, "port": args.port, "log_level": args.log_level, "access_log": False}
+    if args.workers == 1:
+        uvicorn.run(app, **common)
+        return 0
+    app.state.recforge.store.close()
+    del app
+    os.environ[CONFIG_ENV] = worker_config(str(Path(args.run).resolve()), settings, args.torch_threads)
+    uvicorn.run("recforge.serve.worker:app_from_env", factory=True, workers=args.workers, **common)
     return 0
+
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
+
+
+def _allowed_hosts(flag: str | None, host: str) -> tuple[str, ...]:
+    """--allowed-hosts as a tuple; by default the loopback names when bound to loopback (a page on another site
+    cannot reach the server through DNS rebinding), else any host."""
+    if flag is not None:
+        hosts = tuple(h.strip() for h in flag.split(",") if h.strip())
+        if not hosts:
+            raise ConfigError(f"--allowed-hosts needs at least one host name, got {flag!r}")
+        return hosts
+    return LOOPBACK if host in LOOPBACK else ("*",)
 
 
 def _int_params(pairs: list[str]) -> dict[str, int]:

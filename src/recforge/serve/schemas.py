@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StrictBool,
@@ -19,16 +20,28 @@ from pydantic import (
     model_validator,
 )
 
-INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+#: JSON integers are exact in every client up to 2**53 - 1 (I-JSON, RFC 7493); larger integer ids are sent as
+#: strings ("9007199254740993" matches the integer id by the id rule)
+SAFE_INT = 2**53 - 1
 #: latest feedback timestamp accepted: 9999-12-31T23:59:59Z in unix seconds
 MAX_TIMESTAMP = 253_402_300_799
 
-#: External ids are JSON strings (1..256 characters, no NUL) or int64 integers (never floats or booleans); they are
-#: compared by the id rule of ``recforge.data.vocab`` ("7" and 7 are one id; "07" and "٧" are other ids).
+
+def _whole(value: Any) -> Any:
+    """A JSON number without a fractional part is an integer (JSON Schema's rule): 630.0 -> 630."""
+    if isinstance(value, float) and value.is_integer() and abs(value) <= SAFE_INT:
+        return int(value)
+    return value
+
+
+#: External ids are JSON strings (1..256 characters, no NUL) or integers within +-(2**53 - 1) (never booleans, never
+#: fractions); they are compared by the id rule of ``recforge.data.vocab`` ("7" and 7 are one id; "07" and "٧" are
+#: other ids).
 Id = (Annotated[StrictStr, Field(min_length=1, max_length=256, pattern=r"^[^\x00]+$")]
-      | Annotated[StrictInt, Field(ge=INT64_MIN, le=INT64_MAX)])
-K = Annotated[StrictInt, Field(ge=1, le=1000, description="number of items to return (1..1000)")]
-Time = Annotated[StrictInt, Field(ge=0, le=2**53)]
+      | Annotated[StrictInt, Field(ge=-SAFE_INT, le=SAFE_INT), BeforeValidator(_whole)])
+K = Annotated[StrictInt, Field(ge=1, le=1000, description="number of items to return (1..1000)"),
+              BeforeValidator(_whole)]
+Time = Annotated[StrictInt, Field(ge=0, le=SAFE_INT), BeforeValidator(_whole)]
 Timestamp = Annotated[float, Field(strict=True, ge=0, le=MAX_TIMESTAMP, allow_inf_nan=False)]
 Value = Annotated[float, Field(strict=True, ge=-1e12, le=1e12, allow_inf_nan=False)]
 
