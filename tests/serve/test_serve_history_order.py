@@ -56,3 +56,28 @@ def test_one_feedback_event_keeps_the_history_order(tmp_path):
         c.post("/feedback", json={"user_id": "long", "item_id": order[0], "timestamp": 1_000})
         c.post("/recommend", json={"user_id": "long", "k": 5})
         assert model.item_vocab.decode(model.last_history)[-2:] == [order[0], new_item]
+
+
+class TopKCooc(CoocModel):
+    """CoocModel that also declares TopK: serving must rank known users through ``topk``."""
+
+    name = "topk-cooc-test"
+
+    def topk(self, users, k, exclude=None):
+        self.topk_calls = getattr(self, "topk_calls", 0) + 1
+        scores = self.score(users)
+        for row, banned in enumerate(exclude or []):
+            scores[row, banned] = -float("inf")
+        vals, items = scores.topk(k, dim=1)
+        return items.numpy(), vals.numpy()
+
+
+def test_a_topk_model_ranks_known_users_itself(tmp_path):
+    log, _ = _log(30)
+    model = TopKCooc().fit(log)
+    with TestClient(create_app(model, ServeSettings(feedback_db=str(tmp_path / "fb.sqlite")))) as c:
+        out = c.post("/recommend", json={"user_id": "long", "k": 4}).json()
+    assert model.topk_calls == 1 and out["source"] == "model"
+    dense = model.user_vocab.encode(["long"])
+    items, _ = model.topk(dense, 4, exclude=[model.seen_[dense].indices])
+    assert [x["item"] for x in out["items"]] == model.item_vocab.decode(items[0])

@@ -20,7 +20,7 @@ from recforge.errors import ConfigError, DataError, UnknownIdError
 from recforge.index import Retriever, build_retriever
 from recforge.models.base import Recommender, history_scores, model_from_artifact
 from recforge.models.rank import mask_columns, top_k, top_k_candidates
-from recforge.protocols import Embedder, HistoryScorer
+from recforge.protocols import Embedder, HistoryScorer, TopK
 from recforge.serve.settings import ServeSettings
 
 log = logging.getLogger(__name__)
@@ -155,6 +155,12 @@ class ModelHandle:
             source = "history"
         elif self.retriever is not None:
             return self._retrieve(user, dense_user, k, excl, seen if exclude_seen else None, fb, ignored)
+        elif isinstance(model, TopK):  # the model ranks itself (beam search, multi-vector retrieval)
+            banned = np.unique(np.concatenate([excl, seen, fb] if exclude_seen else [excl]))
+            items, vals = model.topk(np.array([dense_user]), k, exclude=[banned])
+            keep = items[0] > 0
+            return self._result(user, model.item_vocab.decode(items[0][keep]), vals[0][keep].tolist(), "model",
+                                False, ignored)
         else:
             scores = model.score(np.array([dense_user]))[0]
             source = "model"
