@@ -65,7 +65,7 @@ class TopKCooc(CoocModel):
 
     def topk(self, users, k, exclude=None):
         self.topk_calls = getattr(self, "topk_calls", 0) + 1
-        scores = self.score(users)
+        scores = self.score(users).clone()
         for row, banned in enumerate(exclude or []):
             scores[row, banned] = -float("inf")
         vals, items = scores.topk(k, dim=1)
