@@ -294,7 +294,10 @@ def run_config(path: str | Path) -> RunConfig:
     file = Path(path) / "config.toml"
     if not file.is_file():
         raise DataError(f"not a run folder (missing config.toml): {path}")
-    return from_dict(RunConfig, load_toml(file))
+    raw = load_toml(file)
+    if not isinstance(raw.get("model"), dict):
+        raise DataError("no [model] table: the run's config is damaged", path=str(file))
+    return from_dict(RunConfig, raw)
 
 
 class Run:
@@ -324,6 +327,19 @@ class Run:
         return f"Run({self.path})"
 
 
+def _check_metrics(run: Run, on: str) -> None:
+    """``metrics.json[on]`` must map metric names to {"mean", "ci_low", "ci_high"} numbers (a DataError otherwise)."""
+    part = run.metrics[on]
+    file = str(run.path / "metrics.json")
+    if not isinstance(part, dict):
+        raise DataError(f"{on!r} holds {type(part).__name__}, expected metric records", path=file)
+    for name, rec in part.items():
+        if name.startswith("_"):
+            continue
+        if not (isinstance(rec, dict) and all(isinstance(rec.get(k), int | float) for k in ("mean", "ci_low", "ci_high"))):
+            raise DataError(f"{on!r} metric {name!r} is not a record of numbers mean / ci_low / ci_high", path=file)
+
+
 def load_run(path: str | Path) -> Run:
     """Open a run folder."""
     return Run(path)
@@ -343,6 +359,7 @@ def compare_runs(paths: list[str | Path], on: str = "test", force: bool = False)
     for r in runs:
         if on not in r.metrics:
             raise ConfigError(f"run {r.name} has no {on!r} metrics")
+        _check_metrics(r, on)
         row = {"run": r.name, "model": r.meta.get("model"), "dataset": r.meta.get("dataset"),
                "split_hash": r.meta.get("split_hash"), "fit_s": r.meta.get("timings", {}).get("fit_s")}
         row["metrics"] = {k: v for k, v in r.metrics[on].items() if not k.startswith("_")}
@@ -354,6 +371,8 @@ def reevaluate(run: Run, on: str = "test", metrics: tuple[str, ...] | None = Non
                progress: bool | None = None) -> Report:
     """Rebuild the run's split from its config, check the split hash, and evaluate the saved model again."""
     cfg = run.config
+    if not run.meta.get("split_hash"):
+        raise DataError("records no split hash: the run's metadata is damaged", path=str(run.path / "run.json"))
     split = make_split(cfg, load_data(cfg).interactions)
     if split.hash != run.meta.get("split_hash"):
         raise DataError(f"the data changed since the run: split hash {split.hash} != recorded {run.meta.get('split_hash')}")
