@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -150,3 +151,18 @@ def test_damaged_report_inputs_are_one_line(good_run, tmp_path, capsys, name, da
     (run / name).write_bytes(damage)
     assert main(["compare", str(good_run), str(run), "--report", str(tmp_path / "report")]) == 1
     assert name in _one_error_line(capsys)
+
+
+@pytest.mark.parametrize(("name", "content", "argv", "match"), [
+    ("metrics.json", '{"test": 5}', ["compare", "{run}", "{good}"], "expected metric records"),
+    ("metrics.json", '{"test": {"ndcg@10": {"mean": "high"}}}', ["compare", "{run}", "{good}"], "not a record of numbers"),
+    ("config.toml", "", ["evaluate", "{run}"], "no model section"),
+    ("run.json", "{}", ["evaluate", "{run}"], "records no split hash"),
+])
+def test_damaged_run_folder_files_are_one_line(good_run, tmp_path, capsys, name, content, argv, match):
+    run = tmp_path / "damaged"
+    shutil.copytree(good_run, run)
+    (run / name).write_text(content)
+    argv = [a.format(run=run, good=good_run) for a in argv]
+    assert main(argv) == 1
+    assert re.search(match, _one_error_line(capsys))

@@ -296,7 +296,7 @@ def run_config(path: str | Path) -> RunConfig:
         raise DataError(f"not a run folder (missing config.toml): {path}")
     raw = load_toml(file)
     if not isinstance(raw.get("model"), dict):
-        raise DataError("no [model] table: the run's config is damaged", path=str(file))
+        raise DataError("no model section: the run's config is damaged", path=str(file))
     return from_dict(RunConfig, raw)
 
 
