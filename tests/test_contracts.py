@@ -18,6 +18,7 @@ from recforge.testing import (
     check_policy,
     check_recommender_config,
     check_registry,
+    check_reward_model,
     check_splitter,
     contract_split,
     fit_for_contract,
@@ -83,6 +84,11 @@ def test_estimator(name: str) -> None:
 @pytest.mark.parametrize("name", sorted(registry.CRS_POLICIES))
 def test_crs_policy(name: str) -> None:
     check_crs_policy(registry.resolve("crs_policy", name))
+
+
+@pytest.mark.parametrize("name", sorted(registry.REWARD_MODELS))
+def test_reward_model(name: str) -> None:
+    check_reward_model(registry.resolve("reward_model", name))
 
 
 @pytest.mark.parametrize("table", sorted(registry.TABLES))

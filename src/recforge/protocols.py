@@ -83,6 +83,20 @@ class LogProb(Protocol):
 
 
 @runtime_checkable
+class TrainableLogProb(LogProb, Protocol):
+    """A LogProb whose parameters can be updated in place (what DPO-style alignment trains)."""
+
+    def log_prob_module(self) -> torch.nn.Module:
+        """The module holding every parameter ``differentiable_log_prob`` depends on."""
+        ...
+
+    def differentiable_log_prob(self, histories: Histories, items: np.ndarray) -> torch.Tensor:
+        """B histories and dense ids (B, M) -> log p(items[b, m] | history b) (B, M), differentiable, computed in
+        the module's current train/eval mode on its device."""
+        ...
+
+
+@runtime_checkable
 class Policy(Protocol):
     """A bandit policy: chooses ``len_list`` distinct actions per round and learns from the rewards, in batches."""
 

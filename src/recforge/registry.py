@@ -95,9 +95,14 @@ TOKENIZERS: dict[str, str] = {
     "balanced-rkmeans": "recforge.nn.quantisers:BalancedResidualKMeans",
 }
 
+REWARD_MODELS: dict[str, str] = {
+    "rm_bt": "recforge.align.reward:BradleyTerryRM",
+    "rm_gpm": "recforge.align.reward:GeneralPreferenceRM",
+}
+
 TABLES: dict[str, dict[str, str]] = {
     "model": MODELS, "splitter": SPLITTERS, "policy": POLICIES, "estimator": ESTIMATORS, "environment": ENVIRONMENTS,
-    "crs_policy": CRS_POLICIES, "embedder": EMBEDDERS, "llm": LLM_BACKENDS,
+    "crs_policy": CRS_POLICIES, "embedder": EMBEDDERS, "llm": LLM_BACKENDS, "reward_model": REWARD_MODELS,
     "tokenizer": TOKENIZERS,
 }
 

@@ -28,6 +28,8 @@ import numpy as np
 import torch
 
 from recforge import registry
+from recforge.align.reward import load_reward_model
+from recforge.align.synthetic import multi_source_pairs
 from recforge.artifacts import load_artifact
 from recforge.bandits.estimators import ope_input
 from recforge.bandits.policies.base import load_policy
@@ -63,6 +65,7 @@ from recforge.protocols import (
     Scorer,
     TimedHistoryScorer,
     TopK,
+    TrainableLogProb,
 )
 
 #: Tolerance of "the same scores" where an operation may legitimately reorder float sums (batching, embeddings).
@@ -307,6 +310,17 @@ def check_log_prob(model: Recommender, split: Split) -> None:
     require(torch.isfinite(lp).all() and (lp <= 1e-6).all(), f"{model.name}: log_prob must be finite and <= 0")
     total = torch.logsumexp(lp.double(), dim=0).item()
     require(abs(total) < 1e-3, f"{model.name}: log_prob is not normalised over the items (logsumexp {total:.2e})")
+    if isinstance(model, TrainableLogProb):  # alignment's view: the same numbers, with gradients
+        module = model.log_prob_module()
+        module.eval()
+        grad_lp = model.differentiable_log_prob([hist] * 2, targets[:4].reshape(2, 2))
+        require(tuple(grad_lp.shape) == (2, 2), f"{model.name}: differentiable_log_prob shape {tuple(grad_lp.shape)}")
+        require(torch.allclose(grad_lp.detach().reshape(-1).cpu(), lp[:4], atol=1e-4),
+                f"{model.name}: differentiable_log_prob disagrees with log_prob")
+        grad_lp.sum().backward()
+        require(any(p.grad is not None for p in module.parameters()),
+                f"{model.name}: differentiable_log_prob carries no gradient to log_prob_module()")
+        module.zero_grad(set_to_none=True)
 
 
 def check_topk(model: Recommender, split: Split) -> None:
@@ -549,6 +563,39 @@ def check_crs_policy(cls: type, config: Any = None, episodes: int = 20) -> None:
     require(0.0 <= sr <= 1.0 and abs(sr - float(np.mean(turns > 0))) < 1e-12, f"CRS policy {name!r}: SR {sr}")
     again = simulate_dialogues(policy, world, setting, "test", episodes, seed=1)
     require(np.array_equal(again.turns, turns), f"CRS policy {name!r}: the same seed played different dialogues")
+
+
+# -------------------------------------------------------------------------------------------------- reward models
+
+
+def check_reward_model(cls: type, config: Any = None) -> None:
+    """A reward model (table ``reward_model``) fitted on a small transitive multi-source world: logits of shape
+    (B, M), antisymmetric (logit(a, b) = -logit(b, a), logit(a, a) = 0), better than chance on the shared
+    preference, the same after save/load and for the same seed, and a UnknownIdError for an unknown item."""
+    name = cls.name
+    world = multi_source_pairs(sizes=(1500,), source_noise=(0.0,), n_items=20, n_shared=500, seed=3)
+    cfg = config if config is not None else from_dict(cls.config_class, {
+        "dim": 16, "max_len": 5, "dropout": 0.0, "epochs": 4, "lr": 1e-2, "batch_size": 128})
+    model = cls(cfg).fit(world["train"], world["valid"])
+    shared = world["shared"]
+    hist = shared.histories()
+    a, b = np.asarray(shared.chosen)[:, None].repeat(2, 1), np.asarray(shared.rejected).repeat(2, 1)
+    ab, ba, aa = (model.preference_logits(hist, x, y) for x, y in ((a, b), (b, a), (a, a)))
+    require(tuple(ab.shape) == a.shape, f"reward model {name!r}: logits shape {tuple(ab.shape)} != {a.shape}")
+    require(torch.allclose(ab, -ba, atol=1e-5) and bool((aa.abs() < 1e-5).all()),
+            f"reward model {name!r}: preference logits must be antisymmetric")
+    acc = float((ab[:, 0] > 0).double().mean())
+    require(acc > 0.65, f"reward model {name!r}: accuracy {acc:.3f} on a transitive world (chance is 0.5)")
+    again = cls(cfg).fit(world["train"], world["valid"])
+    require(torch.equal(again.preference_logits(hist, a, b), ab), f"reward model {name!r}: not deterministic")
+    with tempfile.TemporaryDirectory() as tmp:
+        model.save(Path(tmp) / "rm")
+        loaded = load_reward_model(Path(tmp) / "rm")
+    require(type(loaded) is cls and torch.equal(loaded.preference_logits(hist, a, b), ab),
+            f"reward model {name!r}: save/load changed the logits")
+    unknown = np.array([[len(model.item_vocab) + 1]])
+    _raises(UnknownIdError, lambda: model.preference_logits([np.array([1])], unknown, np.array([[1]])),
+            f"reward model {name!r}: an unknown item id")
 
 
 # ------------------------------------------------------------------------------------------------------- registry

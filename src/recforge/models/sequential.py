@@ -276,6 +276,26 @@ class SequentialRecommender(HistoryScoring, TrainerFit):
             raise UnknownIdError(f"dense item ids must be in 1..{self.n_items}")
         return torch.log_softmax(scores, dim=1)[torch.arange(len(targets)), torch.from_numpy(targets)]
 
+    def log_prob_module(self) -> nn.Module:
+        """The network (TrainableLogProb): alignment updates its parameters in place."""
+        self._check_fitted()
+        return self.net_
+
+    def differentiable_log_prob(self, histories: Histories, items: np.ndarray) -> torch.Tensor:
+        """log p(items[b, m] | history b) under the next-item softmax over 1..n_items, with gradients: B histories,
+        dense ids (B, M) -> (B, M), in the net's current mode on its device (timestamps are not used)."""
+        hist, offsets = self._jagged(histories)
+        items = np.asarray(items, dtype=np.int64)
+        if items.ndim != 2 or items.shape[0] != len(offsets) - 1:
+            raise ConfigError(f"items must have shape ({len(offsets) - 1}, M), got {items.shape}")
+        if items.size and (items.min() < 1 or items.max() > self.n_items):
+            raise UnknownIdError(f"dense item ids must be in 1..{self.n_items}")
+        dev = self._device()
+        window = torch.from_numpy(self._window(hist, offsets)).to(dev)
+        logits = self.net_.scores(self.net_.last_hidden(window))[:, 1:]  # (B, n_items): the padding column dropped
+        return torch.log_softmax(logits.float(), dim=1).gather(1, torch.from_numpy(items - 1).to(dev))
+
+
     # ------------------------------------------------------------------ persistence
     def _state(self) -> dict[str, torch.Tensor]:
         state = {f"net.{k}": v for k, v in self.net_.state_dict().items()}
