@@ -166,3 +166,18 @@ def test_damaged_run_folder_files_are_one_line(good_run, tmp_path, capsys, name,
     argv = [a.format(run=run, good=good_run) for a in argv]
     assert main(argv) == 1
     assert re.search(match, _one_error_line(capsys))
+
+
+def test_random_bytes_inside_the_weights_are_refused_by_every_command(good_run, tmp_path, capsys):
+    """The header of weights.safetensors stays intact; bytes in its data change: no output from a damaged model."""
+    run = tmp_path / "damaged"
+    shutil.copytree(good_run, run)
+    weights = run / "artifact" / "weights.safetensors"
+    raw = bytearray(weights.read_bytes())
+    header = 8 + int.from_bytes(raw[:8], "little")
+    assert len(raw) > header
+    raw[header:] = bytes(b ^ 0x5A for b in raw[header:])
+    weights.write_bytes(bytes(raw))
+    for argv in (["evaluate", str(run)], ["recommend", str(run), "--user", "1"]):
+        assert main(argv) == 1, argv
+        assert "weights changed since they were written" in _one_error_line(capsys)
