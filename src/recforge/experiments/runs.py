@@ -47,6 +47,7 @@ from recforge.data.split import Split
 from recforge.errors import ConfigError, DataError
 from recforge.evaluate.evaluator import Report, evaluate
 from recforge.experiments.folder import RunFolder
+from recforge.experiments.presets import read_preset
 from recforge.experiments.provenance import dataset_files
 from recforge.metrics.ranking import parse_metric
 from recforge.models.base import load_model
@@ -91,6 +92,9 @@ class RunConfig:
     data: dict[str, Any] = field(default_factory=lambda: {"name": DEFAULT_DATA})
     split: dict[str, Any] = field(default_factory=lambda: {"name": DEFAULT_SPLITTER})
     eval: EvalConfig = EvalConfig()
+    #: fit on train + validation (settings fixed beforehand, e.g. by ``recforge tune``) and evaluate on test only;
+    #: Trainer-based models then train for exactly ``train.epochs`` (there is no validation left to stop on)
+    refit: bool = False
 
     def __post_init__(self) -> None:
         for section, example in (("model", "ease"), ("data", DEFAULT_DATA), ("split", DEFAULT_SPLITTER)):
@@ -105,8 +109,10 @@ def resolve_config(
     config_file: str | Path | None = None,
     overrides: list[str] | tuple[str, ...] = (),
     seed: int | None = None,
+    preset: str | None = None,
 ) -> RunConfig:
-    """Merge (config file) <- (CLI positional model/data) <- (--set overrides) into a validated RunConfig."""
+    """Merge (config file) <- (CLI positional model/data) <- (a shipped ``preset``, e.g. "tuned", for that model
+    and dataset: its model table and ``refit``) <- (--set overrides) into a validated RunConfig."""
     raw: dict[str, Any] = load_toml(config_file) if config_file else {}
     raw.setdefault("model", {})
     raw.setdefault("data", {"name": DEFAULT_DATA})
@@ -121,6 +127,8 @@ def resolve_config(
         raw["data"]["name"] = data
     if seed is not None:
         raw["seed"] = seed
+    if preset is not None:
+        raw.update(read_preset(preset, raw["model"].get("name") or "", raw["data"]["name"]))
     raw = apply_overrides(raw, list(overrides))
     cfg = from_dict(RunConfig, raw)
     build_model(cfg)  # validates the model and split sections early (unknown keys, bad values)
@@ -161,9 +169,11 @@ def _split_params(cfg: RunConfig) -> tuple[Any, dict[str, Any]]:
 
 
 def make_split(cfg: RunConfig, interactions: Any) -> Split:
-    """Apply the configured splitter, with a ConfigError for unknown parameters."""
+    """Apply the configured splitter, with a ConfigError for unknown parameters; a ``refit`` run's split has
+    train + validation as its training part (:func:`refit_split`)."""
     splitter, params = _split_params(cfg)
-    return _with_test(splitter(interactions, **params), cfg, interactions)
+    split = _with_test(splitter(interactions, **params), cfg, interactions)
+    return refit_split(split) if cfg.refit else split
 
 
 def _with_test(split: Split, cfg: RunConfig, interactions: Any) -> Split:
@@ -236,6 +246,7 @@ def train_run(
             "dataset": cfg.data["name"],
             "dataset_info": {k: v for k, v in info.items() if k != "files"},
             "split": split.summary(),
+            "fit_on": "train+valid" if cfg.refit else "train",
             "timings": {"data_s": round(t_data, 3), "fit_s": round(fit_s, 3), "eval_s": round(eval_s, 3)},
         })
     run = Run(out)
@@ -259,6 +270,14 @@ def _fit(cfg: RunConfig, checkpoint_dir: Path, resume: bool, dataset: Any, split
     # checkpoints (and --resume) concern Trainer-based models; the others ignore the folder and refuse resume
     model.fit(split.train, split.valid, checkpoint_dir=checkpoint_dir, resume=resume)
     return dataset, split, model, t_data, time.perf_counter() - t1
+
+
+def refit_split(split: Split) -> Split:
+    """The split to fit on once settings are fixed: train + validation as the training part, the same test part."""
+    if split.valid is None:
+        raise ConfigError(f"refit needs a split with a validation part ({split.name} has none)")
+    return Split(train=split.train.concat(split.valid), test=split.test, fold_in=split.fold_in,
+                 name=f"{split.name}+refit", params=split.params)
 
 
 def write_per_user(path: Path, report: Report, split: Split) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import scipy.sparse as sp
@@ -27,6 +27,10 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class ALSConfig:
     """Implicit alternating least squares."""
+
+    #: hyper-parameter search space (see recforge.experiments.tune)
+    search_space: ClassVar[dict[str, tuple[Any, ...]]] = {
+        "factors": ("choice", (32, 64, 128)), "reg": ("log", 1e-3, 10.0), "alpha": ("log", 1.0, 100.0)}
 
     factors: int = 64  #: latent dimension
     reg: float = 0.1  #: L2 penalty on user and item factors

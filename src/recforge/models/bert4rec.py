@@ -8,7 +8,7 @@ tied to the item embeddings (plus a per-item bias), after the paper's GELU + Lay
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -23,6 +23,10 @@ from recforge.train.trainer import TrainConfig
 class BERT4RecConfig(AttentionConfig):
     """BERT4Rec hyper-parameters: :class:`AttentionConfig` (scoring uses the last max_len - 1 items plus [mask]) and
     the cloze masking probability."""
+
+    #: hyper-parameter search space (see recforge.experiments.tune): the shared one plus the masking probability
+    search_space: ClassVar[dict[str, tuple[Any, ...]]] = {**AttentionConfig.search_space,
+                                                          "mask_prob": ("float", 0.1, 0.5)}
 
     mask_prob: float = 0.2  # cloze masking probability
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -30,6 +31,10 @@ def _default_train() -> TrainConfig:
 @dataclass(frozen=True)
 class BPRConfig:
     """BPR matrix factorisation."""
+
+    #: hyper-parameter search space (see recforge.experiments.tune)
+    search_space: ClassVar[dict[str, tuple[Any, ...]]] = {
+        "factors": ("choice", (32, 64, 128)), "reg": ("log", 1e-6, 1e-2), "train.lr": ("log", 1e-3, 5e-2)}
 
     factors: int = 64  #: latent dimension
     reg: float = 1e-4  #: L2 penalty on the user / positive / negative embeddings of each triple

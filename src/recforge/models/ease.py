@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -28,6 +29,9 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class EASEConfig:
     """Embarrassingly Shallow Autoencoder."""
+
+    #: hyper-parameter search space (see recforge.experiments.tune)
+    search_space: ClassVar[dict[str, tuple[Any, ...]]] = {"l2": ("log", 10.0, 5000.0), "recency": ("float", 0.3, 1.0)}
 
     l2: float = 500.0  #: lambda, the L2 penalty on B; larger for bigger/denser data (tune on validation)
     binary: bool = True  #: use 1 per (user, item) pair; False uses summed interaction values

@@ -11,6 +11,7 @@ computed.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -24,6 +25,10 @@ from recforge.train.trainer import TrainConfig
 class GRU4RecConfig(SequentialConfig):
     """GRU4Rec hyper-parameters: :class:`SequentialConfig` (``dim`` is the item embedding size) plus the GRU state
     size; one GRU layer and a learning rate of 3e-3 by default."""
+
+    #: hyper-parameter search space (see recforge.experiments.tune): the shared one plus the GRU state size
+    search_space: ClassVar[dict[str, tuple[Any, ...]]] = {**SequentialConfig.search_space,
+                                                          "hidden": ("choice", (64, 128, 256))}
 
     n_layers: int = 1  # stacked GRU layers
     train: TrainConfig = field(default_factory=lambda: TrainConfig(lr=3e-3))  # the Trainer's settings

@@ -12,7 +12,7 @@ the model ranks exactly as its base does.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -30,6 +30,8 @@ class LLMRerankConfig:
     base: dict[str, Any] = field(default_factory=lambda: {"name": "popular"})
     """The base model: {"name": <model key>, **its config}."""
     n_candidates: int = 20
+    #: hyper-parameter search space (see recforge.experiments.tune)
+    search_space: ClassVar[dict[str, tuple[Any, ...]]] = {"n_candidates": ("int", 10, 50)}
     """Candidates per user handed to the reranker."""
 
     def __post_init__(self) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -14,6 +15,9 @@ from recforge.models.base import HistoryScoring
 @dataclass(frozen=True)
 class PopularConfig:
     """MostPopular has nothing to tune."""
+
+    #: hyper-parameter search space (see recforge.experiments.tune): nothing to search
+    search_space: ClassVar[dict[str, tuple[Any, ...]]] = {}
 
 
 class MostPopular(HistoryScoring):

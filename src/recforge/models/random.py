@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -17,6 +18,8 @@ class RandomConfig:
     """seed: the same seed gives the same ranking for a user, whatever the batch it is scored in."""
 
     seed: int = 0
+    #: hyper-parameter search space (see recforge.experiments.tune): nothing to search
+    search_space: ClassVar[dict[str, tuple[Any, ...]]] = {}
 
     def __post_init__(self) -> None:
         if self.seed < 0:

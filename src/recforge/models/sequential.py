@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -47,6 +47,12 @@ Sampler = Literal["uniform", "popularity"]
 class SequentialConfig:
     """The hyper-parameters every sequential model has; each model's config extends it with its own fields (the
     fields stay at the top level, so ``--set dropout=0.3`` or ``--set sliding=true`` works for all four models)."""
+
+    #: hyper-parameter search space shared by the sequential models (see recforge.experiments.tune); keys are
+    #: config fields, ``train.*`` the Trainer's
+    search_space: ClassVar[dict[str, tuple[Any, ...]]] = {
+        "dim": ("choice", (32, 64, 128)), "n_layers": ("int", 1, 3), "dropout": ("float", 0.0, 0.5),
+        "train.lr": ("log", 1e-4, 1e-2), "train.weight_decay": ("choice", (0.0, 1e-4, 1e-2))}
 
     dim: int = 64  # embedding / hidden size
     n_layers: int = 2  # stacked layers (transformer blocks, GRU layers, HSTU layers)
@@ -294,7 +300,6 @@ class SequentialRecommender(HistoryScoring, TrainerFit):
         window = torch.from_numpy(self._window(hist, offsets)).to(dev)
         logits = self.net_.scores(self.net_.last_hidden(window))[:, 1:]  # (B, n_items): the padding column dropped
         return torch.log_softmax(logits.float(), dim=1).gather(1, torch.from_numpy(items - 1).to(dev))
-
 
     # ------------------------------------------------------------------ persistence
     def _state(self) -> dict[str, torch.Tensor]:

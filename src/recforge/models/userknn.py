@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -24,6 +25,9 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class UserKNNConfig:
     """User-based nearest neighbours."""
+
+    #: hyper-parameter search space (see recforge.experiments.tune)
+    search_space: ClassVar[dict[str, tuple[Any, ...]]] = {"k": ("logint", 10, 1000), "shrink": ("float", 0.0, 200.0)}
 
     k: int = 50  #: neighbours per user
     shrink: float = 10.0  #: added to the cosine denominator; damps similarities built on few shared items

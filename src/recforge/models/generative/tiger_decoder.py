@@ -21,7 +21,7 @@ import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -62,6 +62,11 @@ Decoding = Literal["beam", "exact", "projection"]
 @dataclass(frozen=True)
 class TigerDecoderConfig:
     """TIGER-style causal decoder over semantic IDs."""
+
+    #: hyper-parameter search space (see recforge.experiments.tune)
+    search_space: ClassVar[dict[str, tuple[Any, ...]]] = {
+        "dim": ("choice", (64, 128)), "n_layers": ("int", 1, 3), "dropout": ("float", 0.0, 0.3),
+        "train.lr": ("log", 1e-4, 1e-2)}
 
     sid: str = ""  # folder of a SID table (`recforge sid build`); "" builds one from the training split (sid_config)
     sid_config: SidConfig = field(default_factory=SidConfig)  # how to build the table when sid = ""

@@ -1,0 +1,179 @@
+"""``recforge align RUN``: DPO / IPO / S-DPO alignment of a recommender run's model; writes a recommender run folder.
+
+The aligned model is an ordinary recommender run (kind ``recommender``, the source run's config and split), so
+``recforge evaluate``, ``compare`` and ``serve`` take it like any other. ``run.json`` adds ``alignment``: the source
+run, the align config, the pairs (kind, count, sources), the per-epoch log and, with ``--reward``, the reward-model
+score of the test top-10 before and after (also in metrics.json as ``reward@10``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+PAIR_KINDS = ("random", "popular", "ratings", "model-hard")
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    """Register ``recforge align``."""
+    p = sub.add_parser("align", help="align a run's model to preferences (dpo | ipo | sdpo); writes a run folder")
+    p.add_argument("run", help="a recommender run folder whose model has a likelihood over items (SASRec, HSTU, ...)")
+    p.add_argument("--method", choices=("dpo", "ipo", "sdpo"), default="dpo")
+    p.add_argument("--pairs", default="model-hard",
+                   help="random | popular | ratings | model-hard (the model's best unseen non-target items) | a "
+                        "parquet pair file (external ids; columns user, history, chosen, rejected)")
+    p.add_argument("--negatives", "-K", type=int, default=1, help="rejected items per pair (S-DPO's K)")
+    p.add_argument("--positions", choices=("last", "all"), default="last",
+                   help="pairs at each user's last training event (last) or at every event after the first (all)")
+    p.add_argument("--beta", type=float, default=0.1)
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--reward", default=None, metavar="RM_RUN", help="a reward-model run on the same split: scores "
+                   "the test top-10 before and after")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=None, help="run folder (default runs/<model>-<method>-<time>)")
+    p.set_defaults(func=cmd_align)
+
+
+def _pairs(kind: str, split: Any, model: Any, k: int, positions: str, seed: int) -> Any:
+    from recforge.align.pairs import model_hard_pairs
+    from recforge.data.preferences import PreferencePairs, build_pairs, check_leakage
+
+    max_history = int(model.config.max_len)
+    if kind in ("random", "popular", "ratings"):
+        return build_pairs(split, kind, k=k, positions=positions, max_history=max_history, seed=seed)
+    if kind == "model-hard":
+        base = build_pairs(split, "random", k=1, positions=positions, max_history=max_history, seed=seed)
+        return model_hard_pairs(base, model, k=k, split=split)
+    path = Path(kind)
+    if path.suffix != ".parquet" and not path.exists():
+        from recforge.errors import ConfigError
+
+        raise ConfigError(f"--pairs must be one of {PAIR_KINDS} or a parquet pair file, got {kind!r}")
+    pairs = PreferencePairs.read_parquet(path, split.train.user_vocab, split.train.item_vocab)
+    check_leakage(pairs, split)
+    return pairs
+
+
+def _reward_at_10(rm: Any, split: Any, users: np.ndarray, top: np.ndarray, seed: int) -> np.ndarray:
+    from recforge.align.evaluation import list_reward
+    from recforge.align.pairs import unseen_items
+    from recforge.data.jagged import gather_jagged
+
+    items, offsets = split.history("test").sequences()
+    hist = gather_jagged(items, offsets, users)
+    against = unseen_items(split, users, 100, on="test", seed=seed)
+    return list_reward(rm, hist, top[:, :10], against)
+
+
+def align_run(run_path: str, method: str, pairs_kind: str, negatives: int, positions: str, beta: float,
+              epochs: int, lr: float, batch_size: int, reward: str | None, seed: int, out: str | None) -> Path:
+    """Align the model of ``run_path``; write the aligned recommender run folder. Returns it."""
+    import polars as pl
+
+    from recforge.align.dpo import AlignConfig, align, require_trainable
+    from recforge.align.pairs import check_same_split
+    from recforge.cli.rm import reward_run
+    from recforge.config import to_dict
+    from recforge.errors import DataError
+    from recforge.evaluate.evaluator import evaluate
+    from recforge.experiments.folder import RunFolder
+    from recforge.experiments.provenance import dataset_files
+    from recforge.experiments.runs import load_data, load_run, make_split, write_per_user
+    from recforge.metrics.stats import bootstrap_ci
+    from recforge.models.validation import validation_metric
+
+    acfg = AlignConfig(method=method, beta=beta, negatives=negatives, epochs=epochs, lr=lr, batch_size=batch_size,
+                       seed=seed)  # bad values fail before anything is loaded
+    src = load_run(run_path)
+    model = require_trainable(src.model)
+    cfg = src.config
+    dataset = load_data(cfg)
+    split = make_split(cfg, dataset.interactions)
+    check_same_split(f"the model of {run_path}", src.meta.get("split_hash"), split)
+    rm = None
+    if reward is not None:
+        rm, _ = reward_run(reward)
+        check_same_split(f"the reward model of {reward}", rm.split_hash, split)
+        if rm.item_vocab != split.train.item_vocab:
+            raise DataError(f"the reward model of {reward} was built on another item catalogue")
+    t0 = time.perf_counter()
+    pairs = _pairs(pairs_kind, split, model, negatives, positions, seed)
+    t_pairs = time.perf_counter() - t0
+    ev = cfg.eval
+    valid_users = split.valid.active_users()
+    if len(valid_users) > 5000:  # a fixed, seeded sample keeps the per-epoch validation cheap
+        chosen = np.random.default_rng(seed).choice(valid_users, 5000, replace=False)
+        valid = split.valid.with_rows(np.isin(split.valid.user, chosen))
+    else:
+        valid = split.valid
+
+    def evaluate_fn() -> float:
+        return validation_metric(model, split.train, valid, "ndcg@10")
+
+    before = None
+    if rm is not None:
+        per_user = pl.read_parquet(Path(run_path) / "per_user.parquet")
+        users = per_user["user"].to_numpy()
+        before = _reward_at_10(rm, split, users, np.asarray(per_user["top_items"].to_list()), seed)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    out_path = Path(out) if out else Path("runs") / f"{cfg.model['name']}-{method}-{stamp}"
+    with RunFolder.create(out_path, kind="recommender", name=cfg.model["name"], config=cfg, seed=cfg.seed) as run:
+        t1 = time.perf_counter()
+        result = align(model, pairs, acfg, evaluate_fn=evaluate_fn)
+        fit_s = time.perf_counter() - t1
+        model.save(run.artifact_dir)
+        kw = {"metrics": ev.metrics, "batch_size": ev.batch_size, "exclude_seen": ev.exclude_seen, "n_boot": ev.n_boot,
+              "seed": cfg.seed}
+        t2 = time.perf_counter()
+        valid_report = evaluate(model, split, on="valid", **kw)
+        test_report = evaluate(model, split, on="test", **kw)
+        metrics: dict[str, Any] = {"test": test_report.to_dict(), "valid": valid_report.to_dict()}
+        alignment: dict[str, Any] = {
+            "source_run": str(run_path), "config": to_dict(acfg), "pairs": {
+                "kind": pairs_kind, "n": len(pairs), "k": pairs.k, "positions": positions,
+                "sources": pairs.source_counts()},
+            **result.to_dict()}
+        if rm is not None:
+            after = _reward_at_10(rm, split, test_report.users, test_report.top_items, seed)
+            lo, hi = bootstrap_ci(after, n_boot=ev.n_boot, seed=cfg.seed)
+            metrics["test"]["reward@10"] = {"mean": float(after.mean()), "ci_low": lo, "ci_high": hi}
+            alignment["reward@10"] = {"before": float(before.mean()), "after": float(after.mean()),
+                                      "reward_run": str(reward)}
+        eval_s = time.perf_counter() - t2
+        run.write_metrics(metrics)
+        write_per_user(run.path / "per_user.parquet", test_report, split)
+        info = dict(getattr(dataset, "info", {}) or {})
+        run.finish(data_files=info.get("files") or dataset_files(info), split=split, extra={
+            "model": cfg.model["name"], "dataset": cfg.data["name"],
+            "dataset_info": {k: v for k, v in info.items() if k != "files"}, "split": split.summary(),
+            "alignment": alignment,
+            "timings": {"pairs_s": round(t_pairs, 3), "fit_s": round(fit_s, 3), "eval_s": round(eval_s, 3)}})
+    return out_path
+
+
+def cmd_align(args: argparse.Namespace) -> int:
+    import json
+
+    from recforge.cli.console import console
+    from recforge.cli.core import _public, print_leaderboard
+    from recforge.experiments.runs import load_run
+
+    out = align_run(args.run, args.method, args.pairs, args.negatives, args.positions, args.beta, args.epochs,
+                    args.lr, args.batch_size, args.reward, args.seed, args.out)
+    src, new = load_run(args.run), load_run(out)
+    print_leaderboard([{"run": src.name, "model": src.meta["model"], "metrics": _public(src.metrics["test"])},
+                       {"run": new.name, "model": f"{new.meta['model']} ({args.method})",
+                        "metrics": _public(new.metrics["test"])}],
+                      title="test metrics before and after alignment (full ranking, seen items masked)")
+    al = new.meta["alignment"]
+    if "reward@10" in al:
+        console.print(f"reward@10: {al['reward@10']['before']:.4f} -> {al['reward@10']['after']:.4f}")
+    console.print(f"kept epoch {al['best_epoch']}: {json.dumps(al['history'][-1])}")
+    console.print(f"run folder: [bold]{out}[/]")
+    return 0
