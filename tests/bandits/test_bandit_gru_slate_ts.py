@@ -1,6 +1,7 @@
 """GRU + in-slate Thompson sampling on the user-slate simulator (planted group tastes, softmax clicks with no-click)."""
 
 import itertools
+import json
 
 import numpy as np
 import pytest
@@ -140,3 +141,11 @@ def test_cli_simulate(tmp_path):
                  "--policy", "gru-slate-ts", "--policy", "uniform", "--set", "gru-slate-ts.train_every=50",
                  "--rounds", "200", "--batch-size", "10", "--out", str(tmp_path / "sim")])
     assert code == 0
+    metrics = json.loads((tmp_path / "sim" / "metrics.json").read_text())
+    assert set(metrics) == {"gru-slate-ts", "uniform"}
+    for m in metrics.values():
+        assert m["_info"]["rounds"] == 200 and m["cumulative_regret"]["mean"] == m["_info"]["regret_per_run"][0]
+        assert 0.0 <= m["mean_reward"]["mean"] <= 1.0 and m["cumulative_regret"]["mean"] >= 0.0
+    policy = load_policy(tmp_path / "sim" / "artifact" / "gru-slate-ts")  # the learned policy, reloadable
+    assert type(policy).__name__ == "GRUSlateTS"
+    assert (tmp_path / "sim" / "regret.png").stat().st_size > 0

@@ -95,7 +95,9 @@ def test_holm_and_bh_hand_tables():
     q = np.random.default_rng(0).random(30) ** 3
     assert st.benjamini_hochberg(q) == pytest.approx(sst.false_discovery_control(q, method="bh"))
     assert st.holm([]).size == 0
-    assert st.holm([0.9, 0.8]).max() <= 1.0
+    # capped at 1: sorted .8*2=1.6 -> 1, .9*1=.9 -> running max 1; and a three-value hand table
+    assert st.holm([0.9, 0.8]).tolist() == [1.0, 1.0]
+    assert st.holm([0.5, 0.2, 0.01]).tolist() == pytest.approx([0.5, 0.4, 0.03])
 
 
 @pytest.mark.parametrize(
