@@ -24,6 +24,7 @@ COMMANDS: list[str] = [
     "recforge.cli.crs:add_commands",
     "recforge.cli.text:add_commands",
     "recforge.cli.llm:add_commands",
+    "recforge.cli.sid:add_commands",
     "recforge.cli.rm:add_commands",
     "recforge.cli.align:add_commands",
 ]
