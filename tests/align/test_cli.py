@@ -62,6 +62,7 @@ def test_align_from_a_pair_file(runs: dict[str, Path], tmp_path: Path) -> None:
     assert main(["align", str(runs["sasrec"]), "--pairs", str(file), "--out", str(tmp_path / "run")]) == 0
 
 
+@pytest.mark.slow  # the same training as test_reward's cyclic target, through the CLI
 def test_rm_synth_cyclic() -> None:
     assert main(["rm", "synth", "cyclic", "--json"]) == 0
 

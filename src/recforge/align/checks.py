@@ -4,6 +4,7 @@ from several annotator sources sharing one preference."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any
 
@@ -16,9 +17,12 @@ log = logging.getLogger(__name__)
 #: reward-model settings for the small synthetic worlds (a 5-item history window, fast on a CPU)
 SYNTH_CONFIG = RewardConfig(dim=16, max_len=5, n_layers=1, dropout=0.0, epochs=12, patience=6, lr=1e-2,
                             batch_size=128)
+#: the cyclic world: a GPM sits on a plateau (random block directions) for several epochs before the cycle appears;
+#: a larger step and more patience got all of seeds 0-4 to 100 % (12 epochs, patience 6 left seed 1 at 49 %)
+CYCLIC_CONFIG = dataclasses.replace(SYNTH_CONFIG, epochs=25, patience=10, lr=3e-2)
 
 
-def cyclic_check(seed: int = 0, config: RewardConfig = SYNTH_CONFIG) -> dict[str, Any]:
+def cyclic_check(seed: int = 0, config: RewardConfig = CYCLIC_CONFIG) -> dict[str, Any]:
     """rm_bt and rm_gpm trained on 3,000 rock-paper-scissors pairs (validation: 1,000 more), scored on 2,000 test
     pairs -> {"rm_bt": report dict, "rm_gpm": report dict}."""
     train, valid, test = (cyclic_pairs(n, seed=seed + off) for n, off in ((3000, 0), (1000, 100), (2000, 200)))

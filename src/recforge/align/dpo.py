@@ -9,13 +9,14 @@ first step) and rho(i) = log pi(i | h) - log pi_ref(i | h), a pair (h, chosen c,
 
 The network runs in eval mode (no dropout), so before the first step rho is exactly 0 and the policy equals its
 reference. Each epoch logs the loss, the implicit reward margin beta * (rho(c) - rho(r)), the share of pairs it
-orders correctly, and (when given) a validation score; the epoch with the best validation score is kept.
+orders correctly, its training seconds, and (when given) a validation score; the epoch with the best validation score is kept.
 """
 
 from __future__ import annotations
 
 import copy
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -153,6 +154,7 @@ def align(model: Any, pairs: PreferencePairs, config: AlignConfig | None = None,
     for epoch in range(1, cfg.epochs + 1):
         order = rng.permutation(len(pairs))
         tot_loss = tot_margin = tot_acc = 0.0
+        t0 = time.perf_counter()
         for s in range(0, len(order), cfg.batch_size):
             rows = order[s : s + cfg.batch_size]
             hist, items = _batch(pairs, rows, k)
@@ -169,7 +171,8 @@ def align(model: Any, pairs: PreferencePairs, config: AlignConfig | None = None,
             tot_margin += float(margin.mean(1).sum())
             tot_acc += float((margin > 0).float().mean(1).sum())
         n = len(pairs)
-        row = {"epoch": epoch, "loss": tot_loss / n, "reward_margin": tot_margin / n, "pair_accuracy": tot_acc / n}
+        row = {"epoch": epoch, "loss": tot_loss / n, "reward_margin": tot_margin / n, "pair_accuracy": tot_acc / n,
+               "train_s": time.perf_counter() - t0}
         if evaluate_fn is not None:
             row["valid"] = evaluate_fn()
             if row["valid"] > best:
