@@ -1,6 +1,6 @@
 """Evaluation-suite speed: what beyond-accuracy metrics and statistics add to a full-ranking evaluation.
 
-Targets (issue 3): beyond-accuracy metrics + statistics over ~22k users add < 20% to evaluation time; bootstrap with
+Targets: beyond-accuracy metrics + statistics over ~22k users add < 20% to evaluation time; bootstrap with
 1,000 resamples over 22k users < 2 s. Runs on Amazon Beauty (22,363 users, 12,101 items, leave-last-out) from
 RECFORGE_DATA_DIR. Usage:
 

@@ -28,7 +28,7 @@ SEQ_PROTOCOL = {"split": {"LS": "valid_and_test"}, "order": "TO", "mode": "full"
 
 
 def base_config(args: argparse.Namespace) -> dict:
-    """RecBole's sequential defaults as in issue 7: max len 50, hidden 64, 2 layers, CE, batch 2048, seed 2020."""
+    """RecBole's sequential defaults: max len 50, hidden 64, 2 layers, CE, batch 2048, seed 2020."""
     cfg = {
         "seed": 2020,
         "reproducibility": True,

@@ -1,4 +1,4 @@
-"""recforge vs RecBole 1.2.1 on the identical ML-100K split (issue 7): SASRec, BERT4Rec, GRU4Rec (+ our HSTU).
+"""recforge vs RecBole 1.2.1 on the identical ML-100K split: SASRec, BERT4Rec, GRU4Rec (+ our HSTU).
 
 Every run is its own subprocess so that peak RSS (ru_maxrss) belongs to one library and one model. RecBole runs
 through bench/.recbole-venv/bin/python (see README.md in the peers folder; never a project dependency) via
@@ -46,7 +46,7 @@ SPLIT_JSON = PEERS_DIR / "recbole-ml-100k-split.json"
 RECBOLE_PY = ROOT / "bench" / ".recbole-venv" / "bin" / "python"
 OUT_DIR = ROOT / "bench" / "out"
 
-#: RecBole 1.2.1 figures of issue 7 (2 cores, ML-100K, defaults): test NDCG@10, Recall@10, s/epoch, epochs, budget s,
+#: RecBole 1.2.1 figures of an earlier measurement (2 cores, ML-100K, defaults): test NDCG@10, Recall@10, s/epoch, epochs, budget s,
 #: peak RSS MB. Targets for ours: reach the NDCG in <= 1/10 of the time with <= 1/4 of the memory.
 RECBOLE_REF = {
     "sasrec": {"ndcg": 0.0408, "recall": 0.0859, "s_epoch": 185.7, "epochs": 4, "budget_s": 14 * 60, "rss_mb": 4400},
@@ -56,7 +56,7 @@ RECBOLE_REF = {
 RECBOLE_NAME = {"sasrec": "SASRec", "bert4rec": "BERT4Rec", "gru4rec": "GRU4Rec"}
 ITEMKNN_NDCG = 0.0629  # RecBole ItemKNN on this split (BPR: 0.0631)
 
-#: RecBole's defaults (issue 7): max len 50, hidden 64, 2 layers (GRU: 1 layer, state 128), CE loss, seed 2020.
+#: RecBole's defaults: max len 50, hidden 64, 2 layers (GRU: 1 layer, state 128), CE loss, seed 2020.
 OUR_CONFIG: dict[str, dict[str, Any]] = {
     "sasrec": {"dim": 64, "n_layers": 2, "n_heads": 2, "max_len": 50, "loss": "ce"},
     "bert4rec": {"dim": 64, "n_layers": 2, "n_heads": 2, "max_len": 50, "loss": "ce"},
