@@ -97,3 +97,57 @@ def cooc_model(serve_log: Interactions) -> CoocModel:
 @pytest.fixture(scope="session")
 def dot_model(serve_log: Interactions) -> DotModel:
     return DotModel().fit(serve_log)
+
+
+def _pg_bin(name: str) -> str | None:
+    import glob
+    import shutil
+
+    found = shutil.which(name)
+    if found:
+        return found
+    candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
+    return candidates[-1] if candidates else None
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A real PostgreSQL server for the session (Debian's `postgresql` package, started with initdb + pg_ctl on a
+    free loopback port, as the `postgres` user when the tests run as root). Skipped with the reason when the
+    server binaries or psycopg are missing."""
+    import os
+    import pwd
+    import shutil
+    import socket
+    import subprocess
+    import tempfile
+
+    pytest.importorskip("psycopg", reason="psycopg is not installed (the postgres extra)")
+    initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
+    if initdb is None or pg_ctl is None:
+        pytest.skip("PostgreSQL server binaries not found (Debian package `postgresql`)")
+    root = Path(tempfile.mkdtemp(prefix="recforge-pg-"))  # pytest's own temp root is private to root
+    data, sock = root / "data", root / "sock"
+    sock.mkdir()
+    prefix: list[str] = []
+    if os.geteuid() == 0:  # PostgreSQL refuses to run as root
+        try:
+            pw = pwd.getpwnam("postgres")
+        except KeyError:
+            pytest.skip("running as root and there is no `postgres` user to run the server as")
+        for path in (root, sock):
+            os.chown(path, pw.pw_uid, pw.pw_gid)
+        prefix = ["runuser", "-u", "postgres", "--"]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    subprocess.run([*prefix, initdb, "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync"], check=True,
+                   capture_output=True)
+    opts = f"-p {port} -k {sock} -c listen_addresses=127.0.0.1 -c fsync=on -c synchronous_commit=on"
+    subprocess.run([*prefix, pg_ctl, "-D", str(data), "-o", opts, "-l", str(root / "log"), "-w", "start"],
+                   check=True, capture_output=True, timeout=120)
+    try:
+        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run([*prefix, pg_ctl, "-D", str(data), "-m", "immediate", "stop"], capture_output=True)
+        shutil.rmtree(root, ignore_errors=True)

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from recforge.models.popular import MostPopular
-from recforge.serve import FeedbackStore
+from recforge.serve.store import open_feedback_store
 
 TOKEN = "process-test-token"
 
@@ -112,8 +112,9 @@ def test_real_server_all_routes_and_reload_under_load(popular_run, serve_log, tm
         server.stop()
 
 
-def test_kill_9_keeps_every_acknowledged_feedback_event(popular_run, tmp_path):
-    db = tmp_path / "fb.sqlite"
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_kill_9_keeps_every_acknowledged_feedback_event(popular_run, tmp_path, backend, request):
+    db = tmp_path / "fb.sqlite" if backend == "sqlite" else request.getfixturevalue("postgres_url")
     server = Server(popular_run, db, tmp_path / "server.log")
     acked: list[tuple[int, str, int]] = []
     lock = threading.Lock()
@@ -146,7 +147,7 @@ def test_kill_9_keeps_every_acknowledged_feedback_event(popular_run, tmp_path):
     try:
         with httpx.Client(base_url=restarted.url, timeout=5) as c:
             after = c.post("/feedback", json={"user_id": "after", "item_id": 1}).json()["id"]
-        store = FeedbackStore(db)
+        store = open_feedback_store(db)
         rows = {r[0]: (r[1], r[2]) for r in store.rows()}
         store.close()
         missing = [a for a in acked if rows.get(a[0]) != (a[1], a[2])]

@@ -19,7 +19,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--admin-token", default=os.environ.get("RECFORGE_ADMIN_TOKEN"),
                    help="bearer token for /admin routes (default: $RECFORGE_ADMIN_TOKEN; unset disables them)")
-    p.add_argument("--feedback-db", default="feedback.sqlite", help="SQLite file for feedback (default: %(default)s)")
+    p.add_argument("--feedback-db", default="feedback.sqlite",
+                   help="SQLite file for feedback, or a postgresql://user@host/db URL shared by several replicas "
+                        "(default: %(default)s)")
     p.add_argument("--sync", choices=("full", "normal"), default="full",
                    help="full: fsync every feedback commit; normal: survives process crashes only")
     p.add_argument("--on-unknown", choices=("popular", "404"), default="popular", help="policy for unknown users")
@@ -45,7 +47,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("feedback", help="feedback store tools")
     fsub = p.add_subparsers(dest="feedback_command", metavar="ACTION", required=True)
     e = fsub.add_parser("export", help="write every feedback event to a Parquet file (for retraining)")
-    e.add_argument("--db", required=True, help="SQLite feedback store written by `recforge serve`")
+    e.add_argument("--db", required=True, help="feedback store written by `recforge serve` (SQLite file or "
+                                               "postgresql:// URL)")
     e.add_argument("--out", required=True, help="output .parquet file")
     e.set_defaults(func=cmd_feedback_export)
 
@@ -88,7 +91,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
     console.print(
         f"serving [bold]{info['version']}[/] ({info['n_items']} items) on http://{args.host}:{args.port} "
-        f"with {args.workers} worker(s) - docs at /docs, feedback in {settings.feedback_db}, "
+        f"with {args.workers} worker(s) - docs at /docs, feedback in {_where(settings.feedback_db)}, "
         f"admin {'on' if settings.admin_token else 'off'}",
         highlight=False,
     )
@@ -101,6 +104,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     os.environ[CONFIG_ENV] = worker_config(str(Path(args.run).resolve()), settings, args.torch_threads)
     uvicorn.run("recforge.serve.worker:app_from_env", factory=True, workers=args.workers, **common)
     return 0
+
+
+def _where(location: str) -> str:
+    """Where feedback goes, for the start-up line: a URL's password is never printed."""
+    return "PostgreSQL" if location.startswith(("postgresql://", "postgres://")) else location
 
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
@@ -129,11 +137,11 @@ def _int_params(pairs: list[str]) -> dict[str, int]:
 
 def cmd_feedback_export(args: argparse.Namespace) -> int:
     """Export the feedback store to Parquet."""
-    from recforge.serve.store import FeedbackStore
+    from recforge.serve.store import open_feedback_store
 
-    if not Path(args.db).is_file():
+    if not args.db.startswith(("postgresql://", "postgres://")) and not Path(args.db).is_file():
         raise DataError("feedback store not found", path=args.db)
-    store = FeedbackStore(args.db)
+    store = open_feedback_store(args.db)
     try:
         n = store.export_parquet(args.out)
     finally:

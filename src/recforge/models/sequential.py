@@ -224,7 +224,12 @@ class SequentialRecommender(HistoryScoring, TrainerFit):
         return next(self.net_.parameters()).device
 
     def _run(self, window: np.ndarray, times: np.ndarray | None) -> torch.Tensor:
-        """Left-padded windows (B, L) (+ times) -> scores (B, n_items+1) on CPU.
+        """Left-padded windows (B, L) (+ times) -> scores (B, n_items+1) on CPU."""
+        with torch.inference_mode():
+            return self.net_.scores(self._hidden(window, times)).float().cpu()
+
+    def _hidden(self, window: np.ndarray, times: np.ndarray | None) -> torch.Tensor:
+        """Left-padded windows (B, L) (+ times) -> the hidden state after each window (B, D), on the net's device.
 
         Rows are processed in length order, in chunks of at most SCORE_BATCH rows and SCORE_TOKENS positions, each
         chunk cut to its longest history plus one padding column: positions are counted from the right, so this is
@@ -244,7 +249,7 @@ class SequentialRecommender(HistoryScoring, TrainerFit):
                 w = torch.from_numpy(window[rows, -width:]).to(dev)
                 t = torch.from_numpy(times[rows, -width:]).to(dev) if times is not None else None
                 hidden[torch.from_numpy(rows).to(dev)] = self.net_.last_hidden(w, t)
-            return self.net_.scores(hidden).float().cpu()
+        return hidden
 
     def _window(self, items: np.ndarray, offsets: np.ndarray) -> np.ndarray:
         return last_window(items, offsets, self.config.max_len)
@@ -254,13 +259,40 @@ class SequentialRecommender(HistoryScoring, TrainerFit):
         return self._run(self._window(items, offsets), self._window(times, offsets) if times is not None else None)
 
     def _score(self, users: np.ndarray) -> torch.Tensor:
+        return self._run(*self._user_windows(users))
+
+    def _user_windows(self, users: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Training users (U,) -> their last windows (U, L) and, for timed models, the windows' times (U, L)."""
         offs = self.seq_offsets_.numpy()
         items, sub = gather_jagged(self.seq_items_.numpy(), offs, users)
         times = None
         if self._timed:
             t, _ = gather_jagged(self.seq_times_.numpy(), offs, users)
             times = self._window(t, sub)
-        return self._run(self._window(items, sub), times)
+        return self._window(items, sub), times
+
+    # ------------------------------------------------------------------ Embedder
+    # Scores are state . item + bias[item] (cosine / temperature for nets with a temperature). Appending a 1 to
+    # the state and the bias to each item vector makes them one inner product, so an index can serve the model.
+    @torch.inference_mode()
+    def user_embeddings(self, users: np.ndarray) -> torch.Tensor:
+        """Training users (U,) -> query vectors (U, D+1): the state after their training sequence in score space,
+        then 1. ``user_embeddings(u) @ item_embeddings().T`` equals ``score(u)`` on items 1..n_items."""
+        self._check_fitted()
+        users = np.asarray(users, dtype=np.int64)
+        if users.size and (users.min() < 1 or users.max() > self.n_users):
+            raise UnknownIdError(f"dense user ids must be in 1..{self.n_users}")
+        state, _ = self.net_.score_space(self._hidden(*self._user_windows(users)))
+        return torch.cat([state, torch.ones_like(state[:, :1])], dim=1).float().cpu()
+
+    @torch.inference_mode()
+    def item_embeddings(self) -> torch.Tensor:
+        """Item vectors (n_items+1, D+1): the output table in score space, then the item's bias; row 0 is padding."""
+        self._check_fitted()
+        probe = torch.zeros((1, self.net_.item_weight.shape[1]), device=self._device())
+        _, weight = self.net_.score_space(probe)
+        n = self.n_items + 1
+        return torch.cat([weight[:n], self.net_.out_bias[:n, None].to(weight.dtype)], dim=1).float().cpu()
 
     def history(self, dense_user: int) -> np.ndarray:
         """A training user's items in time order, dense ids int64 (n,); empty for the unknown user 0."""

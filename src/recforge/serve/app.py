@@ -50,7 +50,7 @@ from recforge.serve.schemas import (
     error_responses,
 )
 from recforge.serve.settings import ServeSettings
-from recforge.serve.store import FeedbackStore, FeedbackStoreError
+from recforge.serve.store import FeedbackStore, FeedbackStoreError, PostgresFeedbackStore, open_feedback_store
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -65,7 +65,8 @@ HOST_400 = {400: {"description": "invalid Host header (not in --allowed-hosts)",
 class ServeState:
     """Everything one app instance owns. ``handle`` is replaced, never mutated, so reads need no lock."""
 
-    def __init__(self, handle: ModelHandle, store: FeedbackStore, settings: ServeSettings, metrics: Metrics):
+    def __init__(self, handle: ModelHandle, store: FeedbackStore | PostgresFeedbackStore, settings: ServeSettings,
+                 metrics: Metrics):
         self.handle, self.store, self.settings, self.metrics = handle, store, settings, metrics
         self.reload_lock = threading.Lock()
         self.limiter: anyio.CapacityLimiter | None = None  # made on first use, inside the event loop
@@ -96,7 +97,7 @@ def create_app(artifact: str | Path | Recommender, settings: ServeSettings | Non
     """
     settings = settings or ServeSettings()
     handle = _build_handle(artifact, settings)
-    store = FeedbackStore(settings.feedback_db, sync=settings.sync)
+    store = open_feedback_store(settings.feedback_db, sync=settings.sync)
     state = ServeState(handle, store, settings, Metrics())
     log.info("serving %s from %s", handle.version, handle.source)
 

@@ -19,7 +19,8 @@ class ServeSettings:
     admin_token: str | None = None
     #: unknown users: "popular" (popularity fallback, flagged in the response) or "404".
     on_unknown: Literal["popular", "404"] = "popular"
-    #: SQLite file for feedback (WAL journal); created when missing.
+    #: feedback store: a SQLite file (WAL journal; created when missing) or a ``postgresql://`` URL (a PostgreSQL
+    #: server that several replicas share).
     feedback_db: str = "feedback.sqlite"
     #: SQLite synchronous level: "full" fsyncs every commit (survives power loss), "normal" survives process crashes.
     sync: Literal["full", "normal"] = "full"

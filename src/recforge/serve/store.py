@@ -61,7 +61,57 @@ def _finite(value: float | None, what: str) -> float | None:
     return float(value)
 
 
-class FeedbackStore:
+class _Store:
+    """What every feedback store shares: validation of an event and the Parquet export of ``rows()``."""
+
+    def rows(self) -> list[tuple]:
+        raise NotImplementedError
+
+    @staticmethod
+    def _checked(user: Any, item: Any, ts: float | None, value: float | None) -> tuple[float | None, float | None]:
+        _check_id(user, "user id")
+        _check_id(item, "item id")
+        ts, value = _finite(ts, "timestamp"), _finite(value, "value")
+        if ts is not None and ts < 0:
+            raise DataError(f"timestamp must be >= 0 (unix seconds), got {ts}")
+        return ts, value
+
+    def export_parquet(self, out: str | Path) -> int:
+        """Write every event to a Parquet file (columns user_id, item_id, event, timestamp, value, ...); returns rows.
+
+        Ids become strings when a column mixes integers and strings (Parquet columns have one type)."""
+        import polars as pl
+
+        rows = self.rows()
+        cols = list(zip(*rows)) if rows else [()] * 8
+        users, items = _one_type(cols[1]), _one_type(cols[2])
+        frame = pl.DataFrame(
+            {
+                "id": pl.Series(cols[0], dtype=pl.Int64),
+                "user_id": users,
+                "item_id": items,
+                "event": pl.Series(cols[3], dtype=pl.Utf8),
+                "timestamp": pl.Series(cols[4], dtype=pl.Float64),
+                "value": pl.Series(cols[5], dtype=pl.Float64),
+                "received": pl.Series(cols[6], dtype=pl.Float64),
+                "model_version": pl.Series(cols[7], dtype=pl.Utf8),
+            }
+        )
+        out = Path(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        frame.write_parquet(out)
+        log.info("exported %d feedback events to %s", len(frame), out)
+        return len(frame)
+
+
+def open_feedback_store(location: str | Path, sync: str = "full") -> FeedbackStore | PostgresFeedbackStore:
+    """The store at ``location``: a ``postgresql://`` URL (a PostgreSQL server shared by replicas) or a SQLite file."""
+    if str(location).startswith(("postgresql://", "postgres://")):
+        return PostgresFeedbackStore(str(location))
+    return FeedbackStore(location, sync=sync)
+
+
+class FeedbackStore(_Store):
     """One SQLite connection guarded by a lock (SQLite serialises writers anyway).
 
     ``add`` returns only after the transaction is committed, so an acknowledged event survives a crash of the process
@@ -100,11 +150,7 @@ class FeedbackStore:
 
         DataError for an id that is not a string or an int64, a non-finite or negative ``ts``, a non-finite
         ``value``; :class:`FeedbackStoreError` when SQLite fails (nothing was stored)."""
-        _check_id(user, "user id")
-        _check_id(item, "item id")
-        ts, value = _finite(ts, "timestamp"), _finite(value, "value")
-        if ts is not None and ts < 0:
-            raise DataError(f"timestamp must be >= 0 (unix seconds), got {ts}")
+        ts, value = self._checked(user, item, ts, value)
         now = time.time()
         try:
             with self._lock:
@@ -153,37 +199,111 @@ class FeedbackStore:
                 "SELECT id, user, item, event, ts, value, received, model_version FROM feedback ORDER BY id"
             ).fetchall()
 
-    def export_parquet(self, out: str | Path) -> int:
-        """Write every event to a Parquet file (columns user_id, item_id, event, timestamp, value, ...); returns rows.
-
-        Ids become strings when a column mixes integers and strings (Parquet columns have one type)."""
-        import polars as pl
-
-        rows = self.rows()
-        cols = list(zip(*rows)) if rows else [()] * 8
-        users, items = _one_type(cols[1]), _one_type(cols[2])
-        frame = pl.DataFrame(
-            {
-                "id": pl.Series(cols[0], dtype=pl.Int64),
-                "user_id": users,
-                "item_id": items,
-                "event": pl.Series(cols[3], dtype=pl.Utf8),
-                "timestamp": pl.Series(cols[4], dtype=pl.Float64),
-                "value": pl.Series(cols[5], dtype=pl.Float64),
-                "received": pl.Series(cols[6], dtype=pl.Float64),
-                "model_version": pl.Series(cols[7], dtype=pl.Utf8),
-            }
-        )
-        out = Path(out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        frame.write_parquet(out)
-        log.info("exported %d feedback events to %s", len(frame), out)
-        return len(frame)
-
     def close(self) -> None:
         with self._lock, self._read_lock:
             self._reader.close()
             self._conn.close()
+
+
+_PG_SCHEMA = """
+CREATE TABLE IF NOT EXISTS feedback (
+    id BIGSERIAL PRIMARY KEY,
+    user_id TEXT NOT NULL,
+    user_is_int BOOLEAN NOT NULL,  -- ids keep their JSON type: 7 and "7" are told apart as in SQLite
+    item_id TEXT NOT NULL,
+    item_is_int BOOLEAN NOT NULL,
+    event TEXT NOT NULL,
+    ts DOUBLE PRECISION NOT NULL,
+    value DOUBLE PRECISION,
+    received DOUBLE PRECISION NOT NULL,
+    model_version TEXT
+);
+CREATE INDEX IF NOT EXISTS feedback_user_ts ON feedback (user_id, user_is_int, ts, id);
+"""
+
+
+class PostgresFeedbackStore(_Store):
+    """Feedback in a PostgreSQL server, so several replicas share one log and each user's live history.
+
+    Every ``add`` is its own transaction, committed (``synchronous_commit=on``: the WAL is flushed) before it
+    returns. A lost connection is reopened on the next call; meanwhile calls raise :class:`FeedbackStoreError`."""
+
+    def __init__(self, url: str):
+        try:
+            import psycopg  # optional dependency (the postgres extra): imported only when a URL is configured
+        except ModuleNotFoundError:
+            raise DataError("a postgresql:// feedback store needs psycopg: pip install 'recforge[postgres]'") from None
+        self._psycopg, self._url = psycopg, url
+        self._lock, self._read_lock = threading.Lock(), threading.Lock()
+        self._conn = self._reader = None
+        try:
+            self._conn = self._connect()
+            self._conn.execute(_PG_SCHEMA)
+            self._reader = self._connect()
+        except psycopg.Error as exc:
+            raise DataError(f"cannot open the PostgreSQL feedback store: {type(exc).__name__}") from None
+
+    def _connect(self) -> Any:
+        conn = self._psycopg.connect(self._url, autocommit=True, connect_timeout=5)
+        conn.execute("SET synchronous_commit = on")
+        return conn
+
+    def _run(self, reader: bool, sql: str, params: tuple = ()) -> list[tuple]:
+        lock = self._read_lock if reader else self._lock
+        with lock:
+            try:
+                conn = self._reader if reader else self._conn
+                if conn is None or conn.closed:
+                    conn = self._connect()
+                    if reader:
+                        self._reader = conn
+                    else:
+                        self._conn = conn
+                cur = conn.execute(sql, params)
+                return cur.fetchall() if cur.description is not None else []
+            except self._psycopg.Error as exc:
+                log.error("feedback store (postgres) failed: %s", exc)
+                raise FeedbackStoreError(f"feedback store unavailable ({type(exc).__name__})") from None
+
+    def add(self, user: Any, item: Any, event: str = "click", ts: float | None = None, value: float | None = None,
+            model_version: str | None = None) -> int:
+        """Insert and commit one event; returns its id. Same checks and errors as :meth:`FeedbackStore.add`."""
+        ts, value = self._checked(user, item, ts, value)
+        if "\x00" in event or (model_version is not None and "\x00" in model_version):
+            raise DataError("event and model_version cannot hold NUL characters")
+        now = time.time()
+        rows = self._run(False, "INSERT INTO feedback (user_id, user_is_int, item_id, item_is_int, event, ts, value, "
+                                "received, model_version) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+                         (str(user), isinstance(user, int), str(item), isinstance(item, int), event,
+                          now if ts is None else ts, value, now, model_version))
+        return int(rows[0][0])
+
+    def history(self, user: Any, exclude_events: tuple[str, ...] = (), limit: int = 200) -> list[Any]:
+        """As :meth:`FeedbackStore.history`: the ``limit`` most recent items by timestamp, oldest first."""
+        where = "AND NOT (event = ANY(%s))" if exclude_events else ""
+        params = (str(user), isinstance(user, int), *((list(exclude_events),) if exclude_events else ()), limit)
+        rows = self._run(True, f"SELECT item_id, item_is_int FROM feedback WHERE user_id = %s AND user_is_int = %s "
+                               f"{where} ORDER BY ts DESC, id DESC LIMIT %s", params)
+        return [int(i) if is_int else i for i, is_int in reversed(rows)]
+
+    def count(self) -> int:
+        return int(self._run(True, "SELECT COUNT(*) FROM feedback")[0][0])
+
+    def rows(self) -> list[tuple]:
+        """All events as (id, user, item, event, ts, value, received, model_version), in insertion order."""
+        out = self._run(True, "SELECT id, user_id, user_is_int, item_id, item_is_int, event, ts, value, received, "
+                              "model_version FROM feedback ORDER BY id")
+        return [(r[0], int(r[1]) if r[2] else r[1], int(r[3]) if r[4] else r[3], *r[5:]) for r in out]
+
+    def setting(self, name: str) -> str:
+        """A server setting as this store's connection sees it (e.g. ``synchronous_commit``, ``fsync``)."""
+        return str(self._run(True, "SELECT current_setting(%s)", (name,))[0][0])
+
+    def close(self) -> None:
+        with self._lock, self._read_lock:
+            for conn in (self._conn, self._reader):
+                if conn is not None:
+                    conn.close()
 
 
 def _one_type(values: tuple) -> Any:
