@@ -172,7 +172,8 @@ class TigerDecoderNet(nn.Module):
         self.item_head = nn.Embedding(n_items + 1, cfg.dim) if cfg.head == "projection" else None
         if self.item_head is not None:
             nn.init.normal_(self.item_head.weight, std=cfg.dim ** -0.5)
-        nn.init.normal_(self.tok.weight, std=0.02)
+        for emb in (self.tok, self.level, self.pos):  # one scale: N(0, 1) level/position rows would drown the tokens
+            nn.init.normal_(emb.weight, std=0.02)
         level_of = torch.cat([torch.full((s,), t) for t, s in enumerate(sizes)])
         self.register_buffer("level_of_vocab", torch.cat([torch.tensor([-1]), level_of]), persistent=False)
 
