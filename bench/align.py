@@ -67,7 +67,8 @@ def itemknn_accuracy(split: Any, pairs: Any) -> float:
     margins = []
     for s in range(0, len(pairs), 2048):
         sub = pairs.select(np.arange(s, min(s + 2048, len(pairs))))
-        scores = knn.score_histories(sub.histories()).double()
+        hist, offsets = sub.histories()
+        scores = knn.score_histories((np.array(hist), np.array(offsets))).double()
         rows = torch.arange(len(sub))
         c = scores[rows, torch.from_numpy(np.array(sub.chosen))]
         r = scores[rows, torch.from_numpy(np.array(sub.rejected[:, 0]))]
@@ -80,8 +81,10 @@ def reward_models(data: str, epochs: int, out_dir: Path, seed: int) -> dict[str,
     from recforge.cli.rm import load_split, train_reward_run
 
     t0, l0 = time.perf_counter(), _load()
-    run = train_reward_run("rm_bt", data, "leave_last_out", "random", "all", {"epochs": epochs, "max_len": RM_LEN},
-                           seed, str(out_dir / f"rm_bt-{data}-s{seed}"))
+    run = out_dir / f"rm_bt-{data}-s{seed}"
+    if not (run / "run.json").is_file():  # a finished run of the same command is reused
+        train_reward_run("rm_bt", data, "leave_last_out", "random", "all", {"epochs": epochs, "max_len": RM_LEN},
+                         seed, str(run))
     metrics = json.loads((run / "metrics.json").read_text())
     meta = json.loads((run / "run.json").read_text())
     _, split = load_split(data, "leave_last_out", seed)
@@ -104,11 +107,14 @@ def dpo(data: str, betas: list[float], rm_epochs: int, lr: float, positions: str
     t0 = time.perf_counter()
     cfg = resolve_config("sasrec", data, seed=seed, overrides=[
         "model.train.epochs=40", "model.train.patience=3", "model.train.threads=1", "model.train.budget_s=600"])
-    sas = train_run(cfg, out=out_dir / f"sasrec-{data}-s{seed}", progress=False)
+    sas_dir = out_dir / f"sasrec-{data}-s{seed}"
+    sas = load_run(sas_dir) if (sas_dir / "run.json").is_file() else train_run(cfg, out=sas_dir, progress=False)
     sas_s = time.perf_counter() - t0
     curves = json.loads((sas.path / "curves.json").read_text()) if (sas.path / "curves.json").is_file() else {}
-    rm = train_reward_run("rm_bt", data, "leave_last_out", "random", "all", {"epochs": rm_epochs, "max_len": RM_LEN},
-                          seed, str(out_dir / f"rm_bt-{data}-s{seed}"))
+    rm = out_dir / f"rm_bt-{data}-s{seed}"
+    if not (rm / "run.json").is_file():
+        train_reward_run("rm_bt", data, "leave_last_out", "random", "all", {"epochs": rm_epochs, "max_len": RM_LEN},
+                         seed, str(rm))
     base = {"ndcg@10": sas.metrics["test"]["ndcg@10"]["mean"], "recall@10": sas.metrics["test"]["recall@10"]["mean"],
             "fit_s": sas.meta["timings"]["fit_s"], "curves": curves}
     rows = []
@@ -116,7 +122,7 @@ def dpo(data: str, betas: list[float], rm_epochs: int, lr: float, positions: str
     for method, beta, k in settings:
         t1, l1 = time.perf_counter(), _load()
         out = align_run(str(sas.path), method, "model-hard", k, positions, beta, epochs, lr, 256, str(rm), seed,
-                        str(out_dir / f"sasrec-{data}-{method}-b{beta}-k{k}-s{seed}"))
+                        str(out_dir / f"sasrec-{data}-{method}-b{beta}-k{k}-s{seed}"), keep="last")
         run = load_run(out)
         al = run.meta["alignment"]
         row = {"method": method, "beta": beta, "k": k, "pairs": al["pairs"]["n"],

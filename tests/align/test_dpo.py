@@ -136,3 +136,12 @@ def test_a_model_without_log_prob_names_those_with_one(world: dict) -> None:
 def test_split_hash_mismatch(world: dict) -> None:
     with pytest.raises(DataError, match="another split or catalogue"):
         check_same_split("the reward model", "0123456789abcdef", world["split"])
+
+
+def test_keep_last_keeps_the_last_epoch(world: dict) -> None:
+    pairs = build_pairs(world["split"], "random", k=1, positions="last", max_history=10, seed=2)
+    model = copy.deepcopy(world["model"])
+    scores = iter([0.5, 0.2, 0.1])
+    res = align(model, pairs, AlignConfig(epochs=2, lr=1e-2, keep="last"), evaluate_fn=lambda: next(scores))
+    assert res.best_epoch == 2 and [r["epoch"] for r in res.history] == [0, 1, 2]
+    assert any(not torch.equal(a, b) for a, b in zip(model.net_.parameters(), world["model"].net_.parameters()))

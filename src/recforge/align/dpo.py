@@ -9,7 +9,8 @@ first step) and rho(i) = log pi(i | h) - log pi_ref(i | h), a pair (h, chosen c,
 
 The network runs in eval mode (no dropout), so before the first step rho is exactly 0 and the policy equals its
 reference. Each epoch logs the loss, the implicit reward margin beta * (rho(c) - rho(r)), the share of pairs it
-orders correctly, its training seconds, and (when given) a validation score; the epoch with the best validation score is kept.
+orders correctly, its training seconds, and (when given) a validation score; the epoch with the best validation score
+is kept (``keep="best"``, the reference itself included), or the last one (``keep="last"``).
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ class AlignConfig:
     batch_size: int = 256  # pairs per step
     lr: float = 1e-4  # Adam learning rate
     seed: int = 0  # batch order
+    keep: Literal["best", "last"] = "best"  # the epoch kept: best on validation (the reference included), or the last
 
     def __post_init__(self) -> None:
         check_choices(self)
@@ -175,10 +177,9 @@ def align(model: Any, pairs: PreferencePairs, config: AlignConfig | None = None,
                "train_s": time.perf_counter() - t0}
         if evaluate_fn is not None:
             row["valid"] = evaluate_fn()
-            if row["valid"] > best:
-                best, best_state, result.best_epoch = row["valid"], copy.deepcopy(module.state_dict()), epoch
-        else:
+        if evaluate_fn is None or cfg.keep == "last" or row["valid"] > best:
             best_state, result.best_epoch = copy.deepcopy(module.state_dict()), epoch
+            best = row.get("valid", best)
         result.history.append(row)
         log.info("align %s epoch %d: %s", cfg.method, epoch, row)
     module.load_state_dict(best_state)

@@ -35,6 +35,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--reward", default=None, metavar="RM_RUN", help="a reward-model run on the same split: scores "
                    "the test top-10 before and after")
+    p.add_argument("--keep", choices=("best", "last"), default="best",
+                   help="the epoch kept: best validation NDCG@10 (the unaligned model included) or the last")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="run folder (default runs/<model>-<method>-<time>)")
     p.set_defaults(func=cmd_align)
@@ -72,7 +74,8 @@ def _reward_at_10(rm: Any, split: Any, users: np.ndarray, top: np.ndarray, seed:
 
 
 def align_run(run_path: str, method: str, pairs_kind: str, negatives: int, positions: str, beta: float,
-              epochs: int, lr: float, batch_size: int, reward: str | None, seed: int, out: str | None) -> Path:
+              epochs: int, lr: float, batch_size: int, reward: str | None, seed: int, out: str | None,
+              keep: str = "best") -> Path:
     """Align the model of ``run_path``; write the aligned recommender run folder. Returns it."""
     import polars as pl
 
@@ -89,7 +92,7 @@ def align_run(run_path: str, method: str, pairs_kind: str, negatives: int, posit
     from recforge.models.validation import validation_metric
 
     acfg = AlignConfig(method=method, beta=beta, negatives=negatives, epochs=epochs, lr=lr, batch_size=batch_size,
-                       seed=seed)  # bad values fail before anything is loaded
+                       seed=seed, keep=keep)  # bad values fail before anything is loaded
     src = load_run(run_path)
     model = require_trainable(src.model)
     cfg = src.config
@@ -165,7 +168,7 @@ def cmd_align(args: argparse.Namespace) -> int:
     from recforge.experiments.runs import load_run
 
     out = align_run(args.run, args.method, args.pairs, args.negatives, args.positions, args.beta, args.epochs,
-                    args.lr, args.batch_size, args.reward, args.seed, args.out)
+                    args.lr, args.batch_size, args.reward, args.seed, args.out, args.keep)
     src, new = load_run(args.run), load_run(out)
     print_leaderboard([{"run": src.name, "model": src.meta["model"], "metrics": _public(src.metrics["test"])},
                        {"run": new.name, "model": f"{new.meta['model']} ({args.method})",
