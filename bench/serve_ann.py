@@ -8,7 +8,8 @@ catalogue) and ``index="hnsw"`` or ``"ivf"`` (faiss over the Embedder's vectors,
 measured by the server itself on the vectors of 200 training users (``/ready``'s ``index.recall``) and again here on
 the answers of /recommend for other users.
 
-    python bench/serve_ann.py --items 1000000 --users 20000 --index ivf --out bench/results/serve_ann_1m_ivf.json
+    python bench/serve_ann.py --items 1000000 --users 20000 --index ivf --nprobe 64,256 \
+        --model-dir /tmp/sasrec-1m --out bench/results/serve_ann_1m_ivf.json
     python bench/serve_ann.py --items 200000 --users 20000 --index hnsw --out bench/results/serve_ann_200k_hnsw.json
 """
 
@@ -26,6 +27,7 @@ import torch
 from fastapi.testclient import TestClient
 
 from recforge.data.interactions import Interactions
+from recforge.models.base import load_model
 from recforge.models.sasrec import SASRec
 from recforge.serve import ServeSettings, create_app
 from recforge.train.trainer import TrainConfig
@@ -62,52 +64,64 @@ def main() -> None:
     ap.add_argument("--m", type=int, default=32, help="hnsw")
     ap.add_argument("--ef-search", type=int, default=256, help="hnsw")
     ap.add_argument("--nlist", type=int, default=1024, help="ivf")
-    ap.add_argument("--nprobe", type=int, default=64, help="ivf")
+    ap.add_argument("--nprobe", default="64", help="ivf; several, comma-separated, are measured one after another")
+    ap.add_argument("--model-dir", type=Path, default=None,
+                    help="keep the trained model here and reuse it when it exists (same arguments)")
     ap.add_argument("--queries", type=int, default=300)
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
     load0 = os.getloadavg()[0]
     t0 = time.perf_counter()
-    log = synthetic_log(args.items, args.users, args.per_user, args.clusters)
-    model = SASRec(dim=args.dim, n_heads=1, n_layers=1, max_len=args.per_user, loss="bce", n_negatives=8,
-                   train=TrainConfig(epochs=args.epochs, batch_size=256, device="cpu")).fit(log)
+    if args.model_dir is not None and (args.model_dir / "meta.json").is_file():
+        model = load_model(args.model_dir)
+    else:
+        log = synthetic_log(args.items, args.users, args.per_user, args.clusters)
+        model = SASRec(dim=args.dim, n_heads=1, n_layers=1, max_len=args.per_user, loss="bce", n_negatives=8,
+                       train=TrainConfig(epochs=args.epochs, batch_size=256, device="cpu")).fit(log)
+        if args.model_dir is not None:
+            model.save(args.model_dir)
     train_s = time.perf_counter() - t0
     tmp = Path(tempfile.mkdtemp(prefix="serve-ann-"))
-    t0 = time.perf_counter()
-    params = ({"m": args.m, "ef_search": args.ef_search} if args.index == "hnsw"
-              else {"nlist": args.nlist, "nprobe": args.nprobe})
-    ann_app = create_app(model, ServeSettings(feedback_db=str(tmp / "a.sqlite"), index=args.index,
-                                              index_params=params))
-    build_s = time.perf_counter() - t0
-    exact_app = create_app(model, ServeSettings(feedback_db=str(tmp / "b.sqlite"), index="exact"))
+    exact_app = create_app(model, ServeSettings(feedback_db=str(tmp / "exact.sqlite"), index="exact"))
     rng = np.random.default_rng(1)
     users = [model.user_vocab.ids[i] for i in rng.choice(model.n_users, args.queries, replace=False)]
-    hits, lat = [], {"exact": [], "ann": []}
-    with TestClient(exact_app) as exact, TestClient(ann_app) as ann:
-        info = ann.get("/ready").json()["index"]
+    grid = ([{"m": args.m, "ef_search": args.ef_search}] if args.index == "hnsw"
+            else [{"nlist": args.nlist, "nprobe": int(p)} for p in args.nprobe.split(",")])
+    rows = []
+    with TestClient(exact_app) as exact:
+        want, exact_lat = [], []
         for user in users:
             t = time.perf_counter()
-            want = exact.post("/recommend", json={"user_id": user, "k": 10}).json()["items"]
-            lat["exact"].append(time.perf_counter() - t)
-            t = time.perf_counter()
-            got = ann.post("/recommend", json={"user_id": user, "k": 10}).json()["items"]
-            lat["ann"].append(time.perf_counter() - t)
-            hits.append(len({x["item"] for x in want} & {x["item"] for x in got}) / 10)
-    row = {
-        "items": args.items, "users": args.users, "dim_served": args.dim + 1, "index": args.index,
-        "index_params": params, "train_s": train_s, "handle_build_s": build_s, "index_info": info,
-        "recall_at_10_recommend": float(np.mean(hits)), "queries": len(users),
-        "exact_p50_ms": float(np.percentile(lat["exact"], 50) * 1e3),
-        "exact_p99_ms": float(np.percentile(lat["exact"], 99) * 1e3),
-        "ann_p50_ms": float(np.percentile(lat["ann"], 50) * 1e3),
-        "ann_p99_ms": float(np.percentile(lat["ann"], 99) * 1e3),
-        "load_avg_1m_start": load0, "load_avg_1m_end": os.getloadavg()[0], "cores": os.cpu_count(),
-    }
-    print(json.dumps(row, indent=1))
+            want.append({x["item"] for x in exact.post("/recommend", json={"user_id": user, "k": 10}).json()["items"]})
+            exact_lat.append(time.perf_counter() - t)
+        for params in grid:
+            t0 = time.perf_counter()
+            ann_app = create_app(model, ServeSettings(feedback_db=str(tmp / "ann.sqlite"), index=args.index,
+                                                      index_params=params))
+            build_s = time.perf_counter() - t0
+            hits, lat = [], []
+            with TestClient(ann_app) as ann:
+                info = ann.get("/ready").json()["index"]
+                for user, expected in zip(users, want):
+                    t = time.perf_counter()
+                    got = ann.post("/recommend", json={"user_id": user, "k": 10}).json()["items"]
+                    lat.append(time.perf_counter() - t)
+                    hits.append(len(expected & {x["item"] for x in got}) / 10)
+            row = {
+                "items": model.n_items, "users": model.n_users, "dim_served": model.item_embeddings().shape[1],
+                "index": args.index, "index_params": params, "train_or_load_s": train_s, "handle_build_s": build_s,
+                "index_info": info, "recall_at_10_recommend": float(np.mean(hits)), "queries": len(users),
+                "exact_p50_ms": float(np.percentile(exact_lat, 50) * 1e3),
+                "exact_p99_ms": float(np.percentile(exact_lat, 99) * 1e3),
+                "ann_p50_ms": float(np.percentile(lat, 50) * 1e3), "ann_p99_ms": float(np.percentile(lat, 99) * 1e3),
+                "load_avg_1m_start": load0, "load_avg_1m_end": os.getloadavg()[0], "cores": os.cpu_count(),
+            }
+            print(json.dumps(row, indent=1), flush=True)
+            rows.append(row)
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(row, indent=1))
+        args.out.write_text(json.dumps(rows, indent=1))
 
 
 if __name__ == "__main__":

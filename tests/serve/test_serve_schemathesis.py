@@ -14,9 +14,10 @@ from test_serve_process import TOKEN, Server
 HERE = Path(__file__).parent
 
 
-@pytest.fixture()
-def two_workers(popular_run, tmp_path):
-    server = Server(popular_run, tmp_path / "fb.sqlite", tmp_path / "server.log", "--workers", "2")
+@pytest.fixture(scope="module")
+def two_workers(popular_run, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("two-workers")
+    server = Server(popular_run, tmp / "fb.sqlite", tmp / "server.log", "--workers", "2")
     yield server
     server.stop()
 
