@@ -26,7 +26,8 @@ FAST_TRAIN = ["model.train.epochs=3", "model.train.batch_size=64", "model.train.
 
 
 #: per-model settings that keep a trial on the tiny log short (fixed, so not searched)
-FAST_MODEL = {"als": ["model.iterations=3"], "tiger_decoder": ["model.max_items=10"],
+FAST_MODEL = {"als": ["model.iterations=3", "model.factors=16"],
+              "tiger_decoder": ["model.max_items=10", "model.dim=32", "model.n_layers=1"],
               **{name: ["model.max_len=10"] for name in ("sasrec", "gru4rec", "bert4rec", "hstu")}}
 
 
@@ -141,7 +142,7 @@ def test_neural_trials_report_validation_curves_and_are_pruned(cluster_csv, tmp_
 def test_two_processes_share_one_study(cluster_csv, tmp_path):
     storage = f"sqlite:///{tmp_path / 'study.db'}"
     optuna.create_study(study_name="shared", storage=storage, direction="maximize")  # created once, up front
-    args = ["tune", "sasrec", "--data", str(cluster_csv), "--trials", "8", "--storage", storage,
+    args = ["tune", "sasrec", "--data", str(cluster_csv), "--trials", "6", "--storage", storage,
             "--study-name", "shared", "--pruner", "none", *[a for o in _overrides("sasrec") for a in ("--set", o)]]
     env = {**os.environ, "RECFORGE_NO_PROGRESS": "1"}
     procs = [subprocess.Popen([sys.executable, "-m", "recforge", *args, "--out", str(tmp_path / f"p{i}")], env=env,
@@ -150,7 +151,7 @@ def test_two_processes_share_one_study(cluster_csv, tmp_path):
     assert [p.returncode for p in procs] == [0, 0], outputs
     study = optuna.load_study(study_name="shared", storage=storage)
     finished = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    assert 8 <= len(finished) <= 9  # a process checks the total after each of its trials
+    assert 6 <= len(finished) <= 7  # a process checks the total after each of its trials
     assert len({t.user_attrs["pid"] for t in finished}) == 2  # both processes ran trials of the one study
     assert len({t.number for t in study.trials}) == len(study.trials)
 
