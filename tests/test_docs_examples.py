@@ -12,6 +12,7 @@ An HTML comment on the line right before the fence, ``<!-- example: ... -->``, c
 
 from __future__ import annotations
 
+import functools
 import gzip
 import os
 import re
@@ -119,3 +120,93 @@ def test_run_config_examples_resolve(text: str, tmp_path: Path) -> None:
 
     (tmp_path / "run.toml").write_text(text)
     resolve_config(config_file=tmp_path / "run.toml")  # raises ConfigError for an unknown key, name or parameter
+
+
+SHELL_FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.S | re.M)
+INLINE = re.compile(r"`(recforge [^`]+)`")
+
+
+def _docs() -> list[Path]:
+    return [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+
+
+def _recforge_words(line: str) -> list[str] | None:
+    """The arguments of a ``recforge ...`` shell line (env assignments, a venv prefix and comments dropped)."""
+    words = shlex.split(line, comments=True) if line.strip() else []
+    while words and re.fullmatch(r"[A-Z_][A-Z0-9_]*=\S*", words[0]):
+        words = words[1:]
+    for end, word in enumerate(words):  # one command: up to a shell operator
+        if word in ("&", "&&", "|", ";", "||"):
+            words = words[:end]
+            break
+    return words[1:] if words and Path(words[0]).name == "recforge" else None
+
+
+def shell_commands() -> list:
+    """Every ``recforge ...`` command line in a non-python fenced block of README.md and docs/ (continuations joined)."""
+    found = []
+    for doc in _docs():
+        text = doc.read_text()
+        for match in SHELL_FENCE.finditer(text):
+            if match.group(1) == "python":
+                continue
+            for line in match.group(2).replace("\\\n", " ").splitlines():
+                words = _recforge_words(line)
+                if words is not None:
+                    found.append(pytest.param(words, id=f"{doc.relative_to(ROOT)}:{' '.join(words)[:60]}"))
+    return found
+
+
+def inline_commands() -> list:
+    """Every `recforge ...` code span in the prose (a command's name, often with placeholders such as N)."""
+    return [pytest.param(shlex.split(m.group(1))[1:], id=f"{doc.relative_to(ROOT)}:{m.group(1)[:60]}")
+            for doc in _docs() for m in INLINE.finditer(doc.read_text())]
+
+
+def test_the_docs_have_commands():
+    assert len(shell_commands()) >= 40 and len(inline_commands()) >= 20
+
+
+@functools.cache
+def _parser() -> object:
+    from recforge.cli.main import build_parser
+
+    return build_parser()
+
+
+def _parse(argv: list[str]) -> tuple[int, object]:
+    try:
+        return 0, _parser().parse_args(argv)
+    except SystemExit as exc:  # argparse: 2 on a usage error, 0 for --help
+        return int(exc.code or 0), None
+
+
+@pytest.mark.parametrize("argv", shell_commands())
+def test_shell_command_parses(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    """A `recforge` command shown in the docs is accepted by the CLI's own argument parser as written; a train or
+    tune command's config (model, --set keys, --preset) also resolves, without loading data or training."""
+    code, args = _parse(argv)
+    assert code == 0, capsys.readouterr().err[-2000:]
+    if args is not None and args.command in ("train", "tune") and not args.config and not getattr(args, "resume", None):
+        from recforge.experiments.runs import resolve_config
+
+        overrides = [*args.overrides, "refit=true"] if args.refit else args.overrides
+        resolve_config(args.model, args.data, None, overrides, args.seed, preset=getattr(args, "preset", None))
+
+
+@pytest.mark.parametrize("argv", inline_commands())
+def test_inline_command_names_an_existing_command(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    """`recforge data get NAME [--dest DIR]` in prose: the (sub)command it names exists (its --help exits 0);
+    `recforge train/evaluate` names each of them."""
+    for first in argv[0].split("/") if argv else [""]:
+        path: list[str] = []
+        for word in [first, *argv[1:]]:
+            if word.startswith("-") or not re.fullmatch(r"[a-z][a-z0-9-]*", word):
+                break
+            path.append(word)
+            if _parse([*path, "--help"])[0] != 0:
+                path.pop()
+                break
+        assert path or argv[:1] == ["--help"], argv
+        assert _parse([*path, "--help"])[0] == 0
+    capsys.readouterr()
