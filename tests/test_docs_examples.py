@@ -136,7 +136,7 @@ def _recforge_words(line: str) -> list[str] | None:
     while words and re.fullmatch(r"[A-Z_][A-Z0-9_]*=\S*", words[0]):
         words = words[1:]
     for end, word in enumerate(words):  # one command: up to a shell operator
-        if word in ("&", "&&", "|", ";", "||"):
+        if word in ("&", "&&", "|", "||"):  # (a ';' may be a quoted argument: --sep ';')
             words = words[:end]
             break
     return words[1:] if words and Path(words[0]).name == "recforge" else None
