@@ -170,18 +170,19 @@ def _item_values(trie: PrefixTrie, t: int, n_items: int) -> torch.Tensor:
     return (table == nxt[:, None]).int().argmax(1)
 
 
-@torch.inference_mode()
 def target_log_likelihood(net: TokenDecoder, trie: PrefixTrie, tokens: torch.Tensor, codes: torch.Tensor,
                           targets: torch.Tensor) -> torch.Tensor:
-    """log p(target | history), the sum of its ID tokens' log-probabilities: history tokens (B, S), the code table
-    (n_items+1, T) and dense targets (B,) -> (B,) float32."""
+    """log p(target | history), the sum of the target ID's token log-probabilities: history tokens (B, S), the code
+    table (n_items+1, T) and dense targets (B, M) -> (B, M) float32. Differentiable (callers that only read the
+    values wrap it in ``torch.inference_mode``)."""
     ctx = net.context(tokens)
-    seq = codes[targets]  # (B, T)
-    total = _masked_log_softmax(net.level_logits(ctx.last, 0), trie.child[0][0] >= 0).gather(1, seq[:, :1])[:, 0]
+    seq = codes[targets]  # (B, M, T)
+    first = _masked_log_softmax(net.level_logits(ctx.last, 0), trie.child[0][0] >= 0)  # (B, K0)
+    total = first.gather(1, seq[:, :, 0])  # (B, M)
     if trie.depth > 1:
-        hidden = net.extend(ctx, seq[:, None, :-1])[:, 0]  # (B, T-1, D)
+        hidden = net.extend(ctx, seq[:, :, :-1])  # (B, M, T-1, D)
         for t in range(1, trie.depth):
-            valid = trie.child[t][trie.prefix_of[t][targets]] >= 0
-            lp = _masked_log_softmax(net.level_logits(hidden[:, t - 1], t), valid)
-            total = total + lp.gather(1, seq[:, t : t + 1])[:, 0]
+            valid = trie.child[t][trie.prefix_of[t][targets]] >= 0  # (B, M, K_t)
+            lp = _masked_log_softmax(net.level_logits(hidden[:, :, t - 1], t), valid)
+            total = total + lp.gather(2, seq[:, :, t : t + 1])[..., 0]
     return total.float()

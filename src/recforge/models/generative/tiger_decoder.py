@@ -11,7 +11,8 @@ pass), with a softmax over the values of the next token's level. Recommending = 
   item table trained beside the token loss — no decoding.
 
 Item likelihoods renormalise each level over the trie's valid children, so ``log_prob`` (the sum of the target ID's
-token log-probabilities) is normalised over the catalogue. The model records the hash of the SID table it was trained
+token log-probabilities) is normalised over the catalogue; ``differentiable_log_prob`` is the same with gradients (a
+``TrainableLogProb``, what preference alignment trains). The model records the hash of the SID table it was trained
 on (and checks the table against the training split at fit; the stored codes against the recorded hash at load).
 """
 
@@ -432,20 +433,35 @@ class TigerDecoder(HistoryScoring, TrainerFit):
     def log_prob(self, histories: Histories, targets: np.ndarray) -> torch.Tensor:
         """log p(target | history) = the sum of the target ID's token log-probabilities, each level renormalised over
         the valid IDs: B histories and dense targets (B,) -> (B,) float32 (normalised over items 1..n_items)."""
-        items, offsets = self._jagged(histories)
         targets = np.asarray(targets, dtype=np.int64)
-        if targets.shape != (len(offsets) - 1,):
-            raise ConfigError(f"targets must have one id per history ({len(offsets) - 1}), got shape {targets.shape}")
-        if targets.size and (targets.min() < 1 or targets.max() > self.n_items):
-            raise UnknownIdError(f"dense item ids must be in 1..{self.n_items}")
         self.net_.eval()
+        if targets.ndim != 1:
+            raise ConfigError(f"targets must be one id per history, got shape {targets.shape}")
+        return self._target_log_prob(histories, targets[:, None])[:, 0]
+
+    def log_prob_module(self) -> nn.Module:
+        """The decoder network: every parameter ``differentiable_log_prob`` depends on."""
+        self._check_fitted()
+        return self.net_
+
+    def differentiable_log_prob(self, histories: Histories, items: np.ndarray) -> torch.Tensor:
+        """log p(items[b, m] | history b) as :meth:`log_prob` computes it, with gradients, in the network's current
+        mode: B histories and dense ids (B, M) -> (B, M)."""
+        return self._target_log_prob(histories, np.asarray(items, dtype=np.int64))
+
+    def _target_log_prob(self, histories: Histories, items: np.ndarray) -> torch.Tensor:
+        hist, offsets = self._jagged(histories)
+        if items.ndim != 2 or items.shape[0] != len(offsets) - 1:
+            raise ConfigError(f"targets must have one row per history ({len(offsets) - 1}), got shape {items.shape}")
+        if items.size and (items.min() < 1 or items.max() > self.n_items):
+            raise UnknownIdError(f"dense item ids must be in 1..{self.n_items}")
         out = []
-        for s in range(0, len(targets), SCORE_BATCH):
-            rows = np.arange(s, min(s + SCORE_BATCH, len(targets)))
-            sub_items, sub_off = gather_jagged(items, offsets, rows)
-            out.append(target_log_likelihood(self.net_, self.trie_, self._tokens(sub_items, sub_off),
-                                             self.codes_, torch.from_numpy(targets[rows])))
-        return torch.cat(out) if out else torch.zeros(0)
+        for s in range(0, len(items), SCORE_BATCH):
+            rows = np.arange(s, min(s + SCORE_BATCH, len(items)))
+            sub_items, sub_off = gather_jagged(hist, offsets, rows)
+            out.append(target_log_likelihood(self.net_, self.trie_, self._tokens(sub_items, sub_off), self.codes_,
+                                             torch.from_numpy(items[rows])))
+        return torch.cat(out) if out else torch.zeros((0, items.shape[1] if items.ndim == 2 else 0))
 
     # ---------------------------------------------------------------------------------------------- persistence
     def _state(self) -> dict[str, torch.Tensor]:
