@@ -44,8 +44,8 @@ def test_policy_beats_random(world, setting, scorer, random_sr, name, mode):
         policy.fit(world, TRAIN_EPISODES, seed=0)
     sr = _sr(world, s, policy)
     # random is far from perfect here (short lists, 8 turns); binary margins are wide, the menu setting is easier
-    # EAR's REINFORCE policy is only slightly above random on this short binary game (measured 0.49 vs 0.47)
-    margin = 0.0 if name == "ear" else 0.05 if mode == "binary" else 0.02
+    # (EAR included: measured 0.61 vs 0.39 binary, 0.89 vs 0.73 multiple choice)
+    margin = 0.05 if mode == "binary" else 0.02
     assert sr > random_sr[mode] + margin, (name, mode, sr, random_sr[mode])
 
 
