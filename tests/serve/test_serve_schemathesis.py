@@ -32,12 +32,12 @@ def test_two_workers_share_the_feedback_store(two_workers):
 
 @pytest.mark.skipif(shutil.which("schemathesis", path=str(Path(sys.executable).parent)) is None,
                     reason="schemathesis is not installed (it is in the dev extra)")
-def test_schemathesis_all_checks_clean(two_workers):
+def test_schemathesis_all_checks_clean(two_workers, tmp_path):
     cli = str(Path(sys.executable).parent / "schemathesis")
     proc = subprocess.run(
         [cli, "--config-file", str(HERE / "schemathesis.toml"), "run", f"{two_workers.url}/openapi.json",
          "--checks", "all", "-n", "30", "--generation-deterministic", "-H", f"Authorization: Bearer {TOKEN}"],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,  # it writes a .schemathesis/ cache there
     )
     assert proc.returncode == 0, proc.stdout[-4000:]
     assert "passed" in proc.stdout
