@@ -28,10 +28,20 @@ def test_simulate_prints_table_and_json(world_dir, capsys, tmp_path):
     text = capsys.readouterr().out
     assert "SR@8" in text and "max-entropy" in text and "random" in text
     assert (tmp_path / "c.png").exists()
-    code = main(["crs", "simulate", "--data", str(world_dir), "--policy", "random", "--episodes", "20", "--json",
-                 "--max-turns", "8"])
+    argv = ["crs", "simulate", "--data", str(world_dir), "--policy", "random,max-entropy", "--episodes", "40",
+            "--json", "--max-turns", "8"]
+    assert main(argv) == 0
     rows = json.loads(capsys.readouterr().out)
-    assert code == 0 and rows[0]["episodes"] == 20 and 0 <= rows[0]["sr@8"]["mean"] <= 1
+    assert main(argv) == 0
+    again = json.loads(capsys.readouterr().out)
+    timeless = [[{k: v for k, v in r.items() if k != "seconds"} for r in rs] for rs in (rows, again)]
+    assert timeless[0] == timeless[1]  # seeded dialogues: the same figures every time
+    by = {r["policy"]: r for r in rows}
+    for r in rows:
+        sr = r["sr@8"]
+        assert r["episodes"] == 40 and sr["ci_low"] <= sr["mean"] <= sr["ci_high"]
+        assert sr["mean"] * 40 == pytest.approx(round(sr["mean"] * 40))  # a share of 40 dialogues
+    assert by["max-entropy"]["sr@8"]["mean"] > by["random"]["sr@8"]["mean"]  # the planted world rewards asking
 
 
 def test_train_writes_run_folder_and_simulate_reloads_it(run_dir, world_dir, capsys):
