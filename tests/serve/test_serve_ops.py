@@ -68,3 +68,14 @@ def test_store_refuses_what_sqlite_cannot_hold(tmp_path):
             store.add(args.pop("user"), args.pop("item"), **args)
     assert store.count() == 0
     store.close()
+
+
+def test_serve_without_the_extra_names_it_in_one_line(popular_run, tmp_path):
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['uvicorn'] = None; from recforge.cli import main; "
+            f"sys.exit(main(['serve', {str(popular_run)!r}, '--feedback-db', {str(tmp_path / 'f.sqlite')!r}]))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert "pip install 'recforge[serve]'" in proc.stderr and len(proc.stderr.strip().splitlines()) <= 2
