@@ -17,6 +17,7 @@ from recforge.errors import RecforgeError
 
 COMMANDS: list[str] = [
     "recforge.cli.core:add_commands",
+    "recforge.cli.tune:add_commands",
     "recforge.cli.bandit:add_commands",
     "recforge.cli.evaluation:add_commands",
     "recforge.cli.serve:add_commands",
