@@ -212,3 +212,10 @@ def test_an_interrupted_sequential_run_resumes_from_its_checkpoints(csv_log, tmp
     assert main(["train", "sasrec", "--resume", str(out)]) == 0
     assert json.loads((out / "metrics.json").read_text())["test"]["ndcg@10"]["mean"] == recorded
     assert load_run(out).meta["kind"] == "recommender"
+
+
+def test_an_error_message_with_brackets_is_printed_as_written(tmp_path, capsys):
+    """Error texts often quote lists ("expected one of [...]"); the console must not read them as markup."""
+    code = main(["train", "sasrec", "--set", "model.loss=nope", "--out", str(tmp_path / "run")])
+    err = " ".join(capsys.readouterr().err.split())
+    assert code == 2 and "nope" in err and "['ce'" in err

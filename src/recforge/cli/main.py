@@ -12,6 +12,8 @@ import importlib
 import logging
 import sys
 
+from rich.markup import escape
+
 from recforge.cli.console import err_console
 from recforge.errors import RecforgeError
 
@@ -63,12 +65,12 @@ def main(argv: list[str] | None = None) -> int:
     except RecforgeError as exc:
         if args.debug:
             raise
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return exc.exit_code
     except OSError as exc:  # a file or folder the command cannot read or write: one line, no traceback
         if args.debug:
             raise
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return 1
     except KeyboardInterrupt:
         err_console.print("interrupted")
