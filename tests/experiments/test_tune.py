@@ -171,3 +171,13 @@ def test_tune_refuses_a_refit_base_and_a_split_without_validation(cluster_csv, t
     cfg = resolve_config("ease", str(cluster_csv), overrides=["split.valid=false"])
     with pytest.raises(ConfigError, match="validation"):
         tune(cfg, TuneConfig(), tmp_path / "b")
+
+
+def test_tune_reads_data_with_the_reader_flags(cluster_csv, tmp_path, capsys):
+    """The same --sep/--columns/... flags as train and data info: a semicolon file is tuned as written."""
+    semi = tmp_path / "log.csv"
+    semi.write_text(cluster_csv.read_text().replace(",", ";"))
+    out = tmp_path / "study"
+    assert main(["tune", "popular", "--data", str(semi), "--sep", ";", "--trials", "1", "--out", str(out)]) == 0
+    assert tomllib.loads((out / "chosen.toml").read_text())["data"]["sep"] == ";"
+    assert main(["tune", "popular", "--data", str(semi), "--trials", "1", "--out", str(tmp_path / "no-sep")]) != 0

@@ -6,6 +6,8 @@ import argparse
 import shlex
 from typing import Any
 
+from recforge.cli.data import add_reader_flags
+
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     """Register ``tune``."""
@@ -31,6 +33,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--refit", action="store_true",
                    help="then fit the chosen setting on train + validation and evaluate it once on test")
     p.add_argument("--out", default=None, help="tune run folder (default: runs/tune-<model>-<data>-<time>)")
+    add_reader_flags(p)
     p.set_defaults(func=cmd_tune)
 
 
@@ -55,13 +58,13 @@ def cmd_tune(args: argparse.Namespace) -> int:
     import optuna  # lazy: `recforge --help` must not load it
 
     from recforge.cli.console import console
-    from recforge.cli.core import print_leaderboard
+    from recforge.cli.core import print_leaderboard, with_reader_options
     from recforge.experiments.runs import resolve_config
     from recforge.experiments.tune import TuneConfig, tune
 
     if not args.debug:
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # the CLI prints one line per trial itself
-    cfg = resolve_config(args.model, args.data, args.config, args.overrides, args.seed)
+    cfg = with_reader_options(resolve_config(args.model, args.data, args.config, args.overrides, args.seed), args)
     tc = TuneConfig(metric=args.metric, sampler=args.sampler, trials=args.trials, timeout_s=args.timeout,
                     grid_points=args.grid_points, pruner=args.pruner, storage=args.storage,
                     study_name=args.study_name, refit=args.refit)
