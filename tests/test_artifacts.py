@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from recforge.artifacts import load_artifact, save_artifact
-from recforge.errors import DataError
+from recforge.errors import ArtifactError, DataError
 
 
 def _save(path, config=None, **kw):
@@ -33,7 +33,7 @@ def test_changed_weights_are_refused(tmp_path):
     data = bytearray(weights.read_bytes())
     data[-1] ^= 0xFF  # one flipped bit inside the tensor data, header intact
     weights.write_bytes(bytes(data))
-    with pytest.raises(DataError, match="changed since they were written"):
+    with pytest.raises(ArtifactError, match="changed since they were written"):
         load_artifact(tmp_path / "a")
 
 

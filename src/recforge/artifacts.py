@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from recforge.errors import DataError
+from recforge.errors import ArtifactError
 
 FORMAT = "recforge-artifact/1"
 META_FILE = "meta.json"
@@ -103,27 +103,28 @@ def save_artifact(
 def load_artifact(path: str | Path, table: str | None = None) -> Artifact:
     """Read and verify an artifact; ``table`` (when given) must match the one it was saved from.
 
-    Raises DataError (one line naming the path) for a missing, corrupt, tampered or mismatched artifact.
+    Raises ArtifactError (a DataError: one line naming the path, exit 1) for a missing, corrupt, tampered or
+    mismatched artifact.
     """
     path = Path(path)
     if not is_artifact(path):
         if not path.exists():
-            raise DataError(f"artifact not found: {path}")
-        raise DataError(f"not an artifact (need {META_FILE} and {WEIGHTS_FILE}): {path}")
+            raise ArtifactError(f"artifact not found: {path}")
+        raise ArtifactError(f"not an artifact (need {META_FILE} and {WEIGHTS_FILE}): {path}")
     try:
         meta = json.loads((path / META_FILE).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DataError(f"corrupt artifact metadata in {path}: {exc}") from None
+        raise ArtifactError(f"corrupt artifact metadata in {path}: {exc}") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise DataError(f"not a {FORMAT} artifact: {path / META_FILE}")
+        raise ArtifactError(f"not a {FORMAT} artifact: {path / META_FILE}")
     missing = [k for k in ("table", "name", "sha256") if not isinstance(meta.get(k), str)]
     if missing:
-        raise DataError(f"corrupt artifact metadata in {path}: missing {missing}")
+        raise ArtifactError(f"corrupt artifact metadata in {path}: missing {missing}")
     if table is not None and meta["table"] != table:
-        raise DataError(f"{path} holds a {meta['table']} artifact, expected a {table}")
+        raise ArtifactError(f"{path} holds a {meta['table']} artifact, expected a {table}")
     digest = _sha256(path / WEIGHTS_FILE)
     if digest != meta["sha256"]:
-        raise DataError(f"artifact weights changed since they were written (sha256 {digest[:12]} != "
+        raise ArtifactError(f"artifact weights changed since they were written (sha256 {digest[:12]} != "
                         f"recorded {meta['sha256'][:12]}): {path / WEIGHTS_FILE}")
     try:
         # Copies into torch's own (64-byte aligned) memory: safetensors hands out lazily mapped views at whatever
@@ -132,7 +133,7 @@ def load_artifact(path: str | Path, table: str | None = None) -> Artifact:
         # pages in request by request (resident memory creeping up over a soak).
         tensors = {k: t.clone() for k, t in load_file(str(path / WEIGHTS_FILE)).items()}
     except Exception as exc:  # safetensors raises its own error types for truncated or garbled files
-        raise DataError(f"corrupt artifact weights in {path}: {exc}") from None
+        raise ArtifactError(f"corrupt artifact weights in {path}: {exc}") from None
     return Artifact(path=path, meta=meta, tensors=tensors)
 
 

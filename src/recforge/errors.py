@@ -43,6 +43,10 @@ class DataError(RecforgeError, ValueError):
         super().__init__(f"{', '.join(where)}: {message}" if where else message)
 
 
+class ArtifactError(DataError):
+    """A saved artifact that is missing, damaged, changed since it was written, or of another kind than expected."""
+
+
 class UnknownIdError(RecforgeError, KeyError):
     """An external id is not in the vocabulary."""
 
