@@ -65,9 +65,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         from recforge.serve import ServeSettings, create_app
         from recforge.serve.worker import CONFIG_ENV, worker_config
     except ModuleNotFoundError as exc:
-        # the CLI prints errors as rich markup: the bracket is escaped so that "[serve]" is shown, not eaten
         raise ConfigError(f"`recforge serve` needs the serve extra (missing module {exc.name!r}): "
-                          "pip install 'recforge\\[serve]'") from None
+                          "pip install 'recforge[serve]'") from None
 
     if args.torch_threads < 1:
         raise ConfigError(f"--torch-threads must be >= 1, got {args.torch_threads}")
