@@ -93,7 +93,7 @@ def save_artifact(
         "name": name,
         "config": config,
         "versions": _versions(),
-        "sha256": _sha256(path / WEIGHTS_FILE),
+        "sha256": file_sha256(path / WEIGHTS_FILE),
         "extra": extra or {},
     }
     (path / META_FILE).write_text(json.dumps(meta, default=_json_default), encoding="utf-8")
@@ -122,7 +122,7 @@ def load_artifact(path: str | Path, table: str | None = None) -> Artifact:
         raise ArtifactError(f"corrupt artifact metadata in {path}: missing {missing}")
     if table is not None and meta["table"] != table:
         raise ArtifactError(f"{path} holds a {meta['table']} artifact, expected a {table}")
-    digest = _sha256(path / WEIGHTS_FILE)
+    digest = file_sha256(path / WEIGHTS_FILE)
     if digest != meta["sha256"]:
         raise ArtifactError(f"artifact weights changed since they were written (sha256 {digest[:12]} != "
                         f"recorded {meta['sha256'][:12]}): {path / WEIGHTS_FILE}")
@@ -142,7 +142,8 @@ def _as_tensor(value: torch.Tensor | np.ndarray) -> torch.Tensor:
     return t.detach().cpu().contiguous()
 
 
-def _sha256(file: Path) -> str:
+def file_sha256(file: str | Path) -> str:
+    """sha256 hex digest of a file's bytes (read in 1 MiB blocks)."""
     digest = hashlib.sha256()
     with open(file, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import platform
 import subprocess
@@ -10,6 +9,8 @@ import sys
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from recforge.artifacts import file_sha256
 
 LIBRARIES = ("recforge", "numpy", "scipy", "polars", "pyarrow", "torch", "safetensors", "faiss-cpu", "fastapi",
              "matplotlib", "rich")
@@ -87,15 +88,6 @@ def dataset_files(info: dict[str, Any]) -> list[Path]:
     if info.get("origin") == "bundled":
         return sorted(p for p in path.glob(f"{info.get('dataset')}_*") if p.is_file())
     return sorted(p for name in info.get("checksums", {}) for p in [path / name] if p.is_file())
-
-
-def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
-    """sha256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def provenance(

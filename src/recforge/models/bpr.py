@@ -18,7 +18,7 @@ from torch import nn
 from recforge.data.interactions import Interactions
 from recforge.errors import ConfigError
 from recforge.models.base import TrainerFit
-from recforge.models.validation import validation_metric
+from recforge.models.validation import early_stopping_metric
 from recforge.train.trainer import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -124,11 +124,8 @@ class BPR(TrainerFit):
         pairs = train.to_csr(binary=True)
         rows = np.repeat(np.arange(pairs.shape[0]), np.diff(pairs.indptr))
         data = PairData(rows, pairs.indices, train.n_items)
-        evaluate_fn = None
-        if valid is not None and len(valid):
-
-            def evaluate_fn() -> float:
-                return validation_metric(self, train, valid, cfg.train.eval_metric)
+        evaluate_fn = early_stopping_metric(self, train, valid, cfg.train.eval_metric, cfg.train.eval_users,
+                                            cfg.train.seed)
 
         log.info("bpr: %d pairs, %d users x %d items, %d factors", len(data), train.n_users, train.n_items, cfg.factors)
         self._train(self.net_, data, evaluate_fn)

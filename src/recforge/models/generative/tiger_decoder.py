@@ -43,7 +43,7 @@ from recforge.models.generative.decoding import (
 )
 from recforge.models.generative.semantic_ids import SemanticIds, SidConfig, build_semantic_ids, check_unique
 from recforge.models.rank import top_k_candidates
-from recforge.models.validation import validation_metric
+from recforge.models.validation import early_stopping_metric
 from recforge.nn.attention import FeedForward
 from recforge.nn.losses import full_ce
 from recforge.protocols import Histories
@@ -326,15 +326,8 @@ class TigerDecoder(HistoryScoring, TrainerFit):
         items, offsets = train.sequences()
         self._store_sequences(items, offsets)
         data = _Windows(training_windows(items, offsets, cfg.max_items + 1))
-        evaluate_fn = None
-        if valid is not None and len(valid):
-            users = valid.active_users()
-            if cfg.train.eval_users and len(users) > cfg.train.eval_users:
-                chosen = np.random.default_rng(cfg.train.seed).choice(users, cfg.train.eval_users, replace=False)
-                valid = valid.with_rows(np.isin(valid.user, chosen))
-
-            def evaluate_fn() -> float:
-                return validation_metric(self, train, valid, cfg.train.eval_metric)
+        evaluate_fn = early_stopping_metric(self, train, valid, cfg.train.eval_metric, cfg.train.eval_users,
+                                            cfg.train.seed)
 
         log.info("tiger_decoder: SID table %s %s, %d windows, %d parameters", self.sid_hash_, self.sizes_,
                  len(data), sum(p.numel() for p in self.net_.parameters()))
