@@ -1,10 +1,11 @@
-"""The contracts of recforge.testing over EVERY registry table: models, splitters, policies, estimators, environments
-and conversational policies. A new registry row is checked here without a new test."""
+"""The contracts of recforge.testing over EVERY registry table: models, splitters, policies, estimators, environments,
+conversational policies, reward models, text embedders and LLM backends. A new registry row is checked here without a new test."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pytest
 
 from recforge import registry
@@ -15,11 +16,13 @@ from recforge.testing import (
     check_crs_policy,
     check_environment,
     check_estimator,
+    check_llm_client,
     check_policy,
     check_recommender_config,
     check_registry,
     check_reward_model,
     check_splitter,
+    check_text_embedder,
     contract_split,
     fit_for_contract,
 )
@@ -91,6 +94,52 @@ def test_reward_model(name: str) -> None:
     check_reward_model(registry.resolve("reward_model", name))
 
 
+@pytest.mark.parametrize("name", sorted(registry.EMBEDDERS))
+def test_text_embedder(name: str) -> None:
+    check_text_embedder(registry.resolve("embedder", name))
+
+
+@pytest.mark.parametrize("name", sorted(registry.LLM_BACKENDS))
+def test_llm_client(name: str) -> None:
+    check_llm_client(registry.resolve("llm", name))
+
+
 @pytest.mark.parametrize("table", sorted(registry.TABLES))
 def test_registry_keys_are_class_names(table: str) -> None:
     check_registry((table,))
+
+
+class _UnnormalisedEmbedder:
+    """Breaks the embedder contract: raw counts, not unit rows."""
+
+    name, fingerprint = "broken", "broken-1"
+
+    def embed(self, texts: list[str]) -> Any:
+        return np.array([[len(t), 1.0] for t in texts], dtype=np.float32)
+
+
+class _UndeclaredVerbLLM:
+    """Breaks the LLM contract: serves a verb it did not declare."""
+
+    name = "loose"
+
+    def __init__(self, capabilities: tuple[str, ...] = ()):
+        self.capabilities = frozenset(capabilities)
+
+    def generate(self, requests: Any) -> list:
+        return []
+
+    def score(self, context: str, continuations: Any) -> Any:
+        return [0.0] * len(continuations)
+
+    def embed(self, texts: Any) -> Any:
+        return [[0.0]] * len(texts)
+
+
+def test_the_text_and_llm_contracts_can_fail() -> None:
+    from recforge.testing import ContractError
+
+    with pytest.raises(ContractError, match="unit vectors"):
+        check_text_embedder(_UnnormalisedEmbedder)
+    with pytest.raises(ContractError, match="ran although it was not declared"):
+        check_llm_client(_UndeclaredVerbLLM)

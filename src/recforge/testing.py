@@ -60,9 +60,11 @@ from recforge.protocols import (
     Environment,
     Estimator,
     HistoryScorer,
+    LLMClient,
     LogProb,
     Policy,
     Scorer,
+    TextEmbedder,
     TimedHistoryScorer,
     TopK,
     TrainableLogProb,
@@ -599,6 +601,45 @@ def check_reward_model(cls: type, config: Any = None) -> None:
 
 
 # ------------------------------------------------------------------------------------------------------- registry
+
+
+def check_text_embedder(cls: type) -> None:
+    """A text embedder built from its default config: a ``TextEmbedder``; n texts -> float32 (n, d) with unit rows
+    (a zero row for an empty text); the same text gets the same vector, in any batch and from a second instance
+    (same ``fingerprint``)."""
+    embedder = cls()
+    require(isinstance(embedder, TextEmbedder), f"embedder {cls.__name__} does not satisfy TextEmbedder")
+    texts = ["title: Heat; genres: Action|Crime", "", "tags: jazz, live", "title: Heat; genres: Action|Crime"]
+    vectors = embedder.embed(texts)
+    require(isinstance(vectors, np.ndarray) and vectors.dtype == np.float32 and vectors.ndim == 2
+            and vectors.shape[0] == len(texts), f"embedder {cls.__name__}: embed must return float32 (n, d), got "
+            f"{getattr(vectors, 'dtype', type(vectors))} {getattr(vectors, 'shape', None)}")
+    norms = np.linalg.norm(vectors, axis=1)
+    require(np.allclose(norms[[0, 2, 3]], 1.0, atol=1e-4) and norms[1] == 0.0,
+            f"embedder {cls.__name__}: rows must be unit vectors and an empty text a zero row, norms {norms}")
+    require(np.allclose(vectors[0], vectors[3], atol=1e-6), f"embedder {cls.__name__}: one text, two vectors")
+    again = cls()
+    require(again.fingerprint == embedder.fingerprint and np.allclose(again.embed(texts[2:3])[0], vectors[2],
+                                                                      atol=1e-5),
+            f"embedder {cls.__name__}: a second instance (or another batch) embeds differently")
+
+
+def check_llm_client(cls: type) -> None:
+    """An LLM client declares its verbs: built with ``capabilities=("generate",)`` it is an ``LLMClient`` whose
+    ``capabilities`` say so, and ``score`` / ``embed`` raise a ConfigError naming the backend (before any model is
+    loaded or any request is sent)."""
+    client = cls(capabilities=("generate",))
+    require(isinstance(client, LLMClient), f"llm {cls.__name__} does not satisfy LLMClient")
+    require(client.capabilities == frozenset({"generate"}),
+            f"llm {cls.__name__}: capabilities {sorted(client.capabilities)}, declared ['generate']")
+    for verb, call in (("score", lambda: client.score("a", ["b"])), ("embed", lambda: client.embed(["a"]))):
+        try:
+            call()
+        except ConfigError as exc:
+            require(cls.name in str(exc) and verb in str(exc),
+                    f"llm {cls.__name__}: the error for an undeclared {verb!r} must name the backend and the verb: {exc}")
+        else:
+            raise ContractError(f"llm {cls.__name__}: {verb!r} ran although it was not declared")
 
 
 def check_registry(tables: tuple[str, ...] | None = None) -> None:
