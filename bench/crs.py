@@ -8,8 +8,8 @@ questions, and the multiple-choice setting with 5 attributes per question). Writ
         [--modes binary,multiple_choice] [--out bench/results/crs]
 
 The table in docs/benchmarks.md uses every test dialogue (``--episodes 20000`` > the 11,892 test pairs), one run per
-setting: ``--episodes 20000 --train-episodes 1500 --modes binary --out /tmp/crs/full-binary`` (and the same with
-``--modes multiple_choice --out /tmp/crs/full-multiple_choice``).
+setting: ``--episodes 20000 --train-episodes 1500 --modes binary --out bench/out/crs/full-binary`` (and the same with
+``--modes multiple_choice --out bench/out/crs/full-multiple_choice``).
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ measured by the server itself on the vectors of 200 training users (``/ready``'s
 the answers of /recommend for other users.
 
     python bench/serve_ann.py --items 1000000 --users 20000 --index ivf --nprobe 64,256 \
-        --model-dir /tmp/sasrec-1m --out bench/results/serve_ann_1m_ivf.json
+        --model-dir bench/out/sasrec-1m --out bench/results/serve_ann_1m_ivf.json
     python bench/serve_ann.py --items 200000 --users 20000 --index hnsw --out bench/results/serve_ann_200k_hnsw.json
 """
 

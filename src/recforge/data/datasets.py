@@ -9,7 +9,6 @@ folder holding one of the known layouts.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import shutil
@@ -24,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from recforge.artifacts import file_sha256
 from recforge.data.catalog import (
     ItemCatalog,
     read_coat_items,
@@ -465,14 +465,6 @@ def data_dir_from_env(data_dir: str | Path | None = None) -> Path | None:
     return Path(env) if env else None
 
 
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _verify_folder(files: _Files, spec: DatasetSpec) -> dict[str, str]:
     """sha256 status of the dataset's known files present in the folder: 'ok', 'MISMATCH' (logged)."""
     out: dict[str, str] = {}
@@ -480,7 +472,7 @@ def _verify_folder(files: _Files, spec: DatasetSpec) -> dict[str, str]:
         path = files.root / f"{files.prefix}{name}"
         if not path.is_file():
             continue
-        got = sha256_file(path)
+        got = file_sha256(path)
         out[name] = "ok" if got == sha else "MISMATCH"
         if got != sha:
             log.warning("%s: sha256 %s differs from the reference %s (another version of the data?)", path, got, sha)
@@ -568,7 +560,7 @@ def load_dataset(
 def _load_file(p: Path, pre: dict[str, Any], read: dict[str, Any]) -> Dataset:
     data, report = read_interactions(p, read.pop("columns", None), **read)
     info = {"dataset": p.name, "description": f"interaction file {p}", "licence": "unknown (user file)",
-            "origin": "path", "path": str(p), "partial": False, "notes": [], "checksums": {p.name: sha256_file(p)}}
+            "origin": "path", "path": str(p), "partial": False, "notes": [], "checksums": {p.name: file_sha256(p)}}
     return _finish(p.name, data, None, {}, pre, info)
 
 
@@ -631,7 +623,7 @@ def download_spec(spec: DatasetSpec, dest: str | Path, *, force: bool = False) -
     def needed(local: str, sha: str | None) -> bool:
         """Missing, forced, or present with a checksum that does not match."""
         target = folder / local
-        return force or not target.is_file() or (sha is not None and sha256_file(target) != sha)
+        return force or not target.is_file() or (sha is not None and file_sha256(target) != sha)
 
     with tempfile.TemporaryDirectory(prefix="recforge-dl-") as tmp:
         for src in spec.sources:
@@ -675,7 +667,7 @@ def _fetch(url: str, target: Path) -> None:
 
 def _accept(staged: Path, target: Path, sha: str | None, origin: str) -> None:
     """Move a staged file into place if its sha256 matches (or no reference is known)."""
-    got = sha256_file(staged)
+    got = file_sha256(staged)
     if sha is not None and got != sha:
         staged.unlink()
         raise DataError(f"sha256 mismatch for {target.name}: expected {sha}, got {got}", path=origin)
