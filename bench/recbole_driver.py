@@ -1,13 +1,13 @@
 """RecBole 1.2.1 side of bench/recbole_side_by_side.py. Runs ONLY under bench/.recbole-venv/bin/python.
 
 Kept free of recforge imports: RecBole lives in its own venv (numpy 1.26, pandas 2.0) and is never a project
-dependency. Prints one JSON object on the last stdout line.
+dependency. Prints one JSON object on the last stdout line (and rewrites ``--partial`` after every epoch).
 
-    train  — run_recbole(model, "ml-100k", config_dict) with RecBole's sequential defaults and an epoch cap;
-             per-epoch train / valid seconds are recorded by wrapping Trainer._train_epoch / _valid_epoch;
-             ``--max-batches N`` stops each epoch after N batches and extrapolates its time to the full epoch.
-    evalbeauty — full-ranking evaluation of every Beauty user (atomic file written by the orchestrator) by an
-             untrained SASRec; the timing does not depend on the weights.
+    train — RecBole's own pipeline (Config, create_dataset, data_preparation, Trainer.fit, Trainer.evaluate) with its
+            sequential defaults: early stopping on valid NDCG@10 with ``stopping_step`` 10, lr 1e-3, max length 50.
+            Every epoch records the validation NDCG@10 against wall-clock and process CPU seconds since training
+            began. ``--max-seconds`` caps the run: it stops once the next epoch would end past the cap (judged by the
+            last epoch's duration); the test is then scored with the best checkpoint saved so far.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import os
 import resource
 import sys
 import time
+from pathlib import Path
 
 os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")  # RecBole reloads its own checkpoints with torch.load
 
@@ -27,12 +28,20 @@ import torch  # noqa: E402
 SEQ_PROTOCOL = {"split": {"LS": "valid_and_test"}, "order": "TO", "mode": "full"}
 
 
+class _Cap(Exception):
+    """Raised from RecBole's end-of-epoch callback when the next epoch would pass the wall-clock cap."""
+
+
 def base_config(args: argparse.Namespace) -> dict:
-    """RecBole's sequential defaults: max len 50, hidden 64, 2 layers, CE, batch 2048, seed 2020."""
+    """RecBole's sequential defaults: max len 50, hidden 64, 2 layers, CE, batch 2048, lr 1e-3, stopping_step 10."""
     cfg = {
         "seed": 2020,
         "reproducibility": True,
         "train_batch_size": 2048,
+        "learning_rate": args.lr,
+        "epochs": args.epochs,
+        "stopping_step": 10,
+        "eval_step": 1,
         "MAX_ITEM_LIST_LENGTH": 50,
         "loss_type": "CE",
         "train_neg_sample_args": None,
@@ -43,135 +52,120 @@ def base_config(args: argparse.Namespace) -> dict:
         "show_progress": False,
         "checkpoint_dir": args.workdir,
         "log_wandb": False,
-        "epochs": args.epochs,
         "worker": 0,
+        "hidden_size": 64,
+        "n_layers": 2,
     }
-    if args.model in ("SASRec", "BERT4Rec"):
-        cfg.update({"hidden_size": 64, "n_layers": 2})
+    if args.dataset != "ml-100k":  # an atomic file written by the orchestrator (user, item, position as timestamp)
+        cfg |= {"data_path": args.data_path, "load_col": {"inter": ["user_id", "item_id", "timestamp"]},
+                "USER_ID_FIELD": "user_id", "ITEM_ID_FIELD": "item_id", "TIME_FIELD": "timestamp"}
     return cfg
 
 
 def train(args: argparse.Namespace) -> dict:
-    from recbole.quick_start import run_recbole
-    from recbole.trainer import Trainer
-
-    epochs: list[dict] = []
-    orig_train, orig_valid = Trainer._train_epoch, Trainer._valid_epoch
-
-    def timed_train(self, train_data, *a, **kw):
-        n_total = len(train_data)
-        data = _FirstBatches(train_data, args.max_batches) if args.max_batches else train_data
-        t0, c0 = time.perf_counter(), time.process_time()
-        out = orig_train(self, data, *a, **kw)
-        seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
-        n_run = min(args.max_batches or n_total, n_total)
-        # A capped epoch is extrapolated linearly from the batches that ran (batches are equal-sized but the last).
-        epochs.append({"train_s": seconds * n_total / n_run, "train_cpu_s": cpu * n_total / n_run,
-                       "batches_run": n_run, "batches_per_epoch": n_total, "measured_s": seconds})
-        return out
-
-    def timed_valid(self, *a, **kw):
-        t0, c0 = time.perf_counter(), time.process_time()
-        out = orig_valid(self, *a, **kw)
-        if epochs:
-            epochs[-1]["valid_s"] = time.perf_counter() - t0
-            epochs[-1]["valid_cpu_s"] = time.process_time() - c0
-            epochs[-1]["valid_score"] = float(out[0])
-        return out
-
-    Trainer._train_epoch, Trainer._valid_epoch = timed_train, timed_valid
-    t0 = time.perf_counter()
-    res = run_recbole(model=args.model, dataset="ml-100k", config_dict=base_config(args), saved=True)
-    total = time.perf_counter() - t0
-    test = res["test_result"]
-    train_s = sorted(e["train_s"] for e in epochs)
-    return {
-        "library": "recbole",
-        "model": args.model,
-        "epochs": epochs,
-        "train_s_per_epoch_median": train_s[len(train_s) // 2] if train_s else None,
-        "train_and_valid_s": sum(e["train_s"] + e.get("valid_s", 0.0) for e in epochs),
-        "total_s": total,
-        "test_ndcg@10": float(test["ndcg@10"]),
-        "test_recall@10": float(test["recall@10"]),
-        "best_valid_ndcg@10": float(res["best_valid_score"]),
-    }
-
-
-class _FirstBatches:
-    """A RecBole dataloader that stops after ``n`` batches (everything else is delegated)."""
-
-    def __init__(self, loader, n: int):
-        self._loader, self._n = loader, n
-
-    def __getattr__(self, name):
-        return getattr(self._loader, name)
-
-    def __len__(self) -> int:
-        return min(self._n, len(self._loader))
-
-    def __iter__(self):
-        for i, batch in enumerate(self._loader):
-            if i >= self._n:
-                break
-            yield batch
-
-
-def eval_beauty(args: argparse.Namespace) -> dict:
     from recbole.config import Config
     from recbole.data import create_dataset, data_preparation
-    from recbole.model.sequential_recommender import SASRec
     from recbole.trainer import Trainer
-    from recbole.utils import init_seed
+    from recbole.utils import get_model, init_seed
 
-    cfg = base_config(args) | {
-        "data_path": args.data_path,
-        "load_col": {"inter": ["user_id", "item_id", "timestamp"]},
-        "USER_ID_FIELD": "user_id",
-        "ITEM_ID_FIELD": "item_id",
-        "TIME_FIELD": "timestamp",
-    }
-    config = Config(model="SASRec", dataset="beauty", config_dict=cfg)
+    config = Config(model=args.model, dataset=args.dataset, config_dict=base_config(args))
     init_seed(config["seed"], config["reproducibility"])
     t0 = time.perf_counter()
     dataset = create_dataset(config)
-    _, _, test_data = data_preparation(config, dataset)
-    load_s = time.perf_counter() - t0
-    model = SASRec(config, test_data._dataset).to(config["device"])
+    train_data, valid_data, test_data = data_preparation(config, dataset)
+    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
+    model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
     trainer = Trainer(config, model)
-    t1, c1 = time.perf_counter(), time.process_time()
-    result = trainer.evaluate(test_data, load_best_model=False, show_progress=False)
-    eval_s, eval_cpu_s = time.perf_counter() - t1, time.process_time() - c1
+    prep_s = time.perf_counter() - t0
+
+    curve: list[dict] = []
+    state = {"stopped_by": "epochs"}
+    orig_train = Trainer._train_epoch
+
+    def timed_train(self, *a, **kw):
+        s, c = time.perf_counter(), time.process_time()
+        out = orig_train(self, *a, **kw)
+        state["train_s"], state["train_cpu_s"] = time.perf_counter() - s, time.process_time() - c
+        return out
+
+    Trainer._train_epoch = timed_train
+    w0, c0 = time.perf_counter(), time.process_time()
+
+    def on_epoch(epoch_idx: int, valid_score: float) -> None:
+        wall, cpu = time.perf_counter() - w0, time.process_time() - c0
+        last = wall - (curve[-1]["elapsed_s"] if curve else 0.0)
+        curve.append({"epoch": epoch_idx + 1, "elapsed_s": wall, "elapsed_cpu_s": cpu, "train_s": state["train_s"],
+                      "train_cpu_s": state["train_cpu_s"], "valid_ndcg@10": float(valid_score),
+                      "load_avg_1m": os.getloadavg()[0]})
+        print(json.dumps(curve[-1]), file=sys.stderr, flush=True)
+        if args.partial:
+            _save(_result(args, curve, prep_s, "in progress", None, trainer), args.partial)
+        if args.max_seconds and wall + last > args.max_seconds:
+            raise _Cap
+
+    try:
+        trainer.fit(train_data, valid_data, saved=True, show_progress=False, callback_fn=on_epoch)
+        if trainer.cur_step >= trainer.stopping_step:
+            state["stopped_by"] = "early stopping"
+    except _Cap:
+        state["stopped_by"] = f"wall-clock cap ({args.max_seconds:.0f} s)"
+    fit_wall, fit_cpu = time.perf_counter() - w0, time.process_time() - c0
+    test = trainer.evaluate(test_data, load_best_model=True, model_file=trainer.saved_model_file,
+                            show_progress=False)
+    out = _result(args, curve, prep_s, state["stopped_by"], test, trainer)
+    out |= {"fit_s": fit_wall, "fit_cpu_s": fit_cpu}
+    return out
+
+
+def _result(args: argparse.Namespace, curve: list[dict], prep_s: float, stopped_by: str, test: dict | None,
+            trainer) -> dict:
+    best = max(curve, key=lambda c: c["valid_ndcg@10"]) if curve else None
     return {
         "library": "recbole",
-        "task": "eval-beauty",
-        "n_users": int(dataset.user_num - 1),
-        "n_items": int(dataset.item_num - 1),
-        "n_test_users": int(len(test_data._dataset)),
-        "load_s": load_s,
-        "eval_s": eval_s,
-        "eval_cpu_s": eval_cpu_s,
-        "ndcg@10_untrained": float(result["ndcg@10"]),
+        "model": args.model,
+        "dataset": args.dataset,
+        "lr": args.lr,
+        "config": {"learning_rate": args.lr, "stopping_step": trainer.stopping_step, "epochs": args.epochs,
+                   "train_batch_size": 2048, "MAX_ITEM_LIST_LENGTH": 50, "hidden_size": 64, "n_layers": 2,
+                   "loss_type": "CE", "seed": 2020},
+        "max_seconds": args.max_seconds,
+        "prep_s": prep_s,
+        "stopped_by": stopped_by,
+        "epochs_run": len(curve),
+        "best_epoch": best["epoch"] if best else None,
+        "best_valid_ndcg@10": best["valid_ndcg@10"] if best else None,
+        "test_ndcg@10": float(test["ndcg@10"]) if test else None,
+        "test_recall@10": float(test["recall@10"]) if test else None,
+        "curve": curve,
+        "threads": torch.get_num_threads(),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "load_avg_1m": os.getloadavg()[0],
     }
+
+
+def _save(obj: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(obj, indent=1), encoding="utf-8")
+    tmp.replace(path)
 
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("task", choices=["train", "evalbeauty"])
+    p.add_argument("task", choices=["train"])
     p.add_argument("--model", default="SASRec")
-    p.add_argument("--epochs", type=int, default=2)
-    p.add_argument("--max-batches", type=int, default=0, help="train: cap each epoch at this many batches; "
-                   "s/epoch is extrapolated from them (0 = full epochs)")
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--dataset", default="ml-100k", help="ml-100k (shipped with RecBole) or beauty (--data-path)")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--epochs", type=int, default=300, help="RecBole's default epoch cap")
+    p.add_argument("--max-seconds", type=float, default=0.0, help="wall-clock cap on training (0 = none)")
+    p.add_argument("--threads", type=int, default=1)
     p.add_argument("--workdir", default="bench/out/recbole-saved")
     p.add_argument("--data-path", default="bench/out/recbole-data")
+    p.add_argument("--partial", type=Path, default=None, help="rewrite this JSON after every epoch")
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(args.threads)
-    out = train(args) if args.task == "train" else eval_beauty(args)
-    out["threads"] = torch.get_num_threads()
-    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    out["load_avg_1m"] = os.getloadavg()[0]
+    out = train(args)
     sys.stdout.write("\n" + json.dumps(out) + "\n")
 
 
