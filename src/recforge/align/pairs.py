@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from recforge.data.batches import last_window
-from recforge.data.preferences import PreferencePairs, _sample_unseen
+from recforge.data.preferences import PreferencePairs, sample_unseen
 from recforge.data.split import Split
 from recforge.errors import ConfigError, DataError
 from recforge.protocols import HistoryScorer
@@ -37,7 +37,7 @@ def heldout_pairs(split: Split, on: str = "test", rejected: str = "random", k: i
     order = np.lexsort((target.time if target.time is not None else np.arange(len(target)), target.user))
     users, chosen = target.user[order].astype(np.int64), target.item[order].astype(np.int64)
     counts = split.train.item_counts() if rejected == "popular" else None
-    neg, ok = _sample_unseen(users, k, seen, every.n_items, counts, np.random.default_rng(seed))
+    neg, ok = sample_unseen(users, k, seen, every.n_items, counts, np.random.default_rng(seed))
     items, offsets = hist.sequences()
     window = last_window(items, offsets, max_history)[users[ok]]
     lengths = (window > 0).sum(1)
@@ -100,5 +100,5 @@ def unseen_items(split: Split, users: np.ndarray, n: int, on: str = "test", seed
         n = room
     if n < 1:
         raise DataError("a user has no unseen item to compare with")
-    out, _ = _sample_unseen(np.asarray(users, np.int64), n, seen, hist.n_items, None, np.random.default_rng(seed))
+    out, _ = sample_unseen(np.asarray(users, np.int64), n, seen, hist.n_items, None, np.random.default_rng(seed))
     return out

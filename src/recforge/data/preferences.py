@@ -15,6 +15,7 @@
 sequence, rejected = uniformly sampled (``random``) or popularity-sampled (``popular``) unseen items; or, from explicit
 ratings (``ratings``), the higher- against the lower-rated item of one user (ties dropped and counted).
 :func:`check_leakage` refuses pairs whose chosen or history items are a user's validation/test events.
+:func:`sample_unseen` is the negative sampler they share (also used for held-out pairs and comparison items).
 """
 
 from __future__ import annotations
@@ -334,7 +335,7 @@ def _next_item_pairs(train: Interactions, kind: str, k: int, positions: str, max
     users = train.user[target]
     seen = np.unique(train.user * (train.n_items + 1) + train.item)
     counts = train.item_counts() if kind == "popular" else None
-    negatives, ok = _sample_unseen(users, k, seen, train.n_items, counts, rng)
+    negatives, ok = sample_unseen(users, k, seen, train.n_items, counts, rng)
     dropped = int(len(np.unique(users[~ok])))
     if dropped:
         log.info("%d users have fewer than %d unseen %s items: left out", dropped, k, kind)
@@ -419,10 +420,17 @@ def _slices(values: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> tuple[n
     return values[idx], offsets
 
 
-def _sample_unseen(users: np.ndarray, k: int, seen: np.ndarray, n_items: int, counts: np.ndarray | None,
-                   rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """(B, k) distinct items per row that ``users[b]`` has not seen (``seen``: sorted user * (n_items+1) + item keys),
-    uniform or in proportion to ``counts`` (n_items+1,); and a (B,) mask of the rows that have k such items."""
+def sample_unseen(users: np.ndarray, k: int, seen: np.ndarray, n_items: int, counts: np.ndarray | None = None,
+                  rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Negative sampling: ``k`` distinct items per row that the row's user has never interacted with.
+
+    users (B,) dense user ids; ``seen`` the sorted unique keys ``user * (n_items + 1) + item`` of every interaction
+    that rules an item out (e.g. ``np.unique(part.user * (n_items + 1) + part.item)``); ``counts`` (n_items+1,) draws
+    in proportion to them (items of count 0 never drawn) instead of uniformly; ``rng`` seeds it (default: seed 0).
+    Returns (items int64 (B, k), 0 in the rows that cannot be filled; ok bool (B,), the rows whose user has at least
+    ``k`` eligible items). Vectorised rejection sampling; the few rows of users who have seen nearly every item are
+    drawn exactly from what is left."""
+    rng = np.random.default_rng(0) if rng is None else rng
     n1 = n_items + 1
     n_seen = np.bincount(seen // n1, minlength=int(users.max()) + 1)[users]
     if counts is None:
