@@ -25,6 +25,8 @@ MODELS: dict[str, str] = {
     "bert4rec": "recforge.models.bert4rec:BERT4Rec",
     "hstu": "recforge.models.hstu:HSTU",
     "llm_rerank": "recforge.models.llm_rerank:LLMRerank",
+    "text_knn": "recforge.models.text_knn:TextKNN",
+    "text_sasrec": "recforge.models.text_sasrec:TextSASRec",
     "tiger_decoder": "recforge.models.generative.tiger_decoder:TigerDecoder",
 }
 
@@ -93,6 +95,7 @@ LLM_BACKENDS: dict[str, str] = {
 TOKENIZERS: dict[str, str] = {
     "rkmeans": "recforge.nn.quantisers:ResidualKMeans",
     "balanced-rkmeans": "recforge.nn.quantisers:BalancedResidualKMeans",
+    "rqvae": "recforge.nn.rqvae:RQVAE",
 }
 
 REWARD_MODELS: dict[str, str] = {

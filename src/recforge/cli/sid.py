@@ -21,11 +21,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     build.add_argument("--split", default="leave_last_out", help="registered splitter (default leave_last_out); the "
                        "table is tied to its training part")
     build.add_argument("--features", default="cf", help="sources joined by '+': cf, attributes, text (default cf)")
-    build.add_argument("--tokenizer", default="rkmeans", help="rkmeans | balanced-rkmeans (default rkmeans)")
+    build.add_argument("--tokenizer", default="rkmeans", help="rkmeans | balanced-rkmeans | rqvae (default rkmeans)")
     build.add_argument("--levels", type=int, default=3, help="L, codes per item (default 3)")
     build.add_argument("--codebook-size", type=int, default=256, help="K, values per code (default 256)")
     build.add_argument("--collisions", default="uniform", help="uniform | dedup (default uniform)")
     build.add_argument("--dim", type=int, default=64, help="SVD components per cf/attributes source (default 64)")
+    build.add_argument("--epochs", type=int, default=200, help="training epochs of --tokenizer rqvae (default 200)")
     build.add_argument("--seed", type=int, default=0)
     build.add_argument("--embedder", default="hashing", help="text embedder for --features text (default hashing)")
     build.add_argument("--out", required=True, type=Path, help="folder to write the table to")
@@ -46,7 +47,8 @@ def run_build(args: argparse.Namespace) -> int:
     from recforge.registry import resolve
 
     cfg = SidConfig(features=args.features, tokenizer=args.tokenizer, levels=args.levels,
-                    codebook_size=args.codebook_size, collisions=args.collisions, dim=args.dim, seed=args.seed)
+                    codebook_size=args.codebook_size, collisions=args.collisions, dim=args.dim, epochs=args.epochs,
+                    seed=args.seed)
     resolve("tokenizer", cfg.tokenizer)  # an unknown tokenizer fails before the data is loaded
     ds = load_dataset(args.data, data_dir=args.data_dir)
     split = resolve("splitter", args.split)(ds.interactions)

@@ -19,6 +19,7 @@ multi-hot attributes), ``text`` (vectors of a :class:`~recforge.protocols.TextEm
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import time
@@ -65,12 +66,13 @@ class SidConfig:
     """How a semantic-ID table is built."""
 
     features: str = "cf"  # feature sources joined by '+': cf | attributes | text
-    tokenizer: str = "rkmeans"  # a key of the tokenizer registry table: rkmeans | balanced-rkmeans
+    tokenizer: str = "rkmeans"  # a key of the tokenizer registry table: rkmeans | balanced-rkmeans | rqvae
     levels: int = 3  # L: codes per item before collision handling
     codebook_size: int = 256  # K: values per code
     collisions: Collisions = "uniform"  # uniform (re-assign the last level) | dedup (an extra token)
     dim: int = 64  # SVD components per cf / attributes source
     iters: int = 20  # k-means iterations per level
+    epochs: int = 200  # training epochs of a learnt tokenizer (rqvae); ignored by the k-means ones
     seed: int = 0  # seeds the SVD and the tokenizer
 
     def __post_init__(self) -> None:
@@ -79,8 +81,8 @@ class SidConfig:
         if self.levels < 1 or self.codebook_size < 1:
             raise ConfigError(f"levels (L) and codebook_size (K) must be >= 1, got L={self.levels}, "
                               f"K={self.codebook_size}")
-        if self.dim < 1:
-            raise ConfigError(f"dim must be >= 1, got {self.dim}")
+        if self.dim < 1 or self.epochs < 1:
+            raise ConfigError(f"dim and epochs must be >= 1, got dim={self.dim}, epochs={self.epochs}")
 
 
 # ------------------------------------------------------------------------------------------------------ features
@@ -315,8 +317,10 @@ def build_semantic_ids(train: Interactions, config: SidConfig | None = None, *, 
                       seed=config.seed)
     feat_s = time.perf_counter() - start
     tok_cls = resolve("tokenizer", config.tokenizer)
-    tok = tok_cls(tok_cls.config_class(levels=config.levels, codebook_size=config.codebook_size, iters=config.iters,
-                                       seed=config.seed))
+    known = {f.name for f in dataclasses.fields(tok_cls.config_class)}
+    settings = {"levels": config.levels, "codebook_size": config.codebook_size, "iters": config.iters,
+                "epochs": config.epochs, "seed": config.seed}
+    tok = tok_cls(tok_cls.config_class(**{k: v for k, v in settings.items() if k in known}))
     t0 = time.perf_counter()
     with single_thread():
         raw = tok.fit(x[1:])
