@@ -10,7 +10,7 @@ matrix has ``n_items + 1`` columns with column 0 at ``-inf``; histories are olde
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -219,4 +219,55 @@ class CandidateReranker(Protocol):
     def rerank(self, histories: list[np.ndarray], candidates: np.ndarray) -> np.ndarray:
         """B histories (dense item ids, oldest first) and candidates int64 (B, N) in base-model order ->
         int64 (B, N): each row a permutation of 0..N-1 (positions in the candidate row), best first."""
+        ...
+
+
+@runtime_checkable
+class LLMToolkit(Protocol):
+    """What a language model does for a recommender, grounded in the item catalogue (built by ``recforge.llm``).
+
+    ``texts[i]`` describes dense item i ("" for padding); ``catalog`` is the item catalogue aligned to the same ids
+    (None when the dataset has none); ``client`` is None when no backend was configured, and then the verbs that need
+    one raise a ConfigError."""
+
+    texts: list[str]
+    catalog: Any
+    client: LLMClient | None
+
+    def rerank(self, histories: list[np.ndarray], candidates: np.ndarray) -> np.ndarray:
+        """As :meth:`CandidateReranker.rerank`: (B, N) candidates -> (B, N) permutations, best first."""
+        ...
+
+    def next_items(self, histories: list[np.ndarray], n: int) -> np.ndarray:
+        """Ask for ``n`` next titles per history and ground them to the catalogue -> int64 (B, n) dense ids, 0 where
+        a title grounded to nothing (an invention) or was not given."""
+        ...
+
+    def rate(self, histories: list[np.ndarray], ratings: list[np.ndarray], items: np.ndarray) -> np.ndarray:
+        """B rated histories (items and their ratings) and one item each (B,) -> float64 (B,) predicted ratings,
+        NaN where the answer held no number."""
+        ...
+
+    def plan(self, history: np.ndarray, tools: Sequence[str], attributes: Sequence[str]) -> dict[str, Any]:
+        """One planner step: ``{"tool": one of tools, "filters": [attribute names]}`` for a history."""
+        ...
+
+    def report(self) -> dict[str, Any]:
+        """Counters for the run folder: usage (requests, tokens, latency) and grounding / parse rates."""
+        ...
+
+
+@runtime_checkable
+class LLMUser(Protocol):
+    """A recommender that uses item text and a language model. The run path builds an :class:`LLMToolkit` from
+    ``llm_spec()`` (a backend ``{"name": <llm key>, **config}``, or None for no backend) and the dataset's item
+    catalogue, and hands it over with ``use_llm`` before fitting and after loading a saved model; ``toolkit`` is the
+    one in use (None before), whose ``report()`` a run folder records."""
+
+    toolkit: LLMToolkit | None
+
+    def llm_spec(self) -> Mapping[str, Any] | None:
+        ...
+
+    def use_llm(self, toolkit: LLMToolkit) -> None:
         ...

@@ -49,10 +49,13 @@ from recforge.evaluate.evaluator import Report, evaluate
 from recforge.experiments.folder import RunFolder
 from recforge.experiments.presets import read_preset
 from recforge.experiments.provenance import dataset_files
+from recforge.llm.toolkit import Toolkit, build_toolkit
 from recforge.metrics.ranking import parse_metric
 from recforge.models.base import load_model
 from recforge.models.rank import SeenPolicy
+from recforge.protocols import LLMUser
 from recforge.registry import get_model, resolve
+from recforge.text.templates import item_texts, text_fields
 
 log = logging.getLogger(__name__)
 
@@ -241,7 +244,9 @@ def train_run(
         folder.write_metrics(metrics)
         write_per_user(folder.path / "per_user.parquet", test_report, split)
         info = dict(getattr(dataset, "info", {}) or {})
+        extra_llm = {"llm": model.toolkit.report()} if isinstance(model, LLMUser) else {}
         folder.finish(data_files=info.get("files") or dataset_files(info), split=split, extra={
+            **extra_llm,
             "model": cfg.model["name"],
             "dataset": cfg.data["name"],
             "dataset_info": {k: v for k, v in info.items() if k != "files"},
@@ -266,10 +271,29 @@ def _fit(cfg: RunConfig, checkpoint_dir: Path, resume: bool, dataset: Any, split
     t_data = time.perf_counter() - t0
     log.info("split %s: %s", split.name, split.summary())
     model = build_model(cfg)
+    attach_llm(model, dataset, split.train.item_vocab)
     t1 = time.perf_counter()
     # checkpoints (and --resume) concern Trainer-based models; the others ignore the folder and refuse resume
     model.fit(split.train, split.valid, checkpoint_dir=checkpoint_dir, resume=resume)
     return dataset, split, model, t_data, time.perf_counter() - t1
+
+
+def attach_llm(model: Any, dataset: Any, item_vocab: Any) -> Toolkit | None:
+    """Hand an :class:`~recforge.protocols.LLMUser` its toolkit: the backend of ``model.llm_spec()`` and the
+    dataset's item catalogue aligned to ``item_vocab`` (item texts from the "title" template; "item <id>" where the
+    dataset has no item text). Other models are left alone (None)."""
+    if not isinstance(model, LLMUser):
+        return None
+    catalog = getattr(dataset, "catalog", None)
+    catalog = catalog.align(item_vocab) if catalog is not None else None
+    if catalog is not None and text_fields(catalog):
+        texts = item_texts(catalog, "title", on_missing_text="attr_only").texts
+        texts = ["", *[t or f"item {i}" for i, t in zip(item_vocab.ids, texts[1:])]]
+    else:
+        texts = ["", *[f"item {i}" for i in item_vocab.ids]]
+    toolkit = build_toolkit(model.llm_spec(), texts, catalog)
+    model.use_llm(toolkit)
+    return toolkit
 
 
 def refit_split(split: Split) -> Split:
@@ -336,7 +360,10 @@ class Run:
 
     @cached_property
     def model(self) -> Any:
-        return load_model(self.path / "artifact")
+        model = load_model(self.path / "artifact")
+        if isinstance(model, LLMUser):  # the toolkit (client, catalogue) is not part of the artifact
+            attach_llm(model, load_data(self.config), model.item_vocab)
+        return model
 
     @property
     def name(self) -> str:

@@ -218,3 +218,40 @@ class TitleGrounder:
         rate = sum(r.item > 0 for r in res) / max(len(res), 1)
         return (np.asarray([r.item for r in res], dtype=np.int64),
                 {"grounding_rate": rate, "by": by, "ambiguous": sum(r.ambiguous for r in res)})
+
+
+def parse_titles(text: str, n: int) -> tuple[list[str], bool]:
+    """Up to ``n`` titles from an answer: the first JSON list of strings, else one title per non-empty line (list
+    markers and quotes stripped) -> (titles, parsed as JSON)."""
+    text = text or ""
+    start, end = text.find("["), text.rfind("]")
+    if 0 <= start < end:
+        try:
+            value: Any = json.loads(text[start : end + 1])
+        except json.JSONDecodeError:
+            value = None
+        if isinstance(value, list):
+            return [str(v).strip() for v in value if str(v).strip()][:n], True
+    lines = [re.sub(r"^\s*(?:[-*•]|\d+[.)])\s*", "", ln).strip().strip("\"'") for ln in text.splitlines()]
+    return [ln for ln in lines if ln][:n], False
+
+
+def parse_plan(text: str, tools: Sequence[str], attributes: Sequence[str]) -> dict[str, Any] | None:
+    """A planner answer ``{"tool": ..., "filters": [...]}`` -> the same dict with the tool among ``tools`` and only
+    known attributes kept (matched case-insensitively); None when no known tool can be read."""
+    start, end = (text or "").find("{"), (text or "").rfind("}")
+    try:
+        obj: Any = json.loads(text[start : end + 1]) if 0 <= start < end else None
+    except json.JSONDecodeError:
+        obj = None
+    if not isinstance(obj, dict):
+        return None
+    by_lower = {t.lower(): t for t in tools}
+    tool = by_lower.get(str(obj.get("tool", "")).strip().lower())
+    if tool is None:
+        return None
+    attrs = {a.lower(): a for a in attributes}
+    raw = obj.get("filters", [])
+    raw = raw if isinstance(raw, list) else [raw]
+    filters = list(dict.fromkeys(attrs[str(f).strip().lower()] for f in raw if str(f).strip().lower() in attrs))
+    return {"tool": tool, "filters": filters}

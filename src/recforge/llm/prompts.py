@@ -1,4 +1,4 @@
-"""Versioned prompt templates: rank candidates, next title, rate item.
+"""Versioned prompt templates: rank candidates, next title(s), rate item, planner step.
 
 Candidates are shown under opaque ids (``i`` + three digits, drawn at random per prompt) in a shuffled order, so an
 answer cannot lean on list position or on the catalogue's own ids. The history is recency-marked ("[1]" = most
@@ -57,6 +57,17 @@ PROMPTS: dict[str, PromptTemplate] = {
         "You are a recommender system. You answer with one number only.",
         "Ratings the user gave, [1] = most recent:\n{history}\n\n"
         "How would the user rate this item on a scale of 1 to 5?\n{item}\n\nAnswer with one number."),
+    "next_titles": PromptTemplate(
+        "next_titles", 1,
+        "You are a recommender system. You answer with JSON only.",
+        "Items the user interacted with, [1] = most recent:\n{history}\n\n"
+        "Name {n} other items the user will like, best first. Answer with a JSON list of {n} titles and nothing else."),
+    "plan": PromptTemplate(
+        "plan", 1,
+        "You plan recommendation steps. You answer with JSON only.",
+        "Items the user interacted with, [1] = most recent:\n{history}\n\nTools: {tools}\nAttributes: {attributes}\n\n"
+        "Pick the tool to call and the attributes (zero to three) the recommended items should have. Answer with "
+        "JSON like {{\"tool\": \"{tool}\", \"filters\": [\"{attribute}\"]}} and nothing else."),
 }
 
 
@@ -135,5 +146,23 @@ def rate_prompt(history: Sequence[str], item: str, budget_tokens: int = 2048, ma
     """Ask for a 1-5 rating of ``item``; ``history`` entries carry their ratings (e.g. "Heat (1995): 4")."""
     tpl = prompt("rate")
     user, kept = _fit(tpl, history, budget_tokens, item=item)
+    return Prompt(GenerationRequest((("system", tpl.system), ("user", user)), max_tokens=max_tokens), tpl.key,
+                  history_kept=kept, history_dropped=len(history) - kept)
+
+
+def next_titles_prompt(history: Sequence[str], n: int, budget_tokens: int = 2048, max_tokens: int = 256) -> Prompt:
+    """Ask for ``n`` next titles (a JSON list) given a ``history`` (texts, oldest first)."""
+    tpl = prompt("next_titles")
+    user, kept = _fit(tpl, history, budget_tokens, n=str(n))
+    return Prompt(GenerationRequest((("system", tpl.system), ("user", user)), max_tokens=max_tokens), tpl.key,
+                  history_kept=kept, history_dropped=len(history) - kept)
+
+
+def plan_prompt(history: Sequence[str], tools: Sequence[str], attributes: Sequence[str], budget_tokens: int = 2048,
+                max_tokens: int = 64) -> Prompt:
+    """One planner step: pick a tool among ``tools`` and attribute filters among ``attributes``."""
+    tpl = prompt("plan")
+    user, kept = _fit(tpl, history, budget_tokens, tools=", ".join(tools), attributes=", ".join(attributes),
+                      tool=tools[0] if tools else "", attribute=attributes[0] if attributes else "")
     return Prompt(GenerationRequest((("system", tpl.system), ("user", user)), max_tokens=max_tokens), tpl.key,
                   history_kept=kept, history_dropped=len(history) - kept)

@@ -4,13 +4,15 @@
 The base model is a registered model spelled ``{"name": key, **config}``; it is fitted on the same log. For each
 user (or history) the base model's top ``n_candidates`` unseen items are handed to the reranker with the history;
 the reranked candidates score above every other item (in the reranker's order), the other items keep the base
-model's order below them. The reranker is an object built outside the model (the CLI or experiments layer builds it
-from the registry table ``llm``): it is not saved with the model. Without one, the candidates keep the base order, so
-the model ranks exactly as its base does.
+model's order below them. The reranker is an object built outside the model: pass one, or name a backend in the
+config (``llm = {name = "openai_compat", base_url = ...}``) and the run path (``recforge train``/``evaluate``) builds
+an :class:`~recforge.protocols.LLMToolkit` over it and the dataset's item texts (:meth:`LLMRerank.use_llm`). It is
+not saved with the model. Without one, the candidates keep the base order, so the model ranks exactly as its base.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -21,7 +23,7 @@ from recforge.data.interactions import Interactions
 from recforge.errors import ConfigError
 from recforge.models.base import HistoryScoring, history_scores
 from recforge.models.rank import top_k
-from recforge.protocols import CandidateReranker
+from recforge.protocols import CandidateReranker, LLMToolkit
 from recforge.registry import configured
 
 
@@ -30,15 +32,19 @@ class LLMRerankConfig:
     base: dict[str, Any] = field(default_factory=lambda: {"name": "popular"})
     """The base model: {"name": <model key>, **its config}."""
     n_candidates: int = 20
+    """Candidates per user handed to the reranker."""
+    llm: dict[str, Any] = field(default_factory=dict)
+    """The language model: {"name": <llm backend key>, **its config}; {} = none (base order kept)."""
     #: hyper-parameter search space (see recforge.experiments.tune)
     search_space: ClassVar[dict[str, tuple[Any, ...]]] = {"n_candidates": ("int", 10, 50)}
-    """Candidates per user handed to the reranker."""
 
     def __post_init__(self) -> None:
         if self.n_candidates < 2:
             raise ConfigError(f"n_candidates must be >= 2, got {self.n_candidates}")
         if self.base.get("name") == "llm_rerank":
             raise ConfigError("base: llm_rerank cannot rerank itself")
+        if self.llm and "name" not in self.llm:
+            raise ConfigError("llm.name is required (a registered backend: mock, openai_compat, hf_local)")
 
 
 class LLMRerank(HistoryScoring):
@@ -53,8 +59,19 @@ class LLMRerank(HistoryScoring):
         if reranker is not None and not isinstance(reranker, CandidateReranker):
             raise ConfigError(f"reranker must implement CandidateReranker.rerank, got {type(reranker).__name__}")
         self.reranker = reranker
+        self.toolkit: LLMToolkit | None = None
         cls, cfg = configured("model", self.config.base, prefix="base.")
         self.base_ = cls(cfg)
+
+    def llm_spec(self) -> Mapping[str, Any] | None:
+        """The configured backend (None when ``llm`` is empty)."""
+        return self.config.llm or None
+
+    def use_llm(self, toolkit: LLMToolkit) -> None:
+        """Rerank with ``toolkit`` (a toolkit without a client leaves the reranker as it was)."""
+        self.toolkit = toolkit
+        if toolkit.client is not None:
+            self.reranker = toolkit
 
     def _fit(self, train: Interactions, valid: Interactions | None) -> None:
         self.base_.fit(train, valid)
