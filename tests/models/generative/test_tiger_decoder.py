@@ -73,7 +73,9 @@ def test_projection_head_scores_every_item(model):
 def test_every_training_item_is_a_target_once():
     items = np.arange(1, 31)
     offsets = np.array([0, 1, 5, 30])
-    win = training_windows(items, offsets, 6).numpy()
+    win, users = training_windows(items, offsets, 6)
+    win = win.numpy()
+    assert set(users.tolist()) == {1, 2}  # the user with one item has no window
     # targets: the last item of each window and every non-first real item inside it
     targets = sorted(int(t) for row in win for j, t in enumerate(row) if t > 0 and j > 0 and row[j - 1] > 0)
     expected = sorted(list(range(3, 6)) + list(range(7, 31)))

@@ -1,8 +1,9 @@
 """Decoding semantic IDs: a prefix trie of the valid IDs, beam search constrained by it, and exact likelihoods.
 
-The decoder network (see ``tiger_decoder``) exposes three operations, written here as :class:`TokenDecoder`:
-``context(tokens)`` runs the history once and keeps its keys/values, ``extend(ctx, seq)`` runs M candidate
-continuations of t tokens per history against that cache, and ``level_logits(hidden, level)`` gives the next-token
+A retriever network (``tiger_decoder``, ``tiger``) exposes three operations, written here as :class:`TokenDecoder`:
+``context(tokens, prefix, first_pos)`` runs the history once and keeps what later steps attend to (the caller passes
+that context to the functions here), ``extend(ctx, seq)`` runs M candidate continuations of t tokens per history
+against that cache, and ``level_logits(hidden, level)`` gives the next-token
 logits of one ID level. Every distribution over a level is renormalised over the trie's valid children of the prefix,
 so the item likelihood ``sum_t log p(c_t | history, c_<t)`` sums to 1 over the catalogue (a ``LogProb``).
 
@@ -24,8 +25,9 @@ EXACT_CHUNK = 512
 class TokenDecoder(Protocol):
     """What the search needs from a decoder network."""
 
-    def context(self, tokens: torch.Tensor) -> Any:
-        """Left-padded history tokens (B, S) -> a cache whose ``last`` is the final hidden state (B, D)."""
+    def context(self, tokens: torch.Tensor, prefix: torch.Tensor | None, first_pos: int) -> Any:
+        """Left-padded history tokens (B, S), prefix tokens (B, P) -> a cache whose ``last`` is the final hidden
+        state (B, D); ``first_pos`` items are generated after the history (list mode)."""
         ...
 
     def extend(self, ctx: Any, seq: torch.Tensor) -> torch.Tensor:
@@ -82,27 +84,34 @@ def _masked_log_softmax(logits: torch.Tensor, valid: torch.Tensor) -> torch.Tens
 
 
 @torch.inference_mode()
-def beam_search(net: TokenDecoder, trie: PrefixTrie, tokens: torch.Tensor, beam: int,
-                banned: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Constrained beam search: history tokens (B, S) -> (items int64 (B, beam), log-likelihoods float32 (B, beam)),
-    best first; a slot without a valid ID holds item 0 and -inf.
+def beam_search(net: TokenDecoder, trie: PrefixTrie, ctx: Any, beam: int, banned: torch.Tensor | None = None,
+                generated: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Constrained beam search from a history's context -> (items int64 (B, beam), log-likelihoods float32
+    (B, beam)), best first; a slot without a valid ID holds item 0 and -inf.
 
     Only trie paths are expanded, so every returned item is a real one. ``banned`` bool (B, n_items+1) masks items at
-    the last level (the history's own items), so the beam is spent on items that can be recommended."""
-    ctx = net.context(tokens)
-    b = tokens.shape[0]
+    the last level (the history's own items), so the beam is spent on items that can be recommended. ``generated``
+    (B, j*T) holds the tokens of items already generated after the history (list mode): the search names the next
+    one, and the scores are conditional on them."""
+    b = ctx.last.shape[0]
     rows = torch.arange(b)[:, None]
+    if generated is None or generated.shape[1] == 0:
+        generated = torch.zeros((b, 0), dtype=torch.int64)
+        first = ctx.last
+    else:
+        first = net.extend(ctx, generated[:, None])[:, 0, -1]
     # level 0: one prefix (the empty one) per history
-    lp = _masked_log_softmax(net.level_logits(ctx.last, 0), trie.child[0][0] >= 0)  # (B, K0)
+    lp = _masked_log_softmax(net.level_logits(first, 0), trie.child[0][0] >= 0)  # (B, K0)
     if trie.depth == 1:
         return _finish(lp, trie.child[0][0].expand(b, -1), beam, banned, rows)
     w = min(beam, lp.shape[1])
     score, tok = torch.topk(lp, w, dim=1)
-    prefix = trie.child[0][0][tok].clamp_min(0)  # (B, W) prefix ids at level 1
+    node = trie.child[0][0][tok].clamp_min(0)  # (B, W) prefix ids at level 1
     seq = tok[:, :, None]
     for t in range(1, trie.depth):
-        hidden = net.extend(ctx, seq)[:, :, -1]  # (B, W, D)
-        table = trie.child[t][prefix]  # (B, W, K_t)
+        done = generated[:, None].expand(-1, seq.shape[1], -1)
+        hidden = net.extend(ctx, torch.cat([done, seq], 2))[:, :, -1]  # (B, W, D)
+        table = trie.child[t][node]  # (B, W, K_t)
         step = _masked_log_softmax(net.level_logits(hidden, t), table >= 0)
         cand = score[:, :, None] + step  # (B, W, K_t); dead beams (-inf) stay dead
         if t == trie.depth - 1:
@@ -111,7 +120,7 @@ def beam_search(net: TokenDecoder, trie: PrefixTrie, tokens: torch.Tensor, beam:
         w = min(beam, cand.shape[1] * k_t)
         score, flat = torch.topk(cand.flatten(1), w, dim=1)
         parent, tok = flat // k_t, flat % k_t
-        prefix = table.flatten(1).gather(1, flat).clamp_min(0)
+        node = table.flatten(1).gather(1, flat).clamp_min(0)
         seq = torch.cat([seq[rows, parent], tok[:, :, None]], dim=2)
     raise AssertionError("unreachable: the loop returns at the last level")
 
@@ -134,13 +143,12 @@ def _finish(cand: torch.Tensor, items: torch.Tensor, beam: int, banned: torch.Te
 
 
 @torch.inference_mode()
-def exact_log_likelihood(net: TokenDecoder, trie: PrefixTrie, tokens: torch.Tensor, n_items: int) -> torch.Tensor:
-    """log p(item | history) of every item: history tokens (B, S) -> (B, n_items+1) float32 (column 0 = -inf).
+def exact_log_likelihood(net: TokenDecoder, trie: PrefixTrie, ctx: Any, n_items: int) -> torch.Tensor:
+    """log p(item | history) of every item from a history's context -> (B, n_items+1) float32 (column 0 = -inf).
 
     One extension per distinct prefix (P_1 + ... + P_{T-1} short continuations per history against the cached
     history), so the cost grows with the number of distinct prefixes, not with n_items x T full passes."""
-    ctx = net.context(tokens)
-    b = tokens.shape[0]
+    b = ctx.last.shape[0]
     out = torch.zeros((b, n_items + 1))
     body = slice(1, n_items + 1)
     for t in range(trie.depth):
@@ -170,12 +178,11 @@ def _item_values(trie: PrefixTrie, t: int, n_items: int) -> torch.Tensor:
     return (table == nxt[:, None]).int().argmax(1)
 
 
-def target_log_likelihood(net: TokenDecoder, trie: PrefixTrie, tokens: torch.Tensor, codes: torch.Tensor,
+def target_log_likelihood(net: TokenDecoder, trie: PrefixTrie, ctx: Any, codes: torch.Tensor,
                           targets: torch.Tensor) -> torch.Tensor:
-    """log p(target | history), the sum of the target ID's token log-probabilities: history tokens (B, S), the code
+    """log p(target | history), the sum of the target ID's token log-probabilities: a history context, the code
     table (n_items+1, T) and dense targets (B, M) -> (B, M) float32. Differentiable (callers that only read the
     values wrap it in ``torch.inference_mode``)."""
-    ctx = net.context(tokens)
     seq = codes[targets]  # (B, M, T)
     first = _masked_log_softmax(net.level_logits(ctx.last, 0), trie.child[0][0] >= 0)  # (B, K0)
     total = first.gather(1, seq[:, :, 0])  # (B, M)

@@ -239,7 +239,8 @@ class SemanticIds:
     ``codes`` int64 (n_items+1, L') final unique IDs (row 0 = padding, all zeros); ``sizes`` values per level
     (length L'); ``raw_codes`` (n_items+1, L) the tokenizer's codes before collision handling; ``train_fingerprint``
     the training split it was built on; ``attributes`` an optional csr (n_items+1, A) kept for inspection;
-    ``popularity`` (n_items+1,) training counts; ``stats`` build figures (seconds, collisions)."""
+    ``attribute_names`` "group=value" per attribute column
+    (index 0 = padding, ""), what preference steering names; ``popularity`` (n_items+1,) training counts; ``stats`` build figures (seconds, collisions)."""
 
     config: SidConfig
     codes: np.ndarray
@@ -248,6 +249,7 @@ class SemanticIds:
     train_fingerprint: str
     popularity: np.ndarray
     attributes: sp.csr_array | None = None
+    attribute_names: tuple[str, ...] | None = None
     stats: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -282,7 +284,8 @@ class SemanticIds:
             tensors["attributes.indptr"] = a.indptr.astype(np.int64)
             tensors["attributes.indices"] = a.indices.astype(np.int64)
         extra = {"sizes": list(self.sizes), "train_fingerprint": self.train_fingerprint, "hash": self.hash,
-                 "stats": self.stats, "n_attributes": None if self.attributes is None else self.attributes.shape[1]}
+                 "stats": self.stats, "n_attributes": None if self.attributes is None else self.attributes.shape[1],
+                 "attribute_names": None if self.attribute_names is None else list(self.attribute_names)}
         return save_artifact(path, table="tokenizer", name=self.config.tokenizer, config=to_dict(self.config),
                              tensors=tensors, extra=extra)
 
@@ -300,7 +303,9 @@ class SemanticIds:
             sids = cls(config=from_dict(SidConfig, art.config), codes=t["codes"].numpy(),
                        sizes=tuple(int(s) for s in art.extra["sizes"]), raw_codes=t["raw_codes"].numpy(),
                        train_fingerprint=art.extra["train_fingerprint"], popularity=t["popularity"].numpy(),
-                       attributes=attrs, stats=art.extra.get("stats", {}))
+                       attributes=attrs, stats=art.extra.get("stats", {}),
+                       attribute_names=None if art.extra.get("attribute_names") is None
+                       else tuple(art.extra["attribute_names"]))
         except (KeyError, TypeError, ValueError) as exc:
             raise DataError(f"cannot read the SID table at {path}: {type(exc).__name__}: {exc}") from None
         if sids.hash != art.extra.get("hash"):
@@ -344,4 +349,11 @@ def build_semantic_ids(train: Interactions, config: SidConfig | None = None, *, 
     return SemanticIds(config=config, codes=np.concatenate([pad, final]).astype(np.int64), sizes=sizes,
                        raw_codes=np.concatenate([np.zeros((1, raw.shape[1]), np.int64), raw]).astype(np.int64),
                        train_fingerprint=train.fingerprint(), popularity=train.item_counts().astype(np.float32),
-                       attributes=None if catalog is None else catalog.attributes, stats=stats)
+                       attributes=None if catalog is None else catalog.attributes,
+                       attribute_names=None if catalog is None else attribute_names(catalog), stats=stats)
+
+
+def attribute_names(catalog: ItemCatalog) -> tuple[str, ...]:
+    """"group=value" for every attribute column of ``catalog`` (column 0, padding, is "")."""
+    groups = catalog.attr_groups or [None] * (catalog.n_attributes + 1)
+    return ("", *(f"{groups[j] or 'attribute'}={v}" for j, v in enumerate(catalog.attr_vocab.ids, start=1)))
