@@ -271,3 +271,51 @@ class LLMUser(Protocol):
 
     def use_llm(self, toolkit: LLMToolkit) -> None:
         ...
+
+
+@dataclass(frozen=True)
+class ItemSideSpec:
+    """What item side information a recommender reads: item text vectors from the registered embedder ``embedder``
+    (``{"name": <embedder key>, **its config}``; None = no text) over sentences of the template ``template``, and/or
+    the catalogue's multi-hot ``attributes``."""
+
+    embedder: dict[str, Any] | None
+    template: str = "kv"
+    attributes: bool = False
+    on_missing_text: str = "attr_only"
+
+
+@dataclass(frozen=True)
+class ItemSide:
+    """Item side information aligned to dense item ids: ``item_ids`` (n,) external ids, ``vectors`` float32
+    (n+1, d) L2-normalised text vectors (row 0 and items without text zero) or None, ``attributes`` a scipy csr
+    (n+1, n_attributes+1) multi-hot or None; ``source`` names the embedder, template and texts they came from.
+    For :meth:`ItemAdder.add_items` the same fields describe the new items (row 0 is still padding)."""
+
+    item_ids: list[Any]
+    vectors: np.ndarray | None = None
+    attributes: Any = None
+    source: str = ""
+
+
+@runtime_checkable
+class ItemSideConsumer(Protocol):
+    """A recommender that reads item text vectors or attributes from the item catalogue (text towers, zero-shot
+    text recommenders). Whoever holds the catalogue (the experiments layer, the contract suite, a user through
+    ``recforge.text.bind_items``) renders and embeds it as ``item_side_spec()`` says and calls ``bind_items``
+    before ``fit``; the model keeps what it needs in its state, so a saved model needs no catalogue."""
+
+    def item_side_spec(self) -> ItemSideSpec: ...
+
+    def bind_items(self, side: ItemSide) -> None:
+        """Side information for every item of the training log's item vocabulary, before ``fit``."""
+        ...
+
+
+@runtime_checkable
+class ItemAdder(Protocol):
+    """A fitted recommender that can score items added after training from their side information alone."""
+
+    def add_items(self, side: ItemSide) -> None:
+        """Append ``side.item_ids`` (new external ids) as dense ids n_items+1.. and score them from ``side``."""
+        ...

@@ -49,6 +49,7 @@ from recforge.conversational.data import CRSDataset, build_s3rec
 from recforge.conversational.episode import simulate as simulate_dialogues
 from recforge.conversational.scorer import ScorerConfig, train_scorer
 from recforge.conversational.state import CRSSetting
+from recforge.data.catalog import ItemCatalog
 from recforge.data.split import Split, leave_last_out
 from recforge.data.synthetic import planted_clusters
 from recforge.errors import ConfigError, NotFittedError, UnknownIdError
@@ -60,6 +61,7 @@ from recforge.protocols import (
     Environment,
     Estimator,
     HistoryScorer,
+    ItemSideConsumer,
     LLMClient,
     LogProb,
     Policy,
@@ -69,6 +71,7 @@ from recforge.protocols import (
     TopK,
     TrainableLogProb,
 )
+from recforge.text.side import bind_items
 
 #: Tolerance of "the same scores" where an operation may legitimately reorder float sums (batching, embeddings).
 ATOL = 1e-5
@@ -118,8 +121,27 @@ def fit_for_contract(cls: type[Recommender], config: Any = None, split: Split | 
     """A fresh ``cls(config)`` (default: :func:`contract_config`) fitted on ``split.train``; checks fit returns self."""
     split = split or contract_split()
     model = cls(config if config is not None else contract_config(cls))
+    if isinstance(model, ItemSideConsumer):  # text towers read the planted catalogue's item text and attributes
+        bind_items(model, contract_catalog(split), split.train, use_cache=False)
     require(model.fit(split.train) is model, f"{cls.__name__}.fit must return self")
     return model
+
+
+#: Words naming each planted item group in the contract catalogue's item text.
+GROUP_WORDS = ("crime heist gangster", "space alien robot", "romance wedding love", "cartoon family animals",
+               "horror ghost haunted")
+
+
+def contract_catalog(split: Split) -> ItemCatalog:
+    """An item catalogue for the contract log whose text and attributes carry the planted item groups: item
+    ``i<k>`` is titled "item k", has the attribute "group<c>" and the text of its group's words (planted signal for
+    models that read item text)."""
+    groups = split.train.meta["item_cluster"]
+    ids = list(split.train.item_vocab.ids)
+    number = [int(str(i)[1:]) for i in ids]
+    return ItemCatalog.from_records(
+        ids, [f"item {k}" for k in number], [[f"group{groups[k]}"] for k in number],
+        text=[GROUP_WORDS[groups[k] % len(GROUP_WORDS)] for k in number], group="group")
 
 
 def check_recommender(cls: type[Recommender], config: Any = None, split: Split | None = None) -> None:
@@ -175,7 +197,7 @@ def check_scores(model: Recommender, split: Split) -> None:
 
 def check_deterministic(model: Recommender, split: Split) -> None:
     """The same config and seed fitted again give identical scores."""
-    again = type(model)(model.config).fit(split.train)
+    again = fit_for_contract(type(model), model.config, split)
     users = np.arange(1, 50)
     require(torch.equal(model.score(users), again.score(users)),
             f"{model.name}: the same config and seed must give identical scores")
@@ -213,8 +235,10 @@ def check_unknown_users(model: Recommender, split: Split) -> None:
             f"{model.name}: an unknown user with on_unknown='raise'")
     recs = model.recommend([known, "nobody"], k=5, on_unknown="popular")
     require(recs.fallback == [False, True], f"{model.name}: fallback flags {recs.fallback} != [False, True]")
-    top = set(train.item_vocab.decode(np.argsort(-train.item_counts()[1:], kind="stable")[:10] + 1))
-    require(len(set(recs.items[1]) & top) >= 4, f"{model.name}: the popular fallback is not the popular items")
+    # the five most popular training items, ties broken by the lower item index (the ranking's tie rule), in order
+    top = list(train.item_vocab.decode(np.argsort(-train.item_counts()[1:], kind="stable")[:5] + 1))
+    require(list(recs.items[1]) == top,
+            f"{model.name}: the popular fallback {list(recs.items[1])} is not the five most popular items {top}")
     require(model.recommend([known, "nobody"], k=5, on_unknown="skip").users == [known],
             f"{model.name}: on_unknown='skip' must drop the unknown user")
 
@@ -258,11 +282,12 @@ def check_history_scorer(model: Recommender, split: Split) -> None:
             f"{model.name}: history scores depend on the batch")
     _raises(UnknownIdError, lambda: model.score_histories([np.array([n + 4])]),
             f"{model.name}: score_histories with an out-of-range item id")
-    known = list(split.train.item_vocab.decode(hists[0]))
-    recs, ignored = model.recommend_history(known + ["never-seen"], k=5)
-    require(ignored == ["never-seen"], f"{model.name}: recommend_history must report the unknown id, got {ignored}")
-    require(len(recs.items[0]) == 5 and not set(known) & set(recs.items[0]),
-            f"{model.name}: recommend_history must give k items outside the history")
+    for hist in hists:
+        known = list(split.train.item_vocab.decode(hist))
+        recs, ignored = model.recommend_history(known + ["never-seen"], k=5)
+        require(ignored == ["never-seen"], f"{model.name}: recommend_history must report the unknown id, got {ignored}")
+        require(len(recs.items[0]) == 5 and not set(known) & set(recs.items[0]),
+                f"{model.name}: recommend_history must give k items outside the history")
 
 
 def check_timed_history_scorer(model: Recommender, split: Split) -> None:

@@ -1,5 +1,5 @@
-"""text_knn, the zero-shot text recommender: the recommender contract's checks (with item vectors bound), cold items
-scored from text alone, the last-n query, state round trip."""
+"""text_knn, the zero-shot text recommender: the recommender contract's checks (bound to the contract catalogue),
+cold and added items scored from text alone, the last-n query, state round trip."""
 
 from __future__ import annotations
 
@@ -11,38 +11,25 @@ from recforge.data.interactions import Interactions
 from recforge.data.vocab import Vocab
 from recforge.errors import ConfigError
 from recforge.models.text_knn import TextKNN
-from recforge.testing import RECOMMENDER_CHECKS, contract_split
+from recforge.protocols import ItemAdder, ItemSide, ItemSideConsumer
+from recforge.testing import RECOMMENDER_CHECKS, contract_catalog, contract_split
 from recforge.text.embedders import HashingEmbedder
-
-
-def cluster_vectors(split) -> np.ndarray:
-    """Hashed sentences naming each contract item's planted group (the text an item tower would see)."""
-    vocab = split.train.item_vocab
-    groups = split.train.meta["item_cluster"]
-    texts = [f"genre {'abcde'[groups[int(str(i)[1:])]]} film number {i}" for i in vocab.ids]
-    return np.vstack([np.zeros((1, 64), np.float32), HashingEmbedder(dim=64).embed(texts)])
-
-
-VECTORS = cluster_vectors(contract_split())
-
-
-class BoundTextKNN(TextKNN):
-    """text_knn with the contract log's item vectors bound, as the experiments layer binds a catalogue's."""
-
-    def __init__(self, config=None, **overrides):
-        super().__init__(config, item_vectors=VECTORS, **overrides)
+from recforge.text.side import bind_items
 
 
 @pytest.fixture(scope="module")
 def fitted():
     split = contract_split()
-    return BoundTextKNN().fit(split.train), split
+    model = TextKNN(embedder={"name": "hashing", "dim": 64})
+    bind_items(model, contract_catalog(split), split.train, use_cache=False)
+    return model.fit(split.train), split
 
 
-@pytest.mark.parametrize("check", sorted(set(RECOMMENDER_CHECKS) - {"save_load"}))
-def test_contract_checks(fitted, check):
+def test_contract_checks(fitted):
     model, split = fitted
-    RECOMMENDER_CHECKS[check](model, split)
+    assert isinstance(model, ItemSideConsumer) and isinstance(model, ItemAdder)
+    for check in RECOMMENDER_CHECKS.values():
+        check(model, split)
 
 
 def test_state_round_trip(fitted):
@@ -53,6 +40,11 @@ def test_state_round_trip(fitted):
     torch.testing.assert_close(again.score(np.arange(1, 20)), model.score(np.arange(1, 20)))
 
 
+def side(texts: list[str], ids: list[str], dim: int = 128) -> ItemSide:
+    vectors = np.vstack([np.zeros((1, dim), np.float32), HashingEmbedder(dim=dim).embed(texts)])
+    return ItemSide(item_ids=ids, vectors=vectors)
+
+
 def test_a_cold_item_is_scored_from_its_text():
     users, items = ["u1"] * 3 + ["u2"] * 2, ["heat", "casino", "ronin", "toy", "cars"]
     vocab_items = ["heat", "casino", "ronin", "toy", "cars", "goodfellas"]  # goodfellas: never interacted with
@@ -60,27 +52,47 @@ def test_a_cold_item_is_scored_from_its_text():
                                     item_vocab=Vocab(vocab_items, name="item"))
     texts = ["crime gangster", "crime casino gangster", "crime heist", "animation toys", "animation cars",
              "crime gangster mafia"]
-    vectors = np.vstack([np.zeros((1, 128), np.float32), HashingEmbedder(dim=128).embed(texts)])
-    model = TextKNN(item_vectors=vectors).fit(data)
+    model = TextKNN()
+    model.bind_items(side(texts, vocab_items))
+    model.fit(data)
     assert data.item_counts()[6] == 0
     assert model.recommend(["u1"], k=1).items == [["goodfellas"]]
     assert model.recommend(["u2"], k=1).items[0] != ["goodfellas"]
 
 
+def test_added_items_are_scored_from_their_text():
+    data = Interactions.from_arrays(np.array(["u1"] * 3 + ["u2"] * 2), np.array(["heat", "casino", "ronin", "toy",
+                                                                                   "cars"]), time=np.arange(5))
+    texts = ["crime gangster", "crime casino gangster", "crime heist", "animation toys", "animation cars"]
+    model = TextKNN()
+    model.bind_items(side(texts, list(data.item_vocab.ids)))
+    model.fit(data)
+    model.add_items(side(["animation toys cars sequel", "crime gangster mafia"], ["toy2", "goodfellas"]))
+    assert model.n_items == 7
+    assert model.recommend(["u1"], k=1).items == [["goodfellas"]]
+    assert model.recommend(["u2"], k=1).items == [["toy2"]]
+    with pytest.raises(ConfigError, match="already known"):
+        model.add_items(side(["x"], ["heat"]))
+
+
 def test_only_the_last_n_items_form_the_query():
     vectors = np.eye(5, dtype=np.float32)
     vectors[0] = 0
-    model = TextKNN(item_vectors=vectors, n_last=1).fit(
-        Interactions.from_arrays(np.array([1, 1, 1, 1]), np.array([1, 2, 3, 4]), time=np.arange(4)))
+    data = Interactions.from_arrays(np.array([1, 1, 1, 1]), np.array([1, 2, 3, 4]), time=np.arange(4))
+    model = TextKNN(n_last=1)
+    model.bind_items(ItemSide(item_ids=list(data.item_vocab.ids), vectors=vectors))
+    model.fit(data)
     s = model.score_histories([np.array([1, 2, 3]), np.array([], np.int64)])
     assert s[0].argmax().item() == 3 and torch.all(s[1, 1:] == 0)
 
 
 def test_vectors_are_required_and_must_fit_the_log():
     data = Interactions.from_arrays(np.array([1, 1]), np.array([1, 2]))
-    with pytest.raises(ConfigError, match="needs item_vectors"):
+    with pytest.raises(ConfigError, match="bound before fit"):
         TextKNN().fit(data)
-    with pytest.raises(ConfigError, match="n_items\\+1=3"):
-        TextKNN(item_vectors=np.ones((5, 4))).fit(data)
+    model = TextKNN()
+    model.bind_items(ItemSide(item_ids=[1, 2, 3, 4], vectors=np.ones((5, 4), np.float32)))
+    with pytest.raises(ConfigError, match="describe 4 items, not the 2"):
+        model.fit(data)
     with pytest.raises(ConfigError, match="n_last"):
         TextKNN(n_last=0)

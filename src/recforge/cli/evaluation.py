@@ -40,7 +40,14 @@ def _console() -> Any:
 def cmd_protocol_check(args: argparse.Namespace) -> int:
     from recforge.cli.core import with_reader_options
     from recforge.evaluate.protocol import protocol_check
-    from recforge.experiments.runs import build_model, load_data, make_split, resolve_config, seed_everything
+    from recforge.experiments.runs import (
+        bind_side_information,
+        build_model,
+        load_data,
+        make_split,
+        resolve_config,
+        seed_everything,
+    )
 
     if len(args.models) < 2:
         raise ConfigError(f"protocol-check needs at least two models, got {args.models}")
@@ -50,12 +57,15 @@ def cmd_protocol_check(args: argparse.Namespace) -> int:
     cfgs = {m: with_reader_options(resolve_config(m, args.data, overrides=args.overrides, seed=args.seed), args)
             for m in args.models}
     first = cfgs[args.models[0]]
-    split = make_split(first, load_data(first).interactions)
+    data = load_data(first)
+    split = make_split(first, data.interactions)
     models = {}
     for name, cfg in cfgs.items():
         seed_everything(cfg.seed)
         with console.status(f"fitting {name} ..."):
-            models[name] = build_model(cfg).fit(split.train, split.valid)
+            models[name] = build_model(cfg)
+            bind_side_information(models[name], data, split)
+            models[name].fit(split.train, split.valid)
     res = protocol_check(models, split, metrics=tuple(args.metrics), n_negatives=args.n_negatives,
                          sampling=f"sampled-{args.sampling}", seed=args.seed, progress=False)
     print_protocol_check(res, args.data)

@@ -53,8 +53,9 @@ from recforge.llm.toolkit import Toolkit, build_toolkit
 from recforge.metrics.ranking import parse_metric
 from recforge.models.base import load_model
 from recforge.models.rank import SeenPolicy
-from recforge.protocols import LLMUser
+from recforge.protocols import ItemSideConsumer, LLMUser
 from recforge.registry import get_model, resolve
+from recforge.text.side import bind_items
 from recforge.text.templates import item_texts, text_fields
 
 log = logging.getLogger(__name__)
@@ -147,6 +148,16 @@ def build_model(cfg: RunConfig) -> Any:
     if "seed" in names and "seed" not in fields:
         fields["seed"] = cfg.seed
     return cls(from_dict(cls.config_class, fields, prefix="model."))
+
+
+def bind_side_information(model: Any, dataset: Any, split: Split) -> None:
+    """A model that reads item text or attributes (an ``ItemSideConsumer``) gets the dataset's item catalogue,
+    rendered and embedded as it asks (vectors cached, see ``recforge.text.embed_items``); other models are untouched."""
+    if not isinstance(model, ItemSideConsumer):
+        return
+    if dataset is None:
+        raise ConfigError(f"model {model.name!r} reads the item catalogue: pass the dataset along with the split")
+    bind_items(model, dataset.catalog, split.train)
 
 
 def load_data(cfg: RunConfig) -> Any:
@@ -271,6 +282,7 @@ def _fit(cfg: RunConfig, checkpoint_dir: Path, resume: bool, dataset: Any, split
     t_data = time.perf_counter() - t0
     log.info("split %s: %s", split.name, split.summary())
     model = build_model(cfg)
+    bind_side_information(model, dataset, split)
     attach_llm(model, dataset, split.train.item_vocab)
     t1 = time.perf_counter()
     # checkpoints (and --resume) concern Trainer-based models; the others ignore the folder and refuse resume

@@ -60,6 +60,7 @@ from recforge.experiments.provenance import dataset_files
 from recforge.experiments.runs import (
     Run,
     RunConfig,
+    bind_side_information,
     build_model,
     default_out,
     load_data,
@@ -264,6 +265,7 @@ def tune(cfg: RunConfig, tc: TuneConfig, out: str | Path | None = None, *, comma
         tcfg = _trial_config(cfg, params, tc.metric)
         seed_everything(cfg.seed)
         model = build_model(tcfg)
+        bind_side_information(model, dataset, split)
         if isinstance(model, TrainerFit):
             key = f"valid_{model.config.train.eval_metric}"
 

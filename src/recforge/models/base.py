@@ -284,6 +284,23 @@ def _recency_order(train: Interactions) -> np.ndarray:
     return train.item[np.sort(len(key) - 1 - first_from_end)].astype(np.int64)
 
 
+def extend_items(model: Recommender, new_ids: list[Any]) -> np.ndarray:
+    """Append new external item ids to a fitted model's item vocabulary (dense ids n_items+1..), with no history and
+    zero popularity: the base-class half of ``ItemAdder.add_items``. Returns their dense ids; a known id is a
+    ConfigError."""
+    model._check_fitted()
+    clash = [i for i in new_ids if i in model.item_vocab]
+    if clash:
+        raise ConfigError(f"item(s) {clash[:5]} are already known to the model")
+    n_old = len(model.item_vocab)
+    model.item_vocab = Vocab([*model.item_vocab.ids, *new_ids], name=model.item_vocab.name)
+    seen = sp.csr_array(model.seen_)
+    model.seen_ = sp.csr_array((seen.data, seen.indices, seen.indptr),
+                               shape=(seen.shape[0], len(model.item_vocab) + 1))
+    model.popularity_ = np.concatenate([model.popularity_, np.zeros(len(new_ids), model.popularity_.dtype)])
+    return np.arange(n_old + 1, len(model.item_vocab) + 1, dtype=np.int64)
+
+
 def history_scores(model: Recommender, histories: Histories, times: np.ndarray | None = None) -> torch.Tensor:
     """Scores of ad-hoc histories (B, n_items+1) through the capability the model declares: ``score_timed_histories``
     when it is a TimedHistoryScorer and ``times`` (N,) are given, else ``score_histories``. ConfigError for a model

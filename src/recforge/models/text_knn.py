@@ -1,14 +1,15 @@
 """TextKNN: zero-shot text recommender. A history's query is the mean text vector of its last ``n_last`` items; every
 item is scored by cosine similarity to it, so items nobody has interacted with (cold items) are scored like the rest.
 
-The item vectors come from outside (``recforge.text.embed_items`` renders and embeds the catalogue; a model never
-imports the text package): pass them as ``item_vectors`` (n_items+1, d), aligned to the training log's item vocabulary.
-Items without text have zero vectors and score 0.
+The model reads item text vectors (an ``ItemSideConsumer``): ``embedder`` names a registered text embedder and
+``template`` the item sentence; whoever holds the catalogue (the run path, ``recforge.text.bind_items``) embeds it and
+binds the vectors before ``fit``. Items without text have zero vectors and score 0. ``add_items`` scores new items
+from their text (an ``ItemAdder``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -16,17 +17,24 @@ import torch
 
 from recforge.data.interactions import Interactions
 from recforge.errors import ConfigError
-from recforge.models.base import HistoryScoring
+from recforge.models.base import HistoryScoring, extend_items
+from recforge.protocols import ItemSide, ItemSideSpec
 
 
 @dataclass(frozen=True)
 class TextKNNConfig:
     n_last: int = 5
     """How many of the most recent history items form the query."""
+    embedder: dict[str, Any] = field(default_factory=lambda: {"name": "minilm"})
+    """The text embedder: {"name": <embedder key>, **its config} ("minilm" needs the [text] extra; "hashing" none)."""
+    template: str = "kv"
+    """Item sentence template (see recforge.text.TEMPLATES)."""
 
     def __post_init__(self) -> None:
         if self.n_last < 1:
             raise ConfigError(f"n_last must be >= 1, got {self.n_last}")
+        if not isinstance(self.embedder, dict) or not self.embedder.get("name"):
+            raise ConfigError(f"embedder must be a table with a name, e.g. {{name = 'hashing'}}, got {self.embedder!r}")
 
 
 class TextKNN(HistoryScoring):
@@ -34,22 +42,41 @@ class TextKNN(HistoryScoring):
 
     name = "text_knn"
     config_class = TextKNNConfig
+    #: the contract suite runs without the optional MiniLM weights
+    test_config = {"embedder": {"name": "hashing", "dim": 64}}
 
-    def __init__(self, config: TextKNNConfig | None = None, item_vectors: np.ndarray | None = None, **overrides: Any):
+    def __init__(self, config: TextKNNConfig | None = None, **overrides: Any):
         super().__init__(config, **overrides)
+        self.side_: ItemSide | None = None
         self.vectors_: torch.Tensor | None = None
-        if item_vectors is not None:
-            v = torch.as_tensor(np.asarray(item_vectors, dtype=np.float32))
-            self.vectors_ = torch.nn.functional.normalize(v, dim=1)
+
+    def item_side_spec(self) -> ItemSideSpec:
+        return ItemSideSpec(embedder=dict(self.config.embedder), template=self.config.template)
+
+    def bind_items(self, side: ItemSide) -> None:
+        if side.vectors is None:
+            raise ConfigError("text_knn needs item text vectors")
+        self.side_ = side
 
     def _fit(self, train: Interactions, valid: Interactions | None) -> None:
-        if self.vectors_ is None:
-            raise ConfigError("text_knn needs item_vectors (n_items+1, d): see recforge.text.embed_items")
-        if self.vectors_.shape[0] != train.n_items + 1:
-            raise ConfigError(f"item_vectors has {self.vectors_.shape[0]} rows, the log has n_items+1="
-                              f"{train.n_items + 1}")
+        if self.side_ is None:
+            raise ConfigError("text_knn needs the item text vectors bound before fit: "
+                              "recforge.text.bind_items(model, catalog, train)")
+        if self.side_.item_ids != list(train.item_vocab.ids):
+            raise ConfigError(f"the bound item vectors describe {len(self.side_.item_ids)} items, not the "
+                              f"{train.n_items} items of the training log")
+        self.vectors_ = torch.nn.functional.normalize(torch.as_tensor(self.side_.vectors, dtype=torch.float32), dim=1)
         items, offsets = train.sequences()
-        self.train_items_, self.train_offsets_ = items, offsets
+        self.train_items_, self.train_offsets_ = np.asarray(items), np.asarray(offsets)
+
+    def add_items(self, side: ItemSide) -> None:
+        """Append new items (``side.vectors``: (n_new+1, d), row 0 padding), scored from their text."""
+        self._check_fitted()
+        if side.vectors is None or side.vectors.shape[1] != self.vectors_.shape[1]:
+            raise ConfigError(f"new items need text vectors of width {self.vectors_.shape[1]}")
+        extend_items(self, side.item_ids)
+        new = torch.nn.functional.normalize(torch.as_tensor(side.vectors[1:], dtype=torch.float32), dim=1)
+        self.vectors_ = torch.cat([self.vectors_, new])
 
     def _query(self, items: np.ndarray, offsets: np.ndarray) -> torch.Tensor:
         """(B, d): mean of the last n_last items' vectors per history (zeros for an empty history)."""
