@@ -26,6 +26,10 @@ os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")  # RecBole reload
 import torch  # noqa: E402
 
 SEQ_PROTOCOL = {"split": {"LS": "valid_and_test"}, "order": "TO", "mode": "full"}
+#: RecBole's resolved settings recorded with every run (defaults included, as RecBole filled them in).
+CONFIG_KEYS = ("learning_rate", "stopping_step", "epochs", "train_batch_size", "eval_batch_size",
+               "MAX_ITEM_LIST_LENGTH", "hidden_size", "inner_size", "n_layers", "n_heads", "hidden_dropout_prob",
+               "attn_dropout_prob", "loss_type", "weight_decay", "seed")
 
 
 class _Cap(Exception):
@@ -53,9 +57,9 @@ def base_config(args: argparse.Namespace) -> dict:
         "checkpoint_dir": args.workdir,
         "log_wandb": False,
         "worker": 0,
-        "hidden_size": 64,
-        "n_layers": 2,
     }
+    if args.model in ("SASRec", "BERT4Rec"):  # their defaults, written out (GRU4Rec's differ)
+        cfg |= {"hidden_size": 64, "n_layers": 2}
     if args.dataset != "ml-100k":  # an atomic file written by the orchestrator (user, item, position as timestamp)
         cfg |= {"data_path": args.data_path, "load_col": {"inter": ["user_id", "item_id", "timestamp"]},
                 "USER_ID_FIELD": "user_id", "ITEM_ID_FIELD": "item_id", "TIME_FIELD": "timestamp"}
@@ -125,9 +129,7 @@ def _result(args: argparse.Namespace, curve: list[dict], prep_s: float, stopped_
         "model": args.model,
         "dataset": args.dataset,
         "lr": args.lr,
-        "config": {"learning_rate": args.lr, "stopping_step": trainer.stopping_step, "epochs": args.epochs,
-                   "train_batch_size": 2048, "MAX_ITEM_LIST_LENGTH": 50, "hidden_size": 64, "n_layers": 2,
-                   "loss_type": "CE", "seed": 2020},
+        "config": {k: trainer.config[k] for k in CONFIG_KEYS},
         "max_seconds": args.max_seconds,
         "prep_s": prep_s,
         "stopped_by": stopped_by,
@@ -153,7 +155,7 @@ def _save(obj: dict, path: Path) -> None:
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("task", choices=["train"])
-    p.add_argument("--model", default="SASRec")
+    p.add_argument("--model", default="SASRec", choices=["SASRec", "BERT4Rec"])
     p.add_argument("--dataset", default="ml-100k", help="ml-100k (shipped with RecBole) or beauty (--data-path)")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--epochs", type=int, default=300, help="RecBole's default epoch cap")

@@ -1,25 +1,27 @@
-"""recforge vs RecBole 1.2.1 on the identical ML-100K split: SASRec, BERT4Rec, GRU4Rec (+ our HSTU).
+"""recforge vs RecBole 1.2.1, symmetric: SASRec on the identical split, each to its own early-stopped optimum.
 
-Every run is its own subprocess so that peak RSS (ru_maxrss) belongs to one library and one model. RecBole runs
-through bench/.recbole-venv/bin/python (see README.md in the peers folder; never a project dependency) via
-bench/recbole_driver.py; ours runs this file's ``ours`` / ``ours-beauty`` sub-tasks. Jobs are queued peer, ours,
-peer, ours, ...; with ``--parallel`` > 1 they overlap (compare CPU seconds then).
+Both sides run in one session, one process each (peak RSS = that process's ``ru_maxrss``), one thread each
+(``OMP_NUM_THREADS=1`` and ``torch.set_num_threads(1)``), with the same learning-rate grid, the same early-stopping
+rule (validation NDCG@10, full ranking, seen items NOT masked — RecBole's sequential convention — stop after 10
+evaluations without improvement, at most 300 epochs: RecBole's defaults) and an optional wall-clock cap. Every epoch
+records validation NDCG@10 against wall-clock and process CPU seconds since training began (validation included:
+both sides need it to stop). The test split is scored once per side, with the early-stopped (best-validation)
+weights. Nothing measured in an earlier session enters a figure: every ratio is between the two runs' own curves.
 
-The split is recbole-ml-100k-split.json in the peers folder — what RecBole's own dataloaders produce (float32-rescaled
-timestamp order), so both libraries hold out the same valid/test item for every user. RecBole's sequential models do
-not mask already-seen items: ours is reported that way (``test``) and with masking (``test_masked``).
+RecBole runs through bench/.recbole-venv/bin/python (see README.md in the peers folder; never a project dependency)
+via bench/recbole_driver.py. The splits:
 
-    # what docs/benchmarks.md reports (RecBole capped at 2 batches of 1 epoch, s/epoch extrapolated; ours capped at
-    # 150 CPU-s; CPU seconds compared because the machine is shared); then the Beauty evaluation timing
-    RECFORGE_DATA_DIR=../shared/data .venv/bin/python bench/recbole_side_by_side.py \
-        --models sasrec hstu gru4rec bert4rec --recbole-models sasrec gru4rec bert4rec \
-        --recbole-epochs 1 --recbole-max-batches 2 --batch-size 64 --lr 2e-3 --patience 3 --epochs 30 \
-        --max-cpu-seconds 150 --parallel 6 --skip-beauty --out bench/results/recbole-side-by-side.json
-    RECFORGE_DATA_DIR=../shared/data .venv/bin/python bench/recbole_side_by_side.py --only-beauty \
-        --recbole-epochs 1 --out bench/results/recbole-side-by-side-beauty.json
-    # runs cut short: `touch bench/out/STOP` ends ours after the current epoch; `collect` re-renders from
-    # bench/out/ours-<model>.json (rewritten after every epoch)
-    .venv/bin/python bench/recbole_side_by_side.py collect --out bench/results/recbole-side-by-side.json
+- ``ml-100k``: recbole-ml-100k-split.json in the peers folder — exactly what RecBole's dataloaders produce for its
+  shipped ML-100K (float32-rescaled timestamp order), so both libraries hold out the same valid / test item per user.
+- ``amazon-beauty``: Amazon Beauty (S3-Rec 5-core, under RECFORGE_DATA_DIR), leave-last-out by position: the last item
+  of each user is the test item, the one before it the validation item, on both sides.
+
+    # each side to its own optimum (RecBole capped at 4,300 s of wall-clock), then the report (table + plot)
+    OMP_NUM_THREADS=1 RECFORGE_DATA_DIR=../shared/data .venv/bin/python bench/recbole_side_by_side.py recbole \
+        --dataset ml-100k --lr 1e-3 --max-seconds 4300
+    OMP_NUM_THREADS=1 RECFORGE_DATA_DIR=../shared/data .venv/bin/python bench/recbole_side_by_side.py ours \
+        --dataset ml-100k --lr 1e-3
+    .venv/bin/python bench/recbole_side_by_side.py report --dataset ml-100k --lr 1e-3
 """
 
 from __future__ import annotations
@@ -45,24 +47,30 @@ PEERS_DIR = Path(os.environ.get("RECFORGE_PEERS_DIR") or ROOT.parent / "shared" 
 SPLIT_JSON = PEERS_DIR / "recbole-ml-100k-split.json"
 RECBOLE_PY = ROOT / "bench" / ".recbole-venv" / "bin" / "python"
 OUT_DIR = ROOT / "bench" / "out"
+RESULTS_DIR = ROOT / "bench" / "results"
+IMG_DIR = ROOT / "docs" / "img"
+DATASETS = ("ml-100k", "amazon-beauty")
 
-#: RecBole 1.2.1 figures of an earlier measurement (2 cores, ML-100K, defaults): test NDCG@10, Recall@10, s/epoch, epochs, budget s,
-#: peak RSS MB. Targets for ours: reach the NDCG in <= 1/10 of the time with <= 1/4 of the memory.
-RECBOLE_REF = {
-    "sasrec": {"ndcg": 0.0408, "recall": 0.0859, "s_epoch": 185.7, "epochs": 4, "budget_s": 14 * 60, "rss_mb": 4400},
-    "bert4rec": {"ndcg": 0.0187, "recall": 0.0392, "s_epoch": 253.3, "epochs": 2, "budget_s": 14 * 60, "rss_mb": 4200},
-    "gru4rec": {"ndcg": 0.0328, "recall": 0.0774, "s_epoch": 79.3, "epochs": 7, "budget_s": 10 * 60, "rss_mb": 1500},
-}
-RECBOLE_NAME = {"sasrec": "SASRec", "bert4rec": "BERT4Rec", "gru4rec": "GRU4Rec"}
-ITEMKNN_NDCG = 0.0629  # RecBole ItemKNN on this split (BPR: 0.0631)
+#: SASRec as RecBole configures it by default: max len 50, hidden 64, 2 layers, 2 heads, CE over all items.
+OUR_CONFIG: dict[str, Any] = {"dim": 64, "n_layers": 2, "n_heads": 2, "max_len": 50, "loss": "ce"}
+#: RecBole's early-stopping defaults, applied to both sides.
+PATIENCE, MAX_EPOCHS = 10, 300
 
-#: RecBole's defaults: max len 50, hidden 64, 2 layers (GRU: 1 layer, state 128), CE loss, seed 2020.
-OUR_CONFIG: dict[str, dict[str, Any]] = {
-    "sasrec": {"dim": 64, "n_layers": 2, "n_heads": 2, "max_len": 50, "loss": "ce"},
-    "bert4rec": {"dim": 64, "n_layers": 2, "n_heads": 2, "max_len": 50, "loss": "ce"},
-    "gru4rec": {"dim": 64, "hidden": 128, "n_layers": 1, "max_len": 50, "loss": "ce"},
-    "hstu": {"dim": 64, "n_layers": 2, "n_heads": 2, "max_len": 50, "loss": "ce"},
-}
+
+def tag(dataset: str) -> str:
+    """File-name tag of a dataset: ``ml-100k`` -> ``ml100k``, ``amazon-beauty`` -> ``beauty``."""
+    return {"ml-100k": "ml100k", "amazon-beauty": "beauty"}[dataset]
+
+
+def lr_tag(lr: float) -> str:
+    """``1e-3`` for 0.001, ``2e-3`` for 0.002 (file names)."""
+    mant, exp = f"{lr:.0e}".split("e")
+    return f"{mant}e{int(exp)}"
+
+
+def run_path(side: str, dataset: str, lr: float) -> Path:
+    """Where one side's run for (dataset, lr) is written (per epoch while it runs, final when it ends)."""
+    return OUT_DIR / f"{side}-{tag(dataset)}-sasrec-lr{lr_tag(lr)}.json"
 
 
 # ---------------------------------------------------------------------------------------------- data
@@ -70,8 +78,8 @@ def load_split(path: Path = SPLIT_JSON) -> Any:
     """The RecBole split as a recforge Split (raw ids; train items in order, then valid, then test per user).
 
     Times keep RecBole's order exactly: with ML-100K's ratings under RECFORGE_DATA_DIR they are the real timestamps
-    made non-decreasing along that order (HSTU's time-gap bias sees real gaps); otherwise positions 0, 1, 2, ...
-    Interactions sorts stably by (user, time), so ties keep the JSON order.
+    made non-decreasing along that order; otherwise positions 0, 1, 2, ... Interactions sorts stably by (user, time),
+    so ties keep the JSON order.
     """
     from recforge.data.interactions import Interactions
     from recforge.data.split import Split
@@ -93,15 +101,13 @@ def load_split(path: Path = SPLIT_JSON) -> Any:
     # from_arrays keeps row order when rows are already grouped by user in time order; check rather than assume.
     order = np.lexsort((np.arange(len(users)), np.concatenate(times), data.user_vocab.encode(np.array(users))))
     part_arr = np.array(part)[order]
-    split = Split(train=data.with_rows(part_arr == 0), valid=data.with_rows(part_arr == 1),
-                  test=data.with_rows(part_arr == 2), name="recbole-ml-100k",
-                  params={"source": str(path), "real_timestamps": stamps is not None})
-    return split
+    return Split(train=data.with_rows(part_arr == 0), valid=data.with_rows(part_arr == 1),
+                 test=data.with_rows(part_arr == 2), name="recbole-ml-100k",
+                 params={"source": path.name, "real_timestamps": stamps is not None})
 
 
 def _ml100k_stamps() -> tuple[np.ndarray, np.ndarray] | None:
-    """ML-100K's timestamps as (sorted keys user * 2**20 + item, timestamp per key), or None without the data;
-    looked up per user with one ``searchsorted`` instead of building a 100,000-entry dict of tuples."""
+    """ML-100K's timestamps as (sorted keys user * 2**20 + item, timestamp per key), or None without the data."""
     base = os.environ.get("RECFORGE_DATA_DIR")
     f = Path(base) / "ml-100k" / "u.data" if base else None
     if f is None or not f.is_file():
@@ -112,11 +118,20 @@ def _ml100k_stamps() -> tuple[np.ndarray, np.ndarray] | None:
     return keys[order], arr[order, 3]
 
 
+def beauty_split() -> Any:
+    """Amazon Beauty, leave-last-out (last item test, the one before valid): RecBole's ``LS valid_and_test``."""
+    from recforge.data.datasets import load_dataset
+    from recforge.data.split import leave_last_out
+
+    return leave_last_out(load_dataset("amazon-beauty").interactions)
+
+
 def write_beauty_atomic(dest: Path) -> Path:
-    """Amazon Beauty (S3-Rec format: ``user item item ...`` in time order) as RecBole's atomic ``beauty.inter``."""
+    """Amazon Beauty (S3-Rec format: ``user item item ...`` in time order) as RecBole's atomic ``beauty.inter``,
+    the position in the sequence as timestamp."""
     base = os.environ.get("RECFORGE_DATA_DIR")
     if not base:
-        raise SystemExit("RECFORGE_DATA_DIR is not set: the Beauty evaluation timing needs amazon-s3rec/Beauty.txt")
+        raise SystemExit("RECFORGE_DATA_DIR is not set: Amazon Beauty is read from amazon-s3rec/Beauty.txt there")
     src = Path(base) / "amazon-s3rec" / "Beauty.txt"
     out = dest / "beauty" / "beauty.inter"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -128,357 +143,267 @@ def write_beauty_atomic(dest: Path) -> Path:
     return out
 
 
-# ---------------------------------------------------------------------------------------------- ours (subprocess)
-class _TimeCap(Exception):
-    """Raised from the epoch callback to stop a run that passed --max-seconds."""
-
-
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def _test_metrics(model: Any, split: Any) -> dict[str, float]:
-    from recforge.evaluate.evaluator import evaluate
-
-    out = {}
-    for tag, mask in (("", False), ("masked_", True)):
-        rep = evaluate(model, split, metrics=("ndcg@10", "recall@10"), on="test", exclude_seen=mask, n_boot=0,
-                       progress=False)
-        out[f"{tag}ndcg@10"] = rep.mean("ndcg@10")
-        out[f"{tag}recall@10"] = rep.mean("recall@10")
-    return out
+# ---------------------------------------------------------------------------------------------- ours
+class _Stop(Exception):
+    """Raised from the epoch callback: early stopping, the wall-clock cap, or bench/out/STOP."""
 
 
 def run_ours(args: argparse.Namespace) -> dict[str, Any]:
-    """Train one of our models on the RecBole split; test metrics after every epoch (their cost is not timed)."""
+    """Train our SASRec with RecBole's early-stopping rule; the test split is scored once, with the best weights.
+
+    The Trainer gets no validation data: the callback measures unmasked validation NDCG@10 itself (as RecBole does;
+    counted in the timings), keeps the best weights and stops after ``PATIENCE`` epochs without improvement.
+    """
     import torch
 
     from recforge.config import apply_overrides, from_dict
+    from recforge.evaluate.evaluator import evaluate
     from recforge.registry import get_model
 
     torch.set_num_threads(args.threads)
-    split = load_split()
-    cls = get_model(args.model)
-    raw = dict(OUR_CONFIG[args.model])
-    raw["train"] = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "patience": args.patience,
+    load0 = os.getloadavg()[0]
+    split = load_split() if args.dataset == "ml-100k" else beauty_split()
+    cls = get_model("sasrec")
+    raw = dict(OUR_CONFIG)
+    raw["train"] = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "patience": 0,
                     "threads": args.threads, "seed": 2020}
-    cfg = from_dict(cls.config_class, apply_overrides(raw, args.set))
-    model = cls(cfg)
-    curve: list[dict[str, float]] = []
-    side = {"s": 0.0, "cpu": 0.0}
-    t_start, c_start = time.perf_counter(), time.process_time()
+    raw = apply_overrides(raw, args.set)
+    model = cls(from_dict(cls.config_class, raw))
+    curve: list[dict[str, Any]] = []
+    best: dict[str, Any] = {"valid": -1.0, "state": None, "epoch": 0}
+    out_path = run_path("ours", args.dataset, args.lr)
+    w0, c0 = time.perf_counter(), time.process_time()
 
     def on_epoch(epoch: int, row: dict[str, float]) -> None:
-        # CPU seconds (all threads) are reported next to wall seconds: on a machine shared with other jobs they
-        # move much less than wall-clock time does.
-        t0, c0 = time.perf_counter(), time.process_time()
-        m = _test_metrics(model, split)
-        elapsed = t0 - t_start - side["s"]
-        curve.append({"epoch": epoch, "elapsed_s": elapsed, "elapsed_cpu_s": c0 - c_start - side["cpu"],
-                      "train_s": row["train_s"], "valid_ndcg@10": row.get("valid_ndcg@10"), **m})
-        if args.partial:  # a run cut short by the machine's load still leaves its curve behind
-            _save(_summary(args, raw, curve, "in progress"), args.partial)
-        side["s"] += time.perf_counter() - t0
-        side["cpu"] += time.process_time() - c0
-        if args.max_seconds and elapsed > args.max_seconds:
-            raise _TimeCap("time cap")
-        if args.max_cpu_seconds and curve[-1]["elapsed_cpu_s"] > args.max_cpu_seconds:
-            raise _TimeCap("CPU time cap")
+        valid = evaluate(model, split, metrics=("ndcg@10",), on="valid", exclude_seen=False, n_boot=0,
+                         progress=False).mean("ndcg@10")
+        model.net_.train()  # scoring leaves the network in eval mode; the next epoch trains again
+        wall, cpu = time.perf_counter() - w0, time.process_time() - c0
+        curve.append({"epoch": epoch, "elapsed_s": wall, "elapsed_cpu_s": cpu, "train_s": row["train_s"],
+                      "valid_ndcg@10": valid, "load_avg_1m": os.getloadavg()[0]})
+        if valid > best["valid"]:
+            best.update(valid=valid, epoch=epoch,
+                        state={k: v.detach().clone() for k, v in model.net_.state_dict().items()})
+        _save(_ours_result(args, raw, curve, "in progress", load0, None), out_path)
+        if epoch - best["epoch"] >= PATIENCE:
+            raise _Stop("early stopping")
+        if args.max_seconds and wall + (wall - (curve[-2]["elapsed_s"] if len(curve) > 1 else 0.0)) > args.max_seconds:
+            raise _Stop(f"wall-clock cap ({args.max_seconds:.0f} s)")
         if (OUT_DIR / "STOP").exists():
-            raise _TimeCap("stop file")
+            raise _Stop("stop file")
 
     model.callbacks.append(on_epoch)
     stopped_by = "epochs"
     try:
-        model.fit(split.train, split.valid)
-        if model.train_result_.stopped_early:
-            stopped_by = "early stopping"
-    except _TimeCap as cap:
-        stopped_by = str(cap)
-    return _summary(args, raw, curve, stopped_by)
+        model.fit(split.train)
+    except _Stop as stop:
+        stopped_by = str(stop)
+    fit_s, fit_cpu_s = time.perf_counter() - w0, time.process_time() - c0
+    model.net_.load_state_dict(best["state"])
+    model.net_.eval()
+    test = {}
+    for prefix, mask in (("", False), ("masked_", True)):
+        rep = evaluate(model, split, metrics=("ndcg@10", "recall@10"), on="test", exclude_seen=mask, n_boot=0,
+                       progress=False)
+        test |= {f"{prefix}test_ndcg@10": rep.mean("ndcg@10"), f"{prefix}test_recall@10": rep.mean("recall@10")}
+    out = _ours_result(args, raw, curve, stopped_by, load0, test) | {"fit_s": fit_s, "fit_cpu_s": fit_cpu_s}
+    _save(out, out_path)
+    return out
 
 
-def _summary(args: argparse.Namespace, raw: dict[str, Any], curve: list[dict[str, Any]], stopped_by: str
-             ) -> dict[str, Any]:
-    """What one of our runs reached: time to RecBole's NDCG@10, metrics within its budget and at the best epoch."""
+def _ours_result(args: argparse.Namespace, raw: dict[str, Any], curve: list[dict[str, Any]], stopped_by: str,
+                 load0: float, test: dict[str, float] | None) -> dict[str, Any]:
     import torch
 
-    # The Trainer keeps the best-validation weights; their test metrics were taken in that epoch's callback.
-    best = max(curve, key=lambda c: c["valid_ndcg@10"] or 0.0)
-    final = {k: best[k] for k in ("ndcg@10", "recall@10", "masked_ndcg@10", "masked_recall@10")}
-    target = RECBOLE_REF.get(args.model, {}).get("ndcg", ITEMKNN_NDCG)
-    hit = next((c for c in curve if c["ndcg@10"] >= target), None)
-    budget = args.budget_s if args.budget_s else RECBOLE_REF.get(args.model, {}).get("budget_s", float("inf"))
-    in_budget = [c for c in curve if c["elapsed_s"] <= budget]
-    best_in_budget = max(in_budget, key=lambda c: c["valid_ndcg@10"] or 0.0) if in_budget else None
-    train_s = sorted(c["train_s"] for c in curve)
-    cpu_epoch = [b["elapsed_cpu_s"] - a["elapsed_cpu_s"] for a, b in zip([{"elapsed_cpu_s": 0.0}] + curve, curve)]
+    best = max(curve, key=lambda c: c["valid_ndcg@10"]) if curve else None
     return {
         "library": "recforge",
-        "model": args.model,
+        "model": "sasrec",
+        "dataset": args.dataset,
+        "lr": args.lr,
         "config": raw,
-        "target_ndcg@10": target,
-        "time_to_target_s": hit["elapsed_s"] if hit else None,
-        "cpu_to_target_s": hit["elapsed_cpu_s"] if hit else None,
-        "epoch_at_target": hit["epoch"] if hit else None,
-        "budget_s": budget,
-        "in_budget": best_in_budget,
-        "converged": final,
+        "max_seconds": args.max_seconds,
         "stopped_by": stopped_by,
-        "best_epoch": best["epoch"],
         "epochs_run": len(curve),
-        "fit_s": curve[-1]["elapsed_s"],
-        "train_s_per_epoch_median": train_s[len(train_s) // 2],
-        "cpu_s_per_epoch_median": sorted(cpu_epoch)[len(cpu_epoch) // 2],
+        "best_epoch": best["epoch"] if best else None,
+        "best_valid_ndcg@10": best["valid_ndcg@10"] if best else None,
+        **(test or {}),
         "curve": curve,
-        "peak_rss_mb": _peak_rss_mb(),
         "threads": torch.get_num_threads(),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "load_avg_1m_start": load0,
         "load_avg_1m": os.getloadavg()[0],
     }
 
 
-def run_ours_beauty(args: argparse.Namespace) -> dict[str, Any]:
-    """Time full-ranking evaluation of every Beauty user by our SASRec (1 training epoch; the timing ignores weights)."""
-    import torch
-
-    from recforge.config import from_dict
-    from recforge.data.datasets import load_dataset
-    from recforge.data.split import leave_last_out
-    from recforge.evaluate.evaluator import evaluate
-    from recforge.registry import get_model
-
-    torch.set_num_threads(args.threads)
-    data = load_dataset("amazon-beauty").interactions
-    split = leave_last_out(data)
-    cls = get_model("sasrec")
-    cfg = from_dict(cls.config_class, {**OUR_CONFIG["sasrec"], "train": {"epochs": 1, "batch_size": 2048,
-                                                                        "threads": args.threads, "seed": 2020}})
-    # Fitted on a few rows only: the timing below scores every user from their full ad-hoc history (train), so
-    # it does not depend on the weights, and RecBole's side is timed with an untrained SASRec too.
-    model = cls(cfg).fit(split.train.with_rows(np.arange(2000)))
-    out: dict[str, Any] = {"library": "recforge", "task": "eval-beauty", "n_users": data.n_users,
-                           "n_items": data.n_items, "n_test_users": len(split.test)}
-    # RecBole's convention (no masking, no CIs) first, then our default report (seen items masked, bootstrap CIs).
-    for tag, kw in (("eval", {"exclude_seen": False, "n_boot": 0}), ("eval_default", {})):
-        t0, c0 = time.perf_counter(), time.process_time()
-        evaluate(model, split, metrics=("ndcg@10", "recall@10"), on="test", progress=False, **kw)
-        out[f"{tag}_s"], out[f"{tag}_cpu_s"] = time.perf_counter() - t0, time.process_time() - c0
-    out["peak_rss_mb"] = _peak_rss_mb()
-    out["threads"] = torch.get_num_threads()
-    out["load_avg_1m"] = os.getloadavg()[0]
-    return out
-
-
-# ---------------------------------------------------------------------------------------------- orchestration
-def _subprocess(cmd: list[str], timeout: float) -> dict[str, Any]:
-    """Run one measurement in its own process; its last stdout line is a JSON object."""
-    env = dict(os.environ, TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD="1", RECFORGE_NO_PROGRESS="1")
-    log.info("$ %s", " ".join(cmd))
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
-    if proc.returncode != 0:
-        log.error("failed (exit %d): %s", proc.returncode, proc.stderr[-3000:])
-        return {"error": proc.stderr[-3000:], "cmd": cmd}
-    res = json.loads(proc.stdout.strip().splitlines()[-1])
-    res["wall_s"] = time.perf_counter() - t0
-    return res
-
-
-def _ours_cmd(task: str, model: str, args: argparse.Namespace) -> list[str]:
-    cmd = [sys.executable, __file__, task, "--model", model, "--threads", str(args.threads),
-           "--batch-size", str(args.batch_size), "--lr", str(args.lr), "--epochs", str(args.epochs),
-           "--patience", str(args.patience), "--max-seconds", str(args.max_seconds),
-           "--max-cpu-seconds", str(args.max_cpu_seconds)]
-    if args.set:
-        cmd += ["--set", *args.set]
+# ---------------------------------------------------------------------------------------------- RecBole
+def recbole_cmd(args: argparse.Namespace) -> list[str]:
+    """The driver command of one RecBole run (its own venv, one thread)."""
+    cmd = [str(RECBOLE_PY), str(ROOT / "bench" / "recbole_driver.py"), "train", "--model", "SASRec",
+           "--dataset", "ml-100k" if args.dataset == "ml-100k" else "beauty", "--lr", f"{args.lr:g}",
+           "--epochs", str(args.epochs), "--max-seconds", f"{args.max_seconds:g}", "--threads", str(args.threads),
+           "--workdir", str(OUT_DIR / f"recbole-saved-{tag(args.dataset)}-lr{lr_tag(args.lr)}"),
+           "--partial", str(run_path("recbole", args.dataset, args.lr))]
+    if args.dataset == "amazon-beauty":
+        write_beauty_atomic(OUT_DIR / "recbole-data")
+        cmd += ["--data-path", str(OUT_DIR / "recbole-data")]
     return cmd
 
 
-def _recbole_summary(rb: dict[str, Any] | None, ref: dict[str, Any]) -> dict[str, Any]:
-    """RecBole's time to its issue-7 quality: its reference epochs at the s/epoch (train + valid) measured now."""
-    if not rb or "error" in rb or not rb.get("epochs"):
-        return {"s_epoch": ref["s_epoch"], "time_to_quality_s": ref["budget_s"], "rss_mb": ref["rss_mb"],
-                "ndcg": None, "recall": None, "epochs": None, "measured": False}
-    per_epoch = sorted(e["train_s"] + e.get("valid_s", 0.0) for e in rb["epochs"])
-    med = per_epoch[len(per_epoch) // 2]
-    cpu = sorted(e["train_cpu_s"] + e.get("valid_cpu_s", 0.0) for e in rb["epochs"])
-    return {"s_epoch": rb["train_s_per_epoch_median"], "time_to_quality_s": med * ref["epochs"],
-            "cpu_to_quality_s": cpu[len(cpu) // 2] * ref["epochs"],
-            "cpu_epoch": sorted(e["train_cpu_s"] for e in rb["epochs"])[len(cpu) // 2],
-            "rss_mb": rb["peak_rss_mb"], "ndcg": rb["test_ndcg@10"], "recall": rb["test_recall@10"],
-            "epochs": len(rb["epochs"]), "measured": True,
-            "batches": f"{rb['epochs'][0]['batches_run']}/{rb['epochs'][0]['batches_per_epoch']}"}
-
-
-def _cpu(x: float | None) -> str:
-    return "" if x is None else f" / {x:.0f} CPU-s"
-
-
-def _fmt(x: float | None, spec: str) -> str:
-    return "—" if x is None else format(x, spec)
-
-
-def table(results: dict[str, Any]) -> str:
-    """The markdown table of docs/benchmarks.md. Times are CPU seconds (all threads of the process): on a machine
-    shared with other jobs a process's share of the cores varies several-fold, so wall seconds are in the JSON only.
-    RecBole's budget is its CPU time to its issue-7 quality (its epochs there x its CPU-s per epoch measured here)."""
-    lines = [
-        "| model | RecBole CPU-s/epoch (timed) | RecBole CPU-s to its issue-7 NDCG@10 | ours CPU-s/epoch | "
-        "ours CPU-s to that NDCG@10 (ratio) | ours NDCG@10 / Recall@10 within RecBole's CPU budget | ours best-valid "
-        "epoch NDCG@10 / Recall@10 (masked) | ours epochs (best/run, stop) | peak RSS RecBole / ours (ratio) | load 1m |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for name, r in results["models"].items():
-        ours = r.get("ours", {"error": "not run"})
-        if "error" in ours:
-            lines.append(f"| {name} | not measured: see the JSON | | | | | | | | |")
-            continue
-        rb = r.get("recbole_summary")
-        conv, ctt = ours["converged"], ours.get("cpu_to_target_s")
-        if rb and rb.get("cpu_to_quality_s"):
-            budget = rb["cpu_to_quality_s"]
-            ratio = f" (1/{budget / ctt:.0f})" if ctt else ""
-            rb_cells = (f"{rb['cpu_epoch']:.0f} (1 epoch x {rb['batches']} batches) | {budget:.0f} "
-                        f"({RECBOLE_REF[name]['epochs']} epochs -> {RECBOLE_REF[name]['ndcg']})")
-            target = f"{_fmt(ctt, '.0f')}{ratio}" if ctt else f"not reached ({RECBOLE_REF[name]['ndcg']})"
-            mem = f"{rb['rss_mb']:.0f} / {ours['peak_rss_mb']:.0f} MB (1/{rb['rss_mb'] / ours['peak_rss_mb']:.1f})"
-        else:
-            budget = None
-            ref = f"ItemKNN {ITEMKNN_NDCG}" if name not in RECBOLE_REF else f"{RECBOLE_REF[name]['ndcg']}"
-            rb_cells = "— | —"
-            target = f"{_fmt(ctt, '.0f')}" if ctt else f"not reached ({ref})"
-            mem = f"— / {ours['peak_rss_mb']:.0f} MB"
-        within = [c for c in ours["curve"] if budget is None or c["elapsed_cpu_s"] <= budget]
-        ib = max(within, key=lambda c: c["valid_ndcg@10"] or 0.0) if within and budget else None
-        ib_cell = f"{ib['ndcg@10']:.4f} / {ib['recall@10']:.4f}" if ib else "—"
-        lines.append(
-            f"| {name} | {rb_cells} | {_fmt(ours.get('cpu_s_per_epoch_median'), '.1f')} | {target} | {ib_cell} | "
-            f"{conv['ndcg@10']:.4f} / {conv['recall@10']:.4f} ({conv['masked_ndcg@10']:.4f} / "
-            f"{conv['masked_recall@10']:.4f}) | {ours['best_epoch']}/{ours['epochs_run']}, {ours.get('stopped_by')} | "
-            f"{mem} | {ours['load_avg_1m']:.0f} |")
-    b = results.get("beauty")
-    if b:
-        rbb, ob = b.get("recbole", {}), b.get("ours", {})
-        if "eval_s" in rbb and "eval_s" in ob:
-            lines += ["", "| Beauty full-ranking eval, all test users | RecBole 1.2.1 | ours (unmasked, no CIs) | "
-                      "speed-up | ours default (masked + bootstrap CIs) | peak RSS RecBole / ours |",
-                      "|---|---|---|---|---|---|",
-                      f"| SASRec, {ob['n_test_users']:,} users x {ob['n_items']:,} items | {rbb['eval_s']:.1f} s"
-                      f"{_cpu(rbb.get('eval_cpu_s'))} | {ob['eval_s']:.2f} s{_cpu(ob.get('eval_cpu_s'))} | "
-                      f"{rbb['eval_s'] / ob['eval_s']:.1f}x wall"
-                      + (f", {rbb['eval_cpu_s'] / ob['eval_cpu_s']:.1f}x CPU" if 'eval_cpu_s' in rbb else "")
-                      + f" | {ob['eval_default_s']:.2f} s | "
-                      f"{rbb['peak_rss_mb']:.0f} / {ob['peak_rss_mb']:.0f} MB |"]
-    return "\n".join(lines)
-
-
-def orchestrate(args: argparse.Namespace) -> None:
-    from concurrent.futures import ThreadPoolExecutor, as_completed
-
-    results: dict[str, Any] = {"started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
-                               "argv": sys.argv[1:], "cpu_count": os.cpu_count(), "models": {}}
-    run_recbole = args.recbole_epochs > 0
-    if run_recbole and not RECBOLE_PY.is_file():
+def run_recbole(args: argparse.Namespace) -> dict[str, Any]:
+    """Run the driver; its last stdout line is the result (also written where ``run_path`` says)."""
+    if not RECBOLE_PY.is_file():
         raise SystemExit(f"{RECBOLE_PY} missing: set up RecBole as {PEERS_DIR / 'README.md'} says")
-    reused = json.loads(args.reuse.read_text(encoding="utf-8"))["models"] if args.reuse else {}
-    driver = [str(RECBOLE_PY), str(ROOT / "bench" / "recbole_driver.py")]
-    # Jobs in order peer, ours, peer, ours, ... (alternating libraries spreads the machine's load drift).
-    jobs: list[tuple[str, str, list[str]]] = []
-    for name in [] if args.only_beauty else args.models:
-        results["models"][name] = {}
-        old = reused.get(name, {}).get("recbole")
-        if old and "error" not in old:
-            results["models"][name]["recbole"] = old
-        elif run_recbole and name in RECBOLE_REF and name in args.recbole_models:
-            jobs.append((name, "recbole", driver + ["train", "--model", RECBOLE_NAME[name], "--epochs",
-                                                     str(args.recbole_epochs), "--max-batches",
-                                                     str(args.recbole_max_batches), "--threads", str(args.threads),
-                                                     "--workdir", str(OUT_DIR / f"recbole-saved-{name}")]))
-        jobs.append((name, "ours", _ours_cmd("ours", name, args) + ["--partial", str(OUT_DIR / f"ours-{name}.json")]))
-    if not args.skip_beauty:
-        results["beauty"] = {}
-        if run_recbole:
-            write_beauty_atomic(OUT_DIR / "recbole-data")
-            jobs.append(("beauty", "recbole", driver + ["evalbeauty", "--threads", str(args.threads), "--data-path",
-                                                        str(OUT_DIR / "recbole-data"), "--workdir",
-                                                        str(OUT_DIR / "recbole-saved-beauty")]))
-        jobs.append(("beauty", "ours", _ours_cmd("ours-beauty", "sasrec", args)))
-    with ThreadPoolExecutor(max_workers=args.parallel) as pool:
-        futures = {pool.submit(_subprocess, cmd, args.timeout): (name, lib) for name, lib, cmd in jobs}
-        for fut in as_completed(futures):
-            name, lib = futures[fut]
-            res = fut.result()
-            (results["beauty"] if name == "beauty" else results["models"][name])[lib] = res
-            log.info("%s / %s done: %s", name, lib, json.dumps({k: v for k, v in res.items() if k != "curve"}))
-            _save(results, args.out)
-    for name, row in results["models"].items():
-        if name in RECBOLE_REF:
-            row["recbole_summary"] = _recbole_summary(row.get("recbole"), RECBOLE_REF[name])
-    results["table"] = table(results)
-    _save(results, args.out)
-    log.info("\n%s", results["table"])
+    load0 = os.getloadavg()[0]
+    env = os.environ | {"OMP_NUM_THREADS": str(args.threads), "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"}
+    proc = subprocess.run(recbole_cmd(args), capture_output=True, text=True, env=env, check=False)
+    if proc.returncode != 0:
+        raise SystemExit(f"RecBole run failed ({proc.returncode}): {proc.stderr[-2000:]}")
+    out = json.loads(proc.stdout.strip().splitlines()[-1]) | {"load_avg_1m_start": load0}
+    _save(out, run_path("recbole", args.dataset, args.lr))
+    return out
 
 
-def collect(out: Path) -> None:
-    """Fill runs still in progress (or killed) from their per-epoch files under bench/out, then re-render the table."""
-    results = json.loads(out.read_text(encoding="utf-8"))
-    for name, row in results["models"].items():
-        partial = OUT_DIR / f"ours-{name}.json"
-        if ("ours" not in row or "error" in row["ours"]) and partial.is_file():
-            row["ours"] = json.loads(partial.read_text(encoding="utf-8"))
-        if name in RECBOLE_REF:
-            row["recbole_summary"] = _recbole_summary(row.get("recbole"), RECBOLE_REF[name])
-    results["table"] = table(results)
-    _save(results, out)
-    sys.stdout.write(results["table"] + "\n")
+# ---------------------------------------------------------------------------------------------- report
+def time_to(curve: list[dict[str, Any]], target: float) -> dict[str, Any] | None:
+    """The first epoch of ``curve`` whose validation NDCG@10 reaches ``target`` (None: never)."""
+    return next((c for c in curve if c["valid_ndcg@10"] >= target), None)
 
 
-def _save(results: dict[str, Any], out: Path | None) -> None:
-    if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(results, indent=1), encoding="utf-8")
+def compare(ours: dict[str, Any], rb: dict[str, Any]) -> dict[str, Any]:
+    """Time-to-quality both ways, from the two runs' own curves only.
+
+    ``ours_to_recbole_best``: our first epoch reaching RecBole's best validation NDCG@10, against RecBole's time to
+    that best; ``recbole_to_ours_best``: RecBole's first epoch reaching our best (None = never within its run),
+    against our time to our best. Ratios are the other side's time over this side's (> 1: this side is faster).
+    """
+    out: dict[str, Any] = {}
+    for name, me, other in (("ours_to_recbole_best", ours, rb), ("recbole_to_ours_best", rb, ours)):
+        target = max(c["valid_ndcg@10"] for c in other["curve"])
+        other_hit = time_to(other["curve"], target)
+        hit = time_to(me["curve"], target)
+        row = {"target_valid_ndcg@10": target, "epoch": hit["epoch"] if hit else None,
+               "wall_s": hit["elapsed_s"] if hit else None, "cpu_s": hit["elapsed_cpu_s"] if hit else None,
+               "other_epoch": other_hit["epoch"], "other_wall_s": other_hit["elapsed_s"],
+               "other_cpu_s": other_hit["elapsed_cpu_s"]}
+        if hit:
+            row["speedup_wall"] = other_hit["elapsed_s"] / hit["elapsed_s"]
+            row["speedup_cpu"] = other_hit["elapsed_cpu_s"] / hit["elapsed_cpu_s"]
+        out[name] = row
+    return out
+
+
+def _fmt_s(x: float | None) -> str:
+    return "never" if x is None else f"{x:,.0f}" if x >= 100 else f"{x:.1f}"
+
+
+def table(dataset: str, ours: dict[str, Any], rb: dict[str, Any], cmp: dict[str, Any]) -> str:
+    """The markdown tables of the study page: one row per library, then time-to-quality both ways."""
+    rows = ["| library | lr | epochs (best / run) | stopped by | best valid NDCG@10 | time to best, wall / CPU s | "
+            "test NDCG@10 / Recall@10 (best-valid weights) | peak RSS | load 1m start / end |",
+            "|---|---|---|---|---|---|---|---|---|"]
+    for name, r in (("RecBole 1.2.1", rb), ("recforge", ours)):
+        b = time_to(r["curve"], r["best_valid_ndcg@10"])
+        rows.append(f"| {name} | {r['lr']:g} | {r['best_epoch']} / {r['epochs_run']} | {r['stopped_by']} | "
+                    f"{r['best_valid_ndcg@10']:.4f} | {_fmt_s(b['elapsed_s'])} / {_fmt_s(b['elapsed_cpu_s'])} | "
+                    f"{r['test_ndcg@10']:.4f} / {r['test_recall@10']:.4f} | {r['peak_rss_mb']:,.0f} MB | "
+                    f"{r.get('load_avg_1m_start', float('nan')):.1f} / {r['load_avg_1m']:.1f} |")
+    rows += ["", "| time to quality | target (valid NDCG@10) | reached at epoch | wall / CPU s | "
+             "the other side's time to it, wall / CPU s | ratio wall / CPU |", "|---|---|---|---|---|---|"]
+    for label, key in (("recforge to RecBole's best", "ours_to_recbole_best"),
+                       ("RecBole to recforge's best", "recbole_to_ours_best")):
+        c = cmp[key]
+        ratio = (f"{c['speedup_wall']:.1f}x / {c['speedup_cpu']:.1f}x faster" if c["epoch"] else
+                 "never (within its run)")
+        rows.append(f"| {label} | {c['target_valid_ndcg@10']:.4f} | {c['epoch'] or 'never'} | "
+                    f"{_fmt_s(c['wall_s'])} / {_fmt_s(c['cpu_s'])} | {_fmt_s(c['other_wall_s'])} / "
+                    f"{_fmt_s(c['other_cpu_s'])} | {ratio} |")
+    return "\n".join(rows)
+
+
+def plot(dataset: str, ours: dict[str, Any], rb: dict[str, Any], paths: list[Path]) -> None:
+    """Validation NDCG@10 per epoch against wall-clock (left) and process CPU seconds (right), both libraries."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    for ax, key, label in ((axes[0], "elapsed_s", "wall-clock seconds since training began"),
+                           (axes[1], "elapsed_cpu_s", "process CPU seconds since training began")):
+        for r, name, color in ((rb, "RecBole 1.2.1", "tab:red"), (ours, "recforge", "tab:blue")):
+            x = [c[key] for c in r["curve"]]
+            y = [c["valid_ndcg@10"] for c in r["curve"]]
+            ax.plot(x, y, marker=".", color=color, label=f"{name} (lr {r['lr']:g}; {r['stopped_by']})")
+            b = max(r["curve"], key=lambda c: c["valid_ndcg@10"])
+            ax.plot([b[key]], [b["valid_ndcg@10"]], marker="*", markersize=13, color=color, linestyle="none")
+            ax.axhline(b["valid_ndcg@10"], color=color, linewidth=0.6, linestyle=":")
+        ax.set_xscale("log")
+        ax.set_xlabel(label + " (log)")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("validation NDCG@10 (full ranking, unmasked)")
+    axes[0].legend(fontsize=8, loc="lower right")
+    fig.suptitle(f"SASRec on {dataset}, 1 thread each: learning curves (star = best, kept for test)")
+    fig.tight_layout()
+    for p in paths:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(p, dpi=110)
+    plt.close(fig)
+
+
+def report(args: argparse.Namespace) -> dict[str, Any]:
+    """Combine the two runs of each lr of the grid; each side keeps its best-validation lr. Writes the results JSON,
+    the plot (bench/results/ and docs/img/) and prints the tables."""
+    runs = {side: [json.loads(run_path(side, args.dataset, lr).read_text(encoding="utf-8")) for lr in args.lr_grid]
+            for side in ("ours", "recbole")}
+    for side, rs in runs.items():
+        for r in rs:
+            if "test_ndcg@10" not in r:
+                raise SystemExit(f"{side} lr {r['lr']:g} on {args.dataset} has not finished (no test figures yet)")
+    ours = max(runs["ours"], key=lambda r: r["best_valid_ndcg@10"])
+    rb = max(runs["recbole"], key=lambda r: r["best_valid_ndcg@10"])
+    cmp = compare(ours, rb)
+    name = f"recbole-side-by-side-{tag(args.dataset)}"
+    text = table(args.dataset, ours, rb, cmp)
+    plot(args.dataset, ours, rb, [RESULTS_DIR / f"{name}.png", IMG_DIR / f"{name}.png"])
+    results = {"dataset": args.dataset, "lr_grid": args.lr_grid, "chosen": {"ours": ours["lr"], "recbole": rb["lr"]},
+               "compare": cmp, "table": text, "runs": runs}
+    _save(results, RESULTS_DIR / f"{name}.json")
+    sys.stdout.write(text + "\n")
+    return results
+
+
+def _save(obj: dict[str, Any], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(obj, indent=1), encoding="utf-8")
+    tmp.replace(path)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("task", nargs="?", default="all", choices=["all", "ours", "ours-beauty", "table", "collect"])
-    p.add_argument("--model", default="sasrec", help="ours / ours-beauty: the model to train")
-    p.add_argument("--models", nargs="+", default=["sasrec", "bert4rec", "gru4rec", "hstu"])
-    p.add_argument("--recbole-epochs", type=int, default=1, help="cap on RecBole's epochs; 0 = use the issue figures")
-    p.add_argument("--recbole-models", nargs="+", default=["sasrec", "bert4rec", "gru4rec"],
-                   help="models RecBole is run for (the others use the issue's RecBole figures)")
-    p.add_argument("--skip-beauty", action="store_true")
-    p.add_argument("--only-beauty", action="store_true")
-    p.add_argument("--epochs", type=int, default=200, help="our epoch cap (early stopping on valid NDCG@10)")
-    p.add_argument("--patience", type=int, default=10)
-    p.add_argument("--batch-size", type=int, default=2048)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--max-seconds", type=float, default=0.0, help="ours: stop after the epoch passing this time")
-    p.add_argument("--max-cpu-seconds", type=float, default=0.0,
-                   help="ours: stop after the epoch passing this many CPU seconds (all threads)")
-    p.add_argument("--parallel", type=int, default=1,
-                   help="measurements run at once (>1 on a busy shared machine; compare CPU seconds then)")
-    p.add_argument("--partial", type=Path, default=None, help="ours: rewrite this JSON after every epoch")
-    p.add_argument("--reuse", type=Path, default=None, help="results JSON whose successful RecBole runs are kept")
-    p.add_argument("--recbole-max-batches", type=int, default=0,
-                   help="cap RecBole's epochs at this many batches (s/epoch extrapolated); 0 = full epochs")
-    p.add_argument("--budget-s", type=float, default=0.0, help="RecBole's time budget (default: the issue's)")
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--set", nargs="*", default=[], help="overrides for our models, e.g. dropout=0.3 sliding=true")
-    p.add_argument("--timeout", type=float, default=1800)
-    p.add_argument("--out", type=Path, default=None, help="results JSON (task all), or the JSON to render (table)")
+    p.add_argument("task", choices=["ours", "recbole", "report"])
+    p.add_argument("--dataset", choices=DATASETS, default="ml-100k")
+    p.add_argument("--lr", type=float, default=1e-3, help="ours / recbole: the learning rate of this run")
+    p.add_argument("--lr-grid", type=float, nargs="+", default=[1e-3],
+                   help="report: the grid both sides ran (each side keeps its best-validation lr)")
+    p.add_argument("--epochs", type=int, default=MAX_EPOCHS, help="epoch cap (RecBole's default)")
+    p.add_argument("--batch-size", type=int, default=64,
+                   help="ours: windows of 51 items per step (~3,200 targets; RecBole's 2,048 prefixes give 2,048)")
+    p.add_argument("--max-seconds", type=float, default=0.0,
+                   help="wall-clock cap: stop once the next epoch would end past it (0 = none)")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--set", nargs="*", default=[], help="ours: config overrides, e.g. dropout=0.5")
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     if args.task == "ours":
-        sys.stdout.write("\n" + json.dumps(run_ours(args)) + "\n")
-    elif args.task == "ours-beauty":
-        sys.stdout.write("\n" + json.dumps(run_ours_beauty(args)) + "\n")
-    elif args.task == "table":
-        sys.stdout.write(table(json.loads(args.out.read_text(encoding="utf-8"))) + "\n")
-    elif args.task == "collect":
-        collect(args.out)
+        out = run_ours(args)
+    elif args.task == "recbole":
+        out = run_recbole(args)
     else:
-        orchestrate(args)
+        report(args)
+        return
+    log.info("%s", json.dumps({k: v for k, v in out.items() if k != "curve"}))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
-"""bench/recbole_side_by_side.py: the RecBole split becomes the identical recforge Split; the table renders."""
+"""bench/recbole_side_by_side.py: the RecBole split becomes the identical recforge Split; our side stops by RecBole's
+rule and keeps its best weights; time-to-quality is computed both ways from the two curves only."""
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import json
 import os
@@ -11,6 +13,7 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+
 
 def _bench():
     spec = importlib.util.spec_from_file_location("recbole_side_by_side", ROOT / "bench" / "recbole_side_by_side.py")
@@ -63,20 +66,106 @@ def test_recbole_ml100k_split_is_identical() -> None:
         assert dec_i(items[offsets[dense]:offsets[dense + 1]]) == raw[user]["train"]
 
 
-def test_table_reports_cpu_ratios_budget_and_missing_target() -> None:
+def _curve(points: list[tuple[float, float, float]]) -> list[dict[str, float]]:
+    return [{"epoch": i + 1, "elapsed_s": w, "elapsed_cpu_s": c, "valid_ndcg@10": v}
+            for i, (w, c, v) in enumerate(points)]
+
+
+def _run(lr: float, points: list[tuple[float, float, float]], test: float, stopped_by: str) -> dict:
+    curve = _curve(points)
+    best = max(curve, key=lambda c: c["valid_ndcg@10"])
+    return {"lr": lr, "curve": curve, "best_epoch": best["epoch"], "best_valid_ndcg@10": best["valid_ndcg@10"],
+            "epochs_run": len(curve), "stopped_by": stopped_by, "test_ndcg@10": test, "test_recall@10": 2 * test,
+            "peak_rss_mb": 400.0, "load_avg_1m_start": 1.0, "load_avg_1m": 2.0}
+
+
+# RecBole: slow, best 0.050 at epoch 3 (300 s wall / 600 CPU-s), capped. Ours: passes 0.050 at epoch 2 (20 s / 10
+# CPU-s), best 0.070 at epoch 4 (40 s / 20 CPU-s), which RecBole never reaches.
+RB = _run(1e-3, [(100, 200, 0.02), (200, 400, 0.04), (300, 600, 0.05), (400, 800, 0.049)], 0.045, "wall-clock cap")
+OURS = _run(1e-3, [(10, 5, 0.03), (20, 10, 0.051), (30, 15, 0.06), (40, 20, 0.07), (50, 25, 0.069)], 0.066,
+            "early stopping")
+
+
+def test_compare_times_to_quality_both_ways_from_the_curves() -> None:
+    cmp = _bench().compare(OURS, RB)
+    ours_to_rb = cmp["ours_to_recbole_best"]
+    assert ours_to_rb["target_valid_ndcg@10"] == 0.05
+    assert (ours_to_rb["epoch"], ours_to_rb["wall_s"], ours_to_rb["cpu_s"]) == (2, 20, 10)
+    assert (ours_to_rb["other_wall_s"], ours_to_rb["other_cpu_s"]) == (300, 600)
+    assert ours_to_rb["speedup_wall"] == pytest.approx(15.0)
+    assert ours_to_rb["speedup_cpu"] == pytest.approx(60.0)
+    rb_to_ours = cmp["recbole_to_ours_best"]
+    assert rb_to_ours["target_valid_ndcg@10"] == 0.07
+    assert rb_to_ours["epoch"] is None and "speedup_wall" not in rb_to_ours
+    assert (rb_to_ours["other_wall_s"], rb_to_ours["other_cpu_s"]) == (40, 20)
+
+
+def test_table_reports_never_and_ratios() -> None:
     bench = _bench()
-    curve = [{"epoch": e, "elapsed_cpu_s": 20.0 * e, "valid_ndcg@10": v, "ndcg@10": t, "recall@10": 2 * t}
-             for e, v, t in ((1, 0.02, 0.01), (2, 0.05, 0.045), (3, 0.06, 0.05))]
-    ours = {"cpu_to_target_s": 40.0, "curve": curve, "cpu_s_per_epoch_median": 20.0,
-            "converged": {"ndcg@10": 0.05, "recall@10": 0.1, "masked_ndcg@10": 0.07, "masked_recall@10": 0.12},
-            "best_epoch": 3, "epochs_run": 3, "stopped_by": "CPU time cap", "peak_rss_mb": 500.0, "load_avg_1m": 9.5}
-    rb = {"cpu_epoch": 400.0, "cpu_to_quality_s": 50.0, "rss_mb": 4400.0, "batches": "2/48"}
-    results = {"models": {"sasrec": {"ours": ours, "recbole_summary": rb},
-                          "hstu": {"ours": {**ours, "cpu_to_target_s": None}}}}
-    text = bench.table(results)
-    sasrec = next(line for line in text.splitlines() if line.startswith("| sasrec"))
-    assert "40 (1/1)" in sasrec  # 50 CPU-s / 40 CPU-s, rounded
-    assert "0.0450 / 0.0900" in sasrec  # epochs 1-2 fit the 50 CPU-s budget; epoch 2 has the better valid metric
-    assert "(1/8.8)" in sasrec  # 4400 MB / 500 MB
-    hstu = next(line for line in text.splitlines() if line.startswith("| hstu"))
-    assert "not reached (ItemKNN 0.0629)" in hstu
+    text = bench.table("ml-100k", OURS, RB, bench.compare(OURS, RB))
+    lines = text.splitlines()
+    rb_row = next(line for line in lines if line.startswith("| RecBole 1.2.1"))
+    assert "| 3 / 4 | wall-clock cap | 0.0500 | 300 / 600 | 0.0450 / 0.0900 |" in rb_row
+    ours_to = next(line for line in lines if line.startswith("| recforge to RecBole's best"))
+    assert "15.0x / 60.0x faster" in ours_to
+    rb_to = next(line for line in lines if line.startswith("| RecBole to recforge's best"))
+    assert "| never |" in rb_to and "never (within its run)" in rb_to
+
+
+def test_report_keeps_each_sides_best_lr_and_draws_the_plot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bench = _bench()
+    for name in ("OUT_DIR", "RESULTS_DIR", "IMG_DIR"):
+        monkeypatch.setattr(bench, name, tmp_path / name.lower())
+    worse = _run(2e-3, [(10, 5, 0.01), (20, 10, 0.02)], 0.01, "early stopping")
+    for side, runs in (("ours", (OURS, worse)), ("recbole", (RB, {**worse, "lr": 2e-3}))):
+        for run in runs:
+            path = bench.run_path(side, "ml-100k", run["lr"])
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(run), encoding="utf-8")
+    out = bench.report(argparse.Namespace(dataset="ml-100k", lr_grid=[1e-3, 2e-3]))
+    assert out["chosen"] == {"ours": 1e-3, "recbole": 1e-3}
+    png = tmp_path / "img_dir" / "recbole-side-by-side-ml100k.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    assert (tmp_path / "results_dir" / "recbole-side-by-side-ml100k.json").is_file()
+
+
+def test_report_refuses_an_unfinished_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bench = _bench()
+    monkeypatch.setattr(bench, "OUT_DIR", tmp_path)
+    unfinished = {k: v for k, v in OURS.items() if k != "test_ndcg@10"}
+    for side, run in (("ours", unfinished), ("recbole", RB)):
+        bench.run_path(side, "ml-100k", 1e-3).write_text(json.dumps(run), encoding="utf-8")
+    with pytest.raises(SystemExit, match="has not finished"):
+        bench.report(argparse.Namespace(dataset="ml-100k", lr_grid=[1e-3]))
+
+
+def test_ours_stops_by_recboles_rule_and_tests_the_best_weights(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A planted successor rule (item i is followed by i + 1): validation NDCG climbs; training stops PATIENCE
+    epochs after the best one, and the test figures are those of the restored best weights."""
+    from recforge.data.interactions import Interactions
+    from recforge.data.split import Split
+
+    bench = _bench()
+    n_users, n_items, length = 60, 30, 10
+    users = np.repeat(np.arange(n_users), length)
+    items = (users + np.tile(np.arange(length), n_users)) % n_items + 1
+    pos = np.tile(np.arange(length), n_users)
+    data = Interactions.from_arrays(users, items, time=pos)
+    split = Split(train=data.with_rows(pos < length - 2), valid=data.with_rows(pos == length - 2),
+                  test=data.with_rows(pos == length - 1))
+    monkeypatch.setattr(bench, "load_split", lambda: split)
+    monkeypatch.setattr(bench, "OUT_DIR", tmp_path)
+    monkeypatch.setattr(bench, "PATIENCE", 2)
+    monkeypatch.setattr(bench, "OUR_CONFIG", {"dim": 16, "n_layers": 1, "n_heads": 1, "max_len": 10, "loss": "ce"})
+    args = argparse.Namespace(dataset="ml-100k", lr=2e-2, epochs=40, batch_size=16, threads=1, set=["dropout=0.0"],
+                              max_seconds=0.0)
+    out = bench.run_ours(args)
+    assert out["best_valid_ndcg@10"] > 0.5  # the rule is learnt (random ranking of 30 items: ~0.1)
+    # the rule saturates validation NDCG at 1.0 within a few epochs: no later epoch improves on it
+    assert out["stopped_by"] == "early stopping" and out["epochs_run"] == out["best_epoch"] + 2 < 40
+    assert out["test_ndcg@10"] > 0.5 and out["masked_test_ndcg@10"] >= out["test_ndcg@10"] - 1e-9
+    cpu = [c["elapsed_cpu_s"] for c in out["curve"]]
+    assert cpu == sorted(cpu) and out["peak_rss_mb"] > 0
+    assert json.loads(bench.run_path("ours", "ml-100k", 2e-2).read_text(encoding="utf-8"))["epochs_run"] == \
+        out["epochs_run"]
