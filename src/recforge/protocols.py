@@ -11,6 +11,7 @@ matrix has ``n_items + 1`` columns with column 0 at ``-inf``; histories are olde
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -57,6 +58,21 @@ class TopK(Protocol):
         """Dense user ids (U,) -> (items int64 (U, k), scores float32 (U, k)), best first; 0 pads a short row.
 
         ``exclude[u]`` lists dense item ids that must not appear in row u."""
+        ...
+
+
+@runtime_checkable
+class Steerable(Protocol):
+    """Generation conditioned on a stated preference (Mender-style steering): attribute values such as
+    ``genre=Comedy`` given at request time."""
+
+    def preference_values(self) -> list[str]:
+        """The values the model can be steered with ("group=value"); empty when it was trained without them."""
+        ...
+
+    def steer(self, preference: Sequence[str]) -> AbstractContextManager[None]:
+        """A context within which every score / top-k is conditioned on ``preference``; an unknown value is a
+        ConfigError."""
         ...
 
 

@@ -25,9 +25,11 @@ MODELS: dict[str, str] = {
     "bert4rec": "recforge.models.bert4rec:BERT4Rec",
     "hstu": "recforge.models.hstu:HSTU",
     "llm_rerank": "recforge.models.llm_rerank:LLMRerank",
+    "p5_lite": "recforge.models.p5_lite:P5Lite",
     "text_knn": "recforge.models.text_knn:TextKNN",
     "text_sasrec": "recforge.models.text_sasrec:TextSASRec",
     "tiger_decoder": "recforge.models.generative.tiger_decoder:TigerDecoder",
+    "tiger": "recforge.models.generative.tiger:Tiger",
 }
 
 SPLITTERS: dict[str, str] = {

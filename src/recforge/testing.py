@@ -9,7 +9,7 @@ recforge's suite runs them over every registry table (``tests/test_contracts.py`
 Each ``check_*`` raises :class:`ContractError` at the first broken promise and returns None otherwise. The recommender
 contract fits once on a small seeded log with planted structure (:func:`contract_split`) and then runs every check in
 :data:`RECOMMENDER_CHECKS`, plus the capability checks for each protocol of :mod:`recforge.protocols` the model
-implements (``HistoryScorer``, ``TimedHistoryScorer``, ``Embedder``, ``LogProb``, ``TopK``). A class may shrink its
+implements (``HistoryScorer``, ``TimedHistoryScorer``, ``Embedder``, ``LogProb``, ``TopK``, ``Steerable``). A class may shrink its
 test-time cost with a class attribute ``test_config``: a config instance, or a dict of overrides of the default config
 (see :func:`contract_config`).
 """
@@ -66,6 +66,7 @@ from recforge.protocols import (
     LogProb,
     Policy,
     Scorer,
+    Steerable,
     TextEmbedder,
     TimedHistoryScorer,
     TopK,
@@ -375,6 +376,22 @@ def check_topk(model: Recommender, split: Split) -> None:
         require(np.all(scores[:, -1] >= kth - 1e-4), f"{model.name}: topk left out a better item")
 
 
+def check_steerable(model: Recommender, split: Split) -> None:
+    """A Steerable: its preference values are "group=value" strings; an unknown value is a ConfigError; leaving the
+    steering context restores the unsteered scores."""
+    if not isinstance(model, Steerable):
+        return
+    values = model.preference_values()
+    require(all(isinstance(v, str) for v in values), f"{model.name}: preference values must be strings")
+    users = np.arange(1, 6)
+    before = model.score(users).clone()
+    _raises(ConfigError, lambda: model.steer(["no-such-group=no-such-value"]).__enter__(), "an unknown preference")
+    if values:
+        with model.steer(values[:1]):
+            model.score(users)
+    require(torch.equal(model.score(users), before), f"{model.name}: scores changed after the steering context")
+
+
 def check_beats_random(model: Recommender, split: Split) -> None:
     """On the planted log, the model's test NDCG@10 CI lies above the random recommender's (a clear win)."""
     if model.name == "random":
@@ -406,6 +423,7 @@ RECOMMENDER_CHECKS: dict[str, Callable[[Recommender, Split], None]] = {
     "embedder": check_embedder,
     "log_prob": check_log_prob,
     "topk": check_topk,
+    "steerable": check_steerable,
     "beats_random": check_beats_random,
 }
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help="the history's timestamps, one per item, in the training data's unit (used by HSTU)")
     p.add_argument("-k", type=int, default=10)
     p.add_argument("--include-seen", action="store_true", help="do not mask items the user already has")
+    p.add_argument("--prefer", nargs="+", metavar="GROUP=VALUE", default=None,
+                   help="steer a generative retriever trained with preference tokens (e.g. genre=Comedy)")
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="print JSON instead of a table")
     fmt.add_argument("--ids-only", action="store_true", help="print the item ids only, one per line (for scripts)")
@@ -155,25 +158,26 @@ def cmd_recommend(args: argparse.Namespace) -> int:
         raise ConfigError("--times needs --history (one timestamp per history item)")
     run = load_run(args.run)
     model = run.model
-    if args.history is not None:
-        known = [model.item_vocab.canonical(raw) for raw in args.history]
-        history = [raw if item is None else item for raw, item in zip(args.history, known)]
-        if all(item is None for item in known):  # as the server: an all-unknown history is an unknown user
-            recs, ignored = model.recommend([None], k=args.k, on_unknown="popular"), list(args.history)
+    with _steering(model, args.prefer):
+        if args.history is not None:
+            known = [model.item_vocab.canonical(raw) for raw in args.history]
+            history = [raw if item is None else item for raw, item in zip(args.history, known)]
+            if all(item is None for item in known):  # as the server: an all-unknown history is an unknown user
+                recs, ignored = model.recommend([None], k=args.k, on_unknown="popular"), list(args.history)
+            else:
+                recs, ignored = model.recommend_history(history, k=args.k, exclude_seen=not args.include_seen,
+                                                        times=args.times)
+            if recs.fallback[0]:
+                _err_console().print("[bold yellow]WARNING:[/] no history item is known to the model: the most popular "
+                                     "items (fallback)", highlight=False)
+            if ignored:
+                _err_console().print(f"[bold yellow]WARNING:[/] ignored {len(ignored)} unknown item(s): "
+                                     f"{', '.join(map(str, ignored))}", highlight=False)
+            title = f"top-{args.k} after a history of {len(history) - len(ignored)} item(s)"
         else:
-            recs, ignored = model.recommend_history(history, k=args.k, exclude_seen=not args.include_seen,
-                                                    times=args.times)
-        if recs.fallback[0]:
-            _err_console().print("[bold yellow]WARNING:[/] no history item is known to the model: the most popular "
-                                 "items (fallback)", highlight=False)
-        if ignored:
-            _err_console().print(f"[bold yellow]WARNING:[/] ignored {len(ignored)} unknown item(s): "
-                                 f"{', '.join(map(str, ignored))}", highlight=False)
-        title = f"top-{args.k} after a history of {len(history) - len(ignored)} item(s)"
-    else:
-        user = _lookup_user(model.user_vocab, args.user)
-        recs, ignored = model.recommend([user], k=args.k, exclude_seen=not args.include_seen), []
-        title = f"top-{args.k} for user {user}"
+            user = _lookup_user(model.user_vocab, args.user)
+            recs, ignored = model.recommend([user], k=args.k, exclude_seen=not args.include_seen), []
+            title = f"top-{args.k} for user {user}"
     items = list(recs.items[0])
     if args.ids_only:
         for item in items:
@@ -199,6 +203,18 @@ def cmd_recommend(args: argparse.Namespace) -> int:
         table.add_row(str(rank), str(item), *name, f"{score:.4f}")
     _console().print(table)
     return 0
+
+
+def _steering(model: Any, prefer: list[str] | None) -> contextlib.AbstractContextManager[None]:
+    """The model's steering context for ``--prefer`` values (a Steerable), else a no-op."""
+    from recforge.protocols import Steerable
+
+    if not prefer:
+        return contextlib.nullcontext()
+    if not isinstance(model, Steerable):
+        raise ConfigError(f"--prefer needs a model steered by preference tokens (tiger or tiger_decoder trained with "
+                          f"preference=<attribute group>); {model.name} is not")
+    return model.steer(prefer)
 
 
 def _titles(run: Any, items: list[Any]) -> list[str | None] | None:
