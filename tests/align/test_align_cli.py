@@ -52,6 +52,23 @@ def test_align_writes_a_normal_recommender_run(runs: dict[str, Path], method: st
     assert main(["recommend", str(out), "--user", "u1", "--json"]) == 0
 
 
+def test_align_ipa_with_a_constraint_writes_a_run_per_round(runs: dict[str, Path]) -> None:
+    out = runs["root"] / "aligned-ipa"
+    code = main(["align", str(runs["sasrec"]), "--method", "ipa", "--rounds", "2", "--candidates", "6",
+                 "--reward", str(runs["rm"]), "--constraint", "coverage@10>=sft", "--constraint", "novelty@10>=sft",
+                 "--lr", "1e-3", "--out", str(out)])
+    assert code == 0
+    run = load_run(out)
+    al = run.meta["alignment"]
+    assert al["method"] == "ipa" and [r["round"] for r in al["history"]] == [0, 1, 2]
+    assert {"reward@10", "kl", "valid", "coverage@10>=sft", "novelty@10>=sft"} <= set(al["history"][1])
+    assert set(al["constraints"]) == {"coverage@10>=sft", "novelty@10>=sft"}
+    kept = al["history"][al["best_round"]]
+    assert kept["feasible"] and kept["valid"] == max(r["valid"] for r in al["history"] if r["feasible"])
+    assert "reward@10" in run.metrics["test"]
+    assert main(["compare", str(runs["sasrec"]), str(out)]) == 0
+
+
 def test_align_from_a_pair_file(runs: dict[str, Path], tmp_path: Path) -> None:
     from recforge.data.preferences import build_pairs
     from recforge.experiments.runs import load_data, make_split
@@ -115,6 +132,12 @@ def test_bad_options(runs: dict[str, Path], capsys: pytest.CaptureFixture[str]) 
     assert "beta must be > 0" in _err(capsys)
     assert main(["align", run, "--method", "sdpo", "--negatives", "0"]) == 2
     assert "negatives (K) must be >= 1" in _err(capsys)
+    assert main(["align", run, "--constraint", "coverage@10>=sft"]) == 2
+    assert "--constraint needs --method ipa" in _err(capsys)
+    assert main(["align", run, "--method", "ipa"]) == 2
+    assert "needs --reward" in _err(capsys)
+    assert main(["align", run, "--method", "ipa", "--reward", str(runs["rm"]), "--constraint", "recall@10>=sft"]) == 2
+    assert "constraint metric must be one of" in _err(capsys)
     assert main(["align", str(runs["knn"])]) == 2
     err = _err(capsys)
     assert "has no log_prob" in err and "sasrec" in err
