@@ -26,6 +26,8 @@ MODELS: dict[str, str] = {
     "hstu": "recforge.models.hstu:HSTU",
     "llm_rerank": "recforge.models.llm_rerank:LLMRerank",
     "p5_lite": "recforge.models.p5_lite:P5Lite",
+    "bigrec": "recforge.models.bigrec:BIGRec",
+    "toolrec": "recforge.models.toolrec:ToolRec",
     "text_knn": "recforge.models.text_knn:TextKNN",
     "text_sasrec": "recforge.models.text_sasrec:TextSASRec",
     "tiger_decoder": "recforge.models.generative.tiger_decoder:TigerDecoder",
