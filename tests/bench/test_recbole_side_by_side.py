@@ -105,7 +105,7 @@ def test_table_reports_never_and_ratios() -> None:
     text = bench.table("ml-100k", OURS, RB, bench.compare(OURS, RB))
     lines = text.splitlines()
     rb_row = next(line for line in lines if line.startswith("| RecBole 1.2.1"))
-    assert "| 3 / 4 | wall-clock cap | 0.0500 | 300 / 600 | 0.0450 / 0.0900 |" in rb_row
+    assert "| 3 / 4 | wall-clock cap | 100 / 200 | 0.0500 | 300 / 600 | 0.0450 / 0.0900 |" in rb_row
     ours_to = next(line for line in lines if line.startswith("| recforge to RecBole's best"))
     assert "15.0x / 60.0x faster" in ours_to
     rb_to = next(line for line in lines if line.startswith("| RecBole to recforge's best"))
