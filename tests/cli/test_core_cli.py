@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import numpy as np
@@ -53,10 +54,26 @@ def test_train_writes_run_folder(ease_run, csv_log):
     assert cfg.split == {"name": "leave_last_out"} and cfg.data == {"name": str(csv_log)}
 
 
-def test_evaluate_reproduces_recorded_metrics(ease_run, capsys):
-    assert main(["evaluate", str(ease_run), "--metrics", "ndcg@10"]) == 0
-    recorded = json.loads((ease_run / "metrics.json").read_text())["test"]["ndcg@10"]["mean"]
-    assert f"{recorded:.4f}" in capsys.readouterr().out
+def test_evaluate_reproduces_recorded_metrics(ease_run, csv_log, capsys):
+    """evaluate ranks again: the recorded NDCG@10, and Hit@1 (never recorded) equal to an oracle computed here
+    from the planted log through another path (recommend_history on each user's first 11 events)."""
+    assert main(["evaluate", str(ease_run), "--metrics", "ndcg@10", "hit@1"]) == 0
+    means = re.findall(r"(?<![\d.])(\d\.\d{4})(?!\d)", capsys.readouterr().out)  # the CIs print 3 decimals
+    recorded = json.loads((ease_run / "metrics.json").read_text())["test"]
+    assert "hit@1" not in recorded
+    model = load_run(ease_run).model
+    events: dict[str, list[tuple[int, str]]] = {}
+    for line in csv_log.read_text().splitlines()[1:]:
+        user, item, _, t = line.split(",")
+        events.setdefault(user, []).append((int(t), item))
+    hits = []
+    for rows in events.values():
+        items = [item for _, item in sorted(rows)]  # the last is the test item, the one before it validation
+        recs, _ = model.recommend_history(items[:-1], k=1)
+        hits.append(items[-1] in recs.items[0])
+    assert means == [f"{recorded['ndcg@10']['mean']:.4f}", f"{np.mean(hits):.4f}"]
+    # planted groups: the target is one of the group's 4 unseen items, far above random (1 of 49), not always first
+    assert 0.2 < np.mean(hits) < 1.0
 
 
 def test_recommend_masks_seen(ease_run, capsys):
