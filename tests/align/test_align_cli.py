@@ -52,6 +52,18 @@ def test_align_writes_a_normal_recommender_run(runs: dict[str, Path], method: st
     assert main(["recommend", str(out), "--user", "u1", "--json"]) == 0
 
 
+def test_rm_bench_scores_a_run_on_the_split_suite(runs: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["rm", "bench", str(runs["rm"])]) == 0
+    table = capsys.readouterr().out
+    assert "heldout-random" in table and "explicit ratings" in table  # the log has no ratings: said, not hidden
+    res = json.loads((runs["rm"] / "bench.json").read_text())
+    assert {"heldout-random", "heldout-popular", "hard-negatives"} <= set(res)
+    test = json.loads((runs["rm"] / "metrics.json").read_text())["test_scaled"]
+    assert res["heldout-random"]["accuracy"] == pytest.approx(test["accuracy"])  # the same pairs as rm train's
+    # negatives a scorer ranks highly are harder than uniform ones
+    assert res["hard-negatives"]["accuracy"] < res["heldout-random"]["accuracy"]
+
+
 def test_align_ipa_with_a_constraint_writes_a_run_per_round(runs: dict[str, Path]) -> None:
     out = runs["root"] / "aligned-ipa"
     code = main(["align", str(runs["sasrec"]), "--method", "ipa", "--rounds", "2", "--candidates", "6",

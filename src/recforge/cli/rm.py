@@ -1,4 +1,4 @@
-"""``recforge rm``: reward models — train, evaluate, synth.
+"""``recforge rm``: reward models — train, evaluate, bench, synth.
 
 ``train`` writes a run folder (kind ``reward-model``)::
 
@@ -7,6 +7,9 @@
     run.json          provenance, split summary + hash, timings, temperature, training curve
     reliability.png   reliability diagram of the test pairs before and after temperature scaling
     artifact/         the reward model (table "reward_model"; recforge.align.reward.load_reward_model)
+
+``bench`` scores reward-model runs on the fixed suite of :mod:`recforge.align.bench` (one table; ``bench.json`` in
+each run folder), or trains the named reward models on the synthetic worlds and scores them (``--synthetic``).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from recforge.errors import ConfigError
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    """Register ``recforge rm train|evaluate|synth``."""
+    """Register ``recforge rm train|evaluate|bench|synth``."""
     rm = sub.add_parser("rm", help="reward models: train, evaluate, synthetic checks")
     rm_sub = rm.add_subparsers(dest="rm_command", metavar="RM_COMMAND")
     rm.set_defaults(func=lambda args: (rm.print_help(), 2)[1])
@@ -48,6 +51,17 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rejected", choices=("random", "popular"), default="random")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_evaluate)
+
+    p = rm_sub.add_parser("bench", help="score reward models on a fixed suite of preference test sets (one table)")
+    p.add_argument("runs", nargs="*", metavar="RUN", help="reward-model run folders (bench.json is written into each)")
+    p.add_argument("--synthetic", nargs="*", metavar="MODEL", default=None,
+                   help="train these registered reward models (default rm_bt rm_gpm) on the synthetic worlds and "
+                        "score them there")
+    p.add_argument("--epochs", type=int, default=None, help="--synthetic: epochs per world (default: the worlds')")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=None, help="also write the whole table as JSON to this file")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_bench)
 
     p = rm_sub.add_parser("synth", help="synthetic checks: cyclic (GPM vs BT) or sources (MORE vs uniform)")
     p.add_argument("world", choices=("cyclic", "sources"))
@@ -190,6 +204,62 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     else:
         _print_reports(f"{meta['name']}: {args.on} pairs ({args.rejected} negatives, T={model.temperature:.3f})",
                        {args.on: rep})
+    return 0
+
+
+def bench_runs(runs: list[str], seed: int = 0) -> dict[str, dict[str, Any]]:
+    """{run: {set: report dict, "_skipped": {set: reason}}} for reward-model run folders on the suite of their split
+    (hard negatives from ItemKNN fitted on the split's training part); writes ``bench.json`` into each run folder."""
+    from recforge.align.bench import score_suite, split_suite
+    from recforge.align.pairs import check_same_split
+    from recforge.config import load_toml
+    from recforge.models.itemknn import ItemKNN
+
+    out: dict[str, dict[str, Any]] = {}
+    suites: dict[tuple[str, int], Any] = {}
+    for run in runs:
+        model, _ = reward_run(run)
+        cfg = load_toml(Path(run) / "config.toml")
+        _, split = load_split(cfg["data"]["name"], cfg["split"]["name"], int(cfg.get("seed", 0)))
+        check_same_split(f"the reward model of {run}", model.split_hash, split)
+        key = (split.hash, int(model.config.max_len))
+        if key not in suites:
+            suites[key] = split_suite(split, ItemKNN().fit(split.train), max_history=key[1], seed=seed)
+        sets, skipped = suites[key]
+        res = {**score_suite(model, sets), "_skipped": skipped}
+        tmp = Path(run) / "bench.json.tmp"  # written whole, then renamed: a failed bench leaves no half file
+        tmp.write_text(json.dumps(res, indent=1), encoding="utf-8")
+        tmp.replace(Path(run) / "bench.json")
+        out[run] = res
+    return out
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from recforge.align.bench import SPLIT_SETS, SYNTHETIC_SETS, synthetic_bench
+
+    if not args.runs and args.synthetic is None:
+        raise ConfigError("give reward-model run folders and/or --synthetic [MODEL ...]")
+    res: dict[str, dict[str, Any]] = bench_runs(args.runs, args.seed) if args.runs else {}
+    if args.synthetic is not None:
+        res.update({f"{name} (synthetic)": rep for name, rep in synthetic_bench(
+            args.synthetic or ["rm_bt", "rm_gpm"], args.seed, args.epochs).items()})
+    if args.out:
+        Path(args.out).write_text(json.dumps(res, indent=1), encoding="utf-8")
+    if args.json:
+        _console().print_json(json.dumps(res))
+        return 0
+    table = Table(title="reward-model bench: accuracy / AUC / ECE (n comparisons)")
+    table.add_column("test set")
+    for name in res:
+        table.add_column(name, justify="right")
+    for set_name in (*SPLIT_SETS, *SYNTHETIC_SETS):
+        if not any(set_name in r or set_name in r.get("_skipped", {}) for r in res.values()):
+            continue
+        cells = [f"{r[set_name]['accuracy']:.3f} / {r[set_name]['auc']:.3f} / {r[set_name]['ece']:.3f} "
+                 f"({r[set_name]['n']})" if set_name in r else r.get("_skipped", {}).get(set_name, "-")
+                 for r in res.values()]
+        table.add_row(set_name, *cells)
+    _console().print(table)
     return 0
 
 
