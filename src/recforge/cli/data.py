@@ -1,4 +1,5 @@
-"""Data subcommands: ``recforge data info NAME|PATH``, ``recforge data get NAME``, ``recforge data list``."""
+"""Data subcommands: ``recforge data info NAME|PATH``, ``recforge data get NAME``, ``recforge data list``,
+``recforge data synth preferences WORLD``."""
 
 from __future__ import annotations
 
@@ -37,7 +38,68 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
     lst = dsub.add_parser("list", help="named datasets with their licences")
     lst.set_defaults(func=run_list)
+
+    synth = dsub.add_parser("synth", help="synthetic data with a known ground truth")
+    ssub = synth.add_subparsers(dest="synth_kind", metavar="KIND")
+    pref = ssub.add_parser("preferences", help="preference pairs of a synthetic world (a PreferencePairs parquet)")
+    pref.add_argument("world", choices=("cyclic", "sources", "utility"),
+                      help="cyclic: rock-paper-scissors; sources: annotator sources sharing one preference; utility: "
+                           "a planted item utility on a sequential log (known optimum: item i0)")
+    pref.add_argument("--out", required=True, help="the pair file to write (.parquet)")
+    pref.add_argument("--pairs", type=int, default=None,
+                      help="pairs (cyclic; default 3000), pairs per user (utility; default 4); sources: pairs of the "
+                           "first source (default 6000)")
+    pref.add_argument("--part", choices=("train", "valid", "shared"), default="train",
+                      help="sources: the mixed training or validation pairs, or pairs of the shared preference alone")
+    pref.add_argument("--log", default=None, help="utility: also write the interaction log (CSV user,item,time)")
+    pref.add_argument("--seed", type=int, default=0)
+    pref.set_defaults(func=run_synth_preferences)
+    synth.set_defaults(func=lambda args: (synth.print_help(), 2)[1])
     data.set_defaults(func=lambda args: (data.print_help(), 2)[1])
+
+
+def run_synth_preferences(args: argparse.Namespace) -> int:
+    """Write a synthetic world's preference pairs (external ids) and its ground truth (``<out>.truth.json``: the item
+    class, utility or shared utility by item id)."""
+    from pathlib import Path
+
+    import numpy as np
+
+    from recforge.align import synthetic
+    from recforge.data.split import leave_last_out
+
+    out = Path(args.out)
+    if out.suffix != ".parquet":
+        raise ConfigError(f"--out must be a .parquet file, got {args.out!r}")
+    if args.pairs is not None and args.pairs < 1:
+        raise ConfigError(f"--pairs must be >= 1, got {args.pairs}")
+    if args.log is not None and args.world != "utility":
+        raise ConfigError("--log is for the utility world (the others have no interaction log)")
+    if args.world == "cyclic":
+        pairs = synthetic.cyclic_pairs(args.pairs or 3000, seed=args.seed)
+        truth = {"item_class": pairs.meta["item_class"]}
+    elif args.world == "sources":
+        sizes = (args.pairs or 6000, 1000, 1000)
+        pairs = synthetic.multi_source_pairs(sizes=sizes, seed=args.seed)[args.part]
+        truth = {"shared_utility": pairs.meta["utility"]}
+    else:
+        data, utility = synthetic.planted_utility(seed=args.seed)
+        pairs = synthetic.utility_pairs(leave_last_out(data), utility, args.pairs or 4, seed=args.seed)
+        truth = {"utility": utility}
+        if args.log:
+            import polars as pl
+
+            pl.DataFrame({"user": data.user_vocab.decode(data.user), "item": data.item_vocab.decode(data.item),
+                          "time": data.time}).write_csv(args.log)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    pairs.to_parquet(out)
+    ids = pairs.item_vocab.decode(np.arange(1, len(pairs.item_vocab) + 1))
+    known = {name: {str(i): float(v) for i, v in zip(ids, np.asarray(values)[1:])} for name, values in truth.items()}
+    truth_file = out.with_suffix(".truth.json")
+    truth_file.write_text(json.dumps({"world": args.world, "seed": args.seed, **known}, indent=1), encoding="utf-8")
+    _console().print(f"{len(pairs)} {args.world} pairs (k={pairs.k}, sources {pairs.source_counts()}) -> {out}; "
+                     f"ground truth -> {truth_file}" + (f"; log -> {args.log}" if args.log else ""))
+    return 0
 
 
 def _console() -> Any:
