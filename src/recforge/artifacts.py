@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
 from dataclasses import dataclass
 from importlib import metadata
@@ -86,7 +87,10 @@ def save_artifact(
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     weights = {k: _as_tensor(v) for k, v in tensors.items()}
-    save_file(weights, str(path / WEIGHTS_FILE))
+    # Written beside and renamed over the old file: a process that maps the old weights (load_artifact(mmap=True))
+    # keeps reading the old inode instead of pages truncated under it.
+    save_file(weights, str(path / (WEIGHTS_FILE + ".tmp")))
+    os.replace(path / (WEIGHTS_FILE + ".tmp"), path / WEIGHTS_FILE)
     meta = {
         "format": FORMAT,
         "table": table,
@@ -100,8 +104,15 @@ def save_artifact(
     return path
 
 
-def load_artifact(path: str | Path, table: str | None = None) -> Artifact:
+def load_artifact(path: str | Path, table: str | None = None, *, mmap: bool = False) -> Artifact:
     """Read and verify an artifact; ``table`` (when given) must match the one it was saved from.
+
+    ``mmap=False`` copies the tensors into torch's own (aligned) memory. ``mmap=True`` leaves them as copy-on-write
+    views of the weights file's private mapping: every process that maps the same file shares its pages through the
+    page cache (N serving workers hold one copy of the weights), and a write to a tensor stays private to the
+    process. The views sit at the file's offsets (element-aligned, not 64-byte aligned), so BLAS results may differ
+    from the copied load in the last bits. The file must be replaced by rename, never rewritten in place, while a
+    process maps it (:func:`save_artifact` does so).
 
     Raises ArtifactError (a DataError: one line naming the path, exit 1) for a missing, corrupt, tampered or
     mismatched artifact.
@@ -131,7 +142,9 @@ def load_artifact(path: str | Path, table: str | None = None) -> Artifact:
         # offset the header leaves. BLAS kernels take other code paths on misaligned data (a loaded model's ALS
         # fold-in differed from the saved model's in the last bits), and a serving process would otherwise fault
         # pages in request by request (resident memory creeping up over a soak).
-        tensors = {k: t.clone() for k, t in load_file(str(path / WEIGHTS_FILE)).items()}
+        tensors = load_file(str(path / WEIGHTS_FILE))
+        if not mmap:
+            tensors = {k: t.clone() for k, t in tensors.items()}
     except Exception as exc:  # safetensors raises its own error types for truncated or garbled files
         raise ArtifactError(f"corrupt artifact weights in {path}: {exc}") from None
     return Artifact(path=path, meta=meta, tensors=tensors)

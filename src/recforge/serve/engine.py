@@ -45,9 +45,23 @@ def resolve_artifact_dir(path: str | Path) -> Path:
 
 def load_served_model(path: str | Path) -> tuple[Recommender, str]:
     """Load a model for serving from a run folder or an artifact directory -> (model, version), where the version
-    is the artifact's (``name-<first 12 hex digits of the weights' sha256>``). Any failure is one DataError line."""
-    art = load_artifact(resolve_artifact_dir(path), table="model")
+    is the artifact's (``name-<first 12 hex digits of the weights' sha256>``). Any failure is one DataError line.
+
+    The weights are memory-mapped (``load_artifact(mmap=True)``): the worker processes of one server, and any other
+    process serving the same file, share one copy of them in the page cache. Tensors a model keeps as loaded (EASE's
+    item-item matrix, ALS and BPR factors, the seen-item matrix) stay shared; a model that copies them into
+    parameters of its own (the sequential nets' ``load_state_dict``) holds a private copy of those. Every page is
+    touched once here, so requests do not pay the page faults."""
+    art = load_artifact(resolve_artifact_dir(path), table="model", mmap=True)
+    for tensor in art.tensors.values():
+        _fault_in(tensor)
     return model_from_artifact(art), art.version
+
+
+def _fault_in(tensor: torch.Tensor) -> None:
+    """Read one byte of every 4 KiB page of ``tensor`` (maps the shared page-cache pages into this process)."""
+    if tensor.numel():
+        int(tensor.reshape(-1).view(torch.uint8)[::4096].sum())
 
 
 def lookup(vocab: Vocab, external: Any) -> int:
@@ -110,7 +124,7 @@ class ModelHandle:
     def _warm_up(self) -> None:
         """Score once so the first real request does not pay for lazy initialisation; fails early on broken models.
 
-        (The weights themselves are already resident: ``load_artifact`` copies them out of the safetensors mapping.)"""
+        (The weights' pages are already mapped: :func:`load_served_model` touches each one.)"""
         try:
             if self.model.n_users:
                 self.model.recommend([self.model.user_vocab.ids[0]], k=1)
