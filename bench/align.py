@@ -12,6 +12,10 @@
     RECFORGE_DATA_DIR=../shared/data .venv/bin/python bench/align.py dpo --data ml-100k --betas 0.05 0.1 0.5 1 \
         --out bench/results/align_dpo_ml-100k.json
 
+    # IPA (2 rounds) unconstrained and under coverage@10>=sft, on the same SASRec and reward model as `dpo`
+    RECFORGE_DATA_DIR=../shared/data .venv/bin/python bench/align.py ipa --data ml-100k --lr 1e-4 \
+        --out bench/results/align_ipa_ml-100k.json
+
 Every record carries the load average (1 min) at its start and end: the machine is shared.
 """
 
@@ -98,16 +102,16 @@ def reward_models(data: str, epochs: int, out_dir: Path, seed: int) -> dict[str,
 
 
 def dpo(data: str, betas: list[float], rm_epochs: int, lr: float, positions: str, epochs: int, out_dir: Path,
-        seed: int) -> dict[str, Any]:
+        seed: int, model: str = "sasrec", budget_s: int = 600) -> dict[str, Any]:
     from recforge.cli.align import align_run
     from recforge.cli.rm import train_reward_run
     from recforge.experiments.runs import load_run, resolve_config, train_run
 
     l0 = _load()
     t0 = time.perf_counter()
-    cfg = resolve_config("sasrec", data, seed=seed, overrides=[
-        "model.train.epochs=40", "model.train.patience=3", "model.train.threads=1", "model.train.budget_s=600"])
-    sas_dir = out_dir / f"sasrec-{data}-s{seed}"
+    cfg = resolve_config(model, data, seed=seed, overrides=[
+        "model.train.epochs=40", "model.train.patience=3", "model.train.threads=1", f"model.train.budget_s={budget_s}"])
+    sas_dir = out_dir / f"{model}-{data}-s{seed}"
     sas = load_run(sas_dir) if (sas_dir / "run.json").is_file() else train_run(cfg, out=sas_dir, progress=False)
     sas_s = time.perf_counter() - t0
     curves = json.loads((sas.path / "curves.json").read_text()) if (sas.path / "curves.json").is_file() else {}
@@ -122,7 +126,7 @@ def dpo(data: str, betas: list[float], rm_epochs: int, lr: float, positions: str
     for method, beta, k in settings:
         t1, l1 = time.perf_counter(), _load()
         out = align_run(str(sas.path), method, "model-hard", k, positions, beta, epochs, lr, 256, str(rm), seed,
-                        str(out_dir / f"sasrec-{data}-{method}-b{beta}-k{k}-s{seed}"), keep="last")
+                        str(out_dir / f"{model}-{data}-{method}-b{beta}-k{k}-s{seed}"), keep="last")
         run = load_run(out)
         al = run.meta["alignment"]
         row = {"method": method, "beta": beta, "k": k, "pairs": al["pairs"]["n"],
@@ -135,8 +139,39 @@ def dpo(data: str, betas: list[float], rm_epochs: int, lr: float, positions: str
         row["recall_change"] = row["recall@10"] / base["recall@10"] - 1
         rows.append(row)
         print(json.dumps({k2: v for k2, v in row.items() if k2 != "history"}), flush=True)
-    return {"data": data, "seed": seed, "sasrec": base, "sasrec_total_s": round(sas_s, 1), "rm_run": str(rm),
+    return {"data": data, "model": model, "seed": seed, "sasrec": base, "sasrec_total_s": round(sas_s, 1), "rm_run": str(rm),
             "rows": rows, "load_start": l0, "lr": lr, "positions": positions, "align_epochs": epochs}
+
+
+def ipa_bench(data: str, rounds: int, lr: float, epochs: int, beta: float, out_dir: Path, seed: int,
+              constraint: str, model: str = "sasrec") -> dict[str, Any]:
+    """IPA without and with ``constraint`` on the SASRec run and reward model that ``dpo`` trained (reused)."""
+    from recforge.cli.align import align_run
+    from recforge.experiments.runs import load_run
+
+    sas = load_run(out_dir / f"{model}-{data}-s{seed}")
+    rm = out_dir / f"rm_bt-{data}-s{seed}"
+    base = {"ndcg@10": sas.metrics["test"]["ndcg@10"]["mean"], "recall@10": sas.metrics["test"]["recall@10"]["mean"]}
+    rows = []
+    for label, constraints in (("ipa", []), ("ipa+" + constraint, [constraint])):
+        t1, l1 = time.perf_counter(), _load()
+        out = align_run(str(sas.path), "ipa", "model-hard", 1, "last", beta, epochs, lr, 256, str(rm), seed,
+                        str(out_dir / f"{model}-{data}-{label.replace('@', '').replace('>=', '-ge-')}-r{rounds}-s{seed}"),
+                        keep="reward", rounds=rounds, candidates=10, constraints=constraints)
+        run = load_run(out)
+        al = run.meta["alignment"]
+        row = {"setting": label, "rounds": rounds, "best_round": al["best_round"], "history": al["history"],
+               "reward@10_before": al["reward@10"]["before"], "reward@10_after": al["reward@10"]["after"],
+               "ndcg@10": run.metrics["test"]["ndcg@10"]["mean"], "recall@10": run.metrics["test"]["recall@10"]["mean"],
+               "align_fit_s": run.meta["timings"]["fit_s"], "seconds": round(time.perf_counter() - t1, 1),
+               "load": [l1, _load()]}
+        row["reward_change"] = row["reward@10_after"] / row["reward@10_before"] - 1
+        row["ndcg_change"] = row["ndcg@10"] / base["ndcg@10"] - 1
+        row["recall_change"] = row["recall@10"] / base["recall@10"] - 1
+        rows.append(row)
+        print(json.dumps({k: v for k, v in row.items() if k != "history"}), flush=True)
+    return {"data": data, "model": model, "seed": seed, "sasrec": base, "rows": rows, "lr": lr, "align_epochs": epochs, "beta": beta,
+            "constraint": constraint}
 
 
 def plot(result: dict[str, Any], path: Path) -> None:
@@ -153,7 +188,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
     ax.scatter([rows[0]["reward@10_before"]], [result["sasrec"]["ndcg@10"]], color="black", label="SASRec (reference)")
     ax.set_xlabel("reward-model score of the test top-10")
     ax.set_ylabel("test NDCG@10")
-    ax.set_title(f"DPO on SASRec ({result['data']}): reward vs NDCG over β")
+    ax.set_title(f"DPO on {result.get('model', 'sasrec')} ({result['data']}): reward vs NDCG over β")
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -162,7 +197,11 @@ def plot(result: dict[str, Any], path: Path) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("what", choices=("synthetic", "rm", "dpo"))
+    p.add_argument("what", choices=("synthetic", "rm", "dpo", "ipa"))
+    p.add_argument("--rounds", type=int, default=2, help="IPA rounds")
+    p.add_argument("--model", default="sasrec", help="the aligned recommender (sasrec, hstu, ...)")
+    p.add_argument("--budget-s", type=int, default=600, help="training budget of the recommender (seconds)")
+    p.add_argument("--constraint", default="coverage@10>=sft", help="the constrained IPA run's constraint")
     p.add_argument("--data", default="ml-100k")
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--epochs", type=int, default=6, help="reward-model epochs")
@@ -180,9 +219,12 @@ def main() -> None:
         result = synthetic(args.seeds)
     elif args.what == "rm":
         result = {"rows": [reward_models(args.data, args.epochs, runs, s) for s in args.seeds]}
+    elif args.what == "ipa":
+        result = {"rows": [ipa_bench(args.data, args.rounds, args.lr, args.align_epochs, 0.1, runs, s,
+                                     args.constraint, args.model) for s in args.seeds]}
     else:
-        result = {"rows": [dpo(args.data, args.betas, args.epochs, args.lr, args.positions, args.align_epochs, runs, s)
-                           for s in args.seeds]}
+        result = {"rows": [dpo(args.data, args.betas, args.epochs, args.lr, args.positions, args.align_epochs, runs, s,
+                               args.model, args.budget_s) for s in args.seeds]}
         plot(result["rows"][0], Path(args.out).with_suffix(".png"))
     Path(args.out).write_text(json.dumps(result, indent=1, default=float))
 
