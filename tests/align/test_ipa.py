@@ -24,7 +24,7 @@ from recforge.align.ipa import IPAConfig, _contexts, ipa, top_lists
 from recforge.align.reward import BradleyTerryRM
 from recforge.align.synthetic import planted_utility, utility_pairs
 from recforge.data.split import leave_last_out
-from recforge.errors import ConfigError
+from recforge.errors import ConfigError, DataError
 from recforge.evaluate.beyond import catalog_coverage
 from recforge.models.hstu import HSTU, HSTUConfig
 from recforge.models.itemknn import ItemKNN
@@ -142,6 +142,10 @@ def test_ipa_bad_inputs(world: dict) -> None:
         IPAConfig(rounds=0)
     with pytest.raises(ConfigError, match="evaluate_fn"):
         ipa(copy.deepcopy(world["model"]), world["split"].train, world["rm"], IPAConfig(keep="best"))
+    broken = copy.deepcopy(world["rm"])
+    broken.temperature = float("nan")  # every logit NaN
+    with pytest.raises(DataError, match="non-finite"):
+        ipa(copy.deepcopy(world["model"]), world["split"].train, broken, IPAConfig(keep="last", align=ROUND))
     knn = ItemKNN().fit(world["split"].train)
     with pytest.raises(ConfigError, match="sasrec"):
         ipa(knn, world["split"].train, world["rm"], IPAConfig(keep="last"))
