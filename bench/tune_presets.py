@@ -5,7 +5,8 @@ Every preset file records the `recforge tune` command that produced it, the vali
 the refit's test figure. This script adds the machine conditions (wall time, CPU time, load average) to
 bench/results/tune_presets.jsonl, one line per study.
 
-    RECFORGE_DATA_DIR=... python bench/tune_presets.py --data amazon-beauty --models ease --trials 10 --timeout 900
+    RECFORGE_DATA_DIR=... python bench/tune_presets.py --data amazon-beauty --models ease --trials 12 --timeout 1080 \
+        --enqueue l2=100,recency=0.6
     python bench/tune_presets.py --data ml-latest-small --models itemknn userknn ease als --trials 16
 """
 
@@ -56,9 +57,10 @@ def main() -> None:
     ap.add_argument("--trials", type=int, default=16)
     ap.add_argument("--timeout", type=float, default=0.0, help="seconds after which a study starts no new trial")
     ap.add_argument("--set", dest="overrides", action="append", default=[], help="passed to recforge tune")
+    ap.add_argument("--enqueue", action="append", default=[], help="passed to recforge tune (settings tried first)")
     ap.add_argument("--out", default="bench/out/tune", help="where the tune run folders go")
     args = ap.parse_args()
-    extra = [a for o in args.overrides for a in ("--set", o)]
+    extra = [a for o in args.overrides for a in ("--set", o)] + [a for e in args.enqueue for a in ("--enqueue", e)]
     for model in args.models:
         row = tune_one(model, args.data, args.trials, args.timeout, Path(args.out) / f"{model}-{args.data}", extra)
         with RESULTS.open("a", encoding="utf-8") as f:

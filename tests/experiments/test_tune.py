@@ -181,3 +181,21 @@ def test_tune_reads_data_with_the_reader_flags(cluster_csv, tmp_path, capsys):
     assert main(["tune", "popular", "--data", str(semi), "--sep", ";", "--trials", "1", "--out", str(out)]) == 0
     assert tomllib.loads((out / "chosen.toml").read_text())["data"]["sep"] == ";"
     assert main(["tune", "popular", "--data", str(semi), "--trials", "1", "--out", str(tmp_path / "no-sep")]) != 0
+
+
+def test_enqueued_settings_are_tried_first_and_recorded(cluster_csv, tmp_path, capsys):
+    """--enqueue: a new study's first trials are the given settings (then the sampler's own); the command records
+    them; a key that is not searched is refused before any fit."""
+    out = tmp_path / "t"
+    argv = ["tune", "itemknn", "--data", str(cluster_csv), "--trials", "3", "--enqueue", "k=17,shrink=3.5",
+            "--enqueue", "k=40,shrink=0", "--out", str(out)]
+    assert main(argv) == 0
+    rows = sorted(_rows(out), key=lambda r: int(r["number"]))
+    assert [(int(r["k"]), float(r["shrink"])) for r in rows[:2]] == [(17, 3.5), (40, 0.0)]
+    assert (int(rows[2]["k"]), float(rows[2]["shrink"])) not in ((17, 3.5), (40, 0.0))
+    about = tomllib.loads((out / "preset.toml").read_text())["preset"]
+    assert about["command"].endswith("--enqueue k=17,shrink=3.5 --enqueue k=40,shrink=0")
+    capsys.readouterr()
+    assert main(["tune", "itemknn", "--data", str(cluster_csv), "--enqueue", "l2=5", "--out", str(tmp_path / "x")]) == 2
+    assert "keys must be searched ones" in capsys.readouterr().err and not (tmp_path / "x").exists()
+    assert main(["tune", "itemknn", "--data", str(cluster_csv), "--enqueue", "k", "--out", str(tmp_path / "y")]) == 2

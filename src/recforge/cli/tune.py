@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import tomllib
 from typing import Any
 
 from recforge.cli.data import add_reader_flags
+from recforge.errors import ConfigError
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -30,6 +32,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--storage", default=None, metavar="URL",
                    help="share one study between processes or machines (any SQLAlchemy URL, e.g. sqlite:///study.db)")
     p.add_argument("--study-name", default=None, help="the study's name in --storage (default: MODEL-DATA)")
+    p.add_argument("--enqueue", action="append", default=[], metavar="KEY=VALUE,...",
+                   help="a setting a new study tries first (repeatable), e.g. --enqueue l2=100,recency=0.6")
     p.add_argument("--refit", action="store_true",
                    help="then fit the chosen setting on train + validation and evaluate it once on test")
     p.add_argument("--out", default=None, help="tune run folder (default: runs/tune-<model>-<data>-<time>)")
@@ -49,9 +53,25 @@ def command_line(args: argparse.Namespace) -> str:
             words += [flag, str(value)]
     for item in args.overrides:
         words += ["--set", item]
+    for item in args.enqueue:
+        words += ["--enqueue", item]
     if args.refit:
         words.append("--refit")
     return shlex.join(words)
+
+
+def parse_setting(text: str) -> dict[str, Any]:
+    """``"l2=100,recency=0.6"`` -> ``{"l2": 100, "recency": 0.6}`` (values read as TOML, else kept as strings)."""
+    out: dict[str, Any] = {}
+    for pair in text.split(","):
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--enqueue {text!r}: expected KEY=VALUE[,KEY=VALUE...]")
+        try:
+            out[key.strip()] = tomllib.loads(f"v = {value.strip()}")["v"]
+        except tomllib.TOMLDecodeError:
+            out[key.strip()] = value.strip()
+    return out
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
@@ -67,7 +87,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
     cfg = with_reader_options(resolve_config(args.model, args.data, args.config, args.overrides, args.seed), args)
     tc = TuneConfig(metric=args.metric, sampler=args.sampler, trials=args.trials, timeout_s=args.timeout,
                     grid_points=args.grid_points, pruner=args.pruner, storage=args.storage,
-                    study_name=args.study_name, refit=args.refit)
+                    study_name=args.study_name, refit=args.refit,
+                    enqueue=tuple(parse_setting(item) for item in args.enqueue))
 
     def show(row: dict[str, Any]) -> None:
         value = "-" if row["value"] is None else f"{row['value']:.5f}"

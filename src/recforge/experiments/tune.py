@@ -92,6 +92,9 @@ class TuneConfig:
     storage: str | None = None  #: SQLAlchemy URL of a shared study (e.g. sqlite:///study.db); None: in memory
     study_name: str | None = None  #: the study's name in the storage (default: <model>-<data>)
     refit: bool = False  #: fit the chosen setting on train + validation and evaluate it once on test
+    #: settings a new study tries first (e.g. a point an earlier validation search chose), each {key: value} over
+    #: searched keys; the sampler proposes the remaining trials
+    enqueue: tuple[dict[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
         check_choices(self, prefix="tune.")
@@ -257,6 +260,10 @@ def tune(cfg: RunConfig, tc: TuneConfig, out: str | Path | None = None, *, comma
     if split.valid is None:
         raise ConfigError(f"tuning needs a validation part; split {split.name} has none")
     study = _study(cfg, tc, space)
+    for params in tc.enqueue if not study.get_trials(deepcopy=False) else ():
+        if not params or set(params) - set(space):
+            raise ConfigError(f"enqueued setting {params}: keys must be searched ones ({sorted(space)})")
+        study.enqueue_trial(params)
     budget = 1 if not space else tc.trials  # nothing to search: one trial measures the fixed setting
 
     def objective(trial: Any) -> float:
