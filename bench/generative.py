@@ -59,7 +59,7 @@ def stage_sids(args: argparse.Namespace) -> None:
         for tok in args.tokenizers:
             for coll in args.collisions:
                 cfg = SidConfig(features=features, tokenizer=tok, collisions=coll, levels=args.levels,
-                                codebook_size=args.codebook_size)
+                                codebook_size=args.codebook_size, epochs=args.tokenizer_epochs)
                 load0 = os.getloadavg()[0]
                 try:
                     sids = build_semantic_ids(split.train, cfg, catalog=ds.catalog)
@@ -146,6 +146,7 @@ def main() -> None:
     s.add_argument("--collisions", nargs="+", default=["uniform"])
     s.add_argument("--levels", type=int, default=3)
     s.add_argument("--codebook-size", type=int, default=256)
+    s.add_argument("--tokenizer-epochs", type=int, default=200, help="training epochs of a learnt tokenizer (rqvae)")
     s.add_argument("--save", type=Path, default=None, help="save the first table here")
     s.add_argument("--out", type=Path, default=None)
     t = sub.add_parser("train")
