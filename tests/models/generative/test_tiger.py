@@ -14,7 +14,7 @@ from recforge.data.split import leave_last_out
 from recforge.data.synthetic import planted_clusters, sequential_world
 from recforge.errors import ConfigError, DataError
 from recforge.models.base import load_model
-from recforge.models.generative.semantic_ids import SidConfig
+from recforge.models.generative.semantic_ids import SidConfig, build_semantic_ids
 from recforge.models.generative.tiger import Tiger, TigerConfig, event_windows
 from recforge.models.generative.tiger_decoder import TigerDecoder, TigerDecoderConfig
 from recforge.models.rank import mask_seen, top_k
@@ -173,3 +173,21 @@ def test_empty_history(model):
 def test_bad_configs(bad):
     with pytest.raises(ConfigError):
         TigerConfig(**bad)
+
+
+def test_sid_table_of_another_split_and_hash_mismatch_at_load(model, split, tmp_path):
+    other = leave_last_out(planted_clusters(n_users=150, n_items=80, events_per_user=12, seed=4))
+    build_semantic_ids(other.train, SID).save(tmp_path / "sid")
+    cfg = TigerConfig(sid=str(tmp_path / "sid"), dim=16, n_layers=1, n_heads=1, train=TrainConfig(epochs=1))
+    with pytest.raises(DataError, match="another training split"):
+        Tiger(cfg).fit(split.train)
+    state = model._state()
+    codes = state["sid.codes"].clone()
+    codes[[1, 2]] = codes[[2, 1]]  # two items swap IDs: the recorded hash no longer matches
+    state["sid.codes"] = codes
+    fresh = Tiger(model.config)
+    fresh.item_vocab, fresh.user_vocab = model.item_vocab, model.user_vocab
+    with pytest.raises(DataError, match="does not match the hash"):
+        fresh._load_state(state)
+    with pytest.raises(DataError, match="not the one this model was trained on"):
+        model.check_sid_table(tmp_path / "sid")
