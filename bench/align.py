@@ -143,6 +143,16 @@ def dpo(data: str, betas: list[float], rm_epochs: int, lr: float, positions: str
             "rows": rows, "load_start": l0, "lr": lr, "positions": positions, "align_epochs": epochs}
 
 
+def test_coverage(run_dir: Path, n_items: int) -> float:
+    """Catalogue coverage of a run's test top-10 lists (per_user.parquet)."""
+    import polars as pl
+
+    from recforge.evaluate.beyond import catalog_coverage
+
+    top = np.asarray(pl.read_parquet(run_dir / "per_user.parquet")["top_items"].to_list())[:, :10]
+    return catalog_coverage(top, n_items)
+
+
 def ipa_bench(data: str, rounds: int, lr: float, epochs: int, beta: float, out_dir: Path, seed: int,
               constraint: str, model: str = "sasrec") -> dict[str, Any]:
     """IPA without and with ``constraint`` on the SASRec run and reward model that ``dpo`` trained (reused)."""
@@ -151,7 +161,9 @@ def ipa_bench(data: str, rounds: int, lr: float, epochs: int, beta: float, out_d
 
     sas = load_run(out_dir / f"{model}-{data}-s{seed}")
     rm = out_dir / f"rm_bt-{data}-s{seed}"
-    base = {"ndcg@10": sas.metrics["test"]["ndcg@10"]["mean"], "recall@10": sas.metrics["test"]["recall@10"]["mean"]}
+    n_items = sas.model.n_items
+    base = {"ndcg@10": sas.metrics["test"]["ndcg@10"]["mean"], "recall@10": sas.metrics["test"]["recall@10"]["mean"],
+            "coverage@10": test_coverage(sas.path, n_items)}
     rows = []
     for label, constraints in (("ipa", []), ("ipa+" + constraint, [constraint])):
         t1, l1 = time.perf_counter(), _load()
@@ -163,6 +175,7 @@ def ipa_bench(data: str, rounds: int, lr: float, epochs: int, beta: float, out_d
         row = {"setting": label, "rounds": rounds, "best_round": al["best_round"], "history": al["history"],
                "reward@10_before": al["reward@10"]["before"], "reward@10_after": al["reward@10"]["after"],
                "ndcg@10": run.metrics["test"]["ndcg@10"]["mean"], "recall@10": run.metrics["test"]["recall@10"]["mean"],
+               "coverage@10": test_coverage(run.path, n_items),
                "align_fit_s": run.meta["timings"]["fit_s"], "seconds": round(time.perf_counter() - t1, 1),
                "load": [l1, _load()]}
         row["reward_change"] = row["reward@10_after"] / row["reward@10_before"] - 1
