@@ -1,17 +1,42 @@
-"""Cold-start items on ML-latest-small (bundled): random, popularity and the zero-shot text recommender (text_knn over
-hashing and MiniLM vectors), three ways: cold targets ranked among the cold items only, among all items, and the
-warm leave-last-out protocol. HR@10 and NDCG@10 with bootstrap 95% CIs, tie-aware (expected over random orders of
-tied items: popularity and random tie on cold items).
+"""Cold-start items: which models can recommend an item nobody has touched, and what it costs on the warm items.
 
-    python bench/text_cold.py [--mode random|temporal] [--embedders hashing,minilm] [--seed 0]
+Every model is fitted twice: on a cold-item split (``cold_item_holdout``: a fraction of the items never occur in
+training; each eligible user's last event on one of them is held out) and on the warm leave-last-out split of the same
+log. Reported, tie-aware (``ties="expected"``: models that give every cold item the same score get chance, not the
+luck of an index order), with bootstrap 95 % CIs:
 
-Prints a markdown table (docs/text.md carries it). MiniLM needs the ``text`` extra; its vectors are cached.
+- cold-only: the cold target ranked among the cold items only;
+- cold among all: the cold target ranked among all unseen items;
+- warm: leave-last-out HR@10 of the model fitted on the warm split.
+
+Models (``--models``, comma-separated):
+
+- ``random``, ``popular``;
+- ``genre``: zero-shot over multi-hot genre (+ decade of the title's year) vectors, mean of the last 5 items, cosine;
+- ``text_knn:<embedder>``: zero-shot over text vectors of the ``kv`` sentences (mean of the last 5 items, cosine);
+- ``sasrec``: ID-SASRec, reported twice: as fitted, and with every cold item scored by one shared token (the mean
+  of their embeddings: they tie, so the tie-aware metrics give them chance among themselves);
+- ``text_sasrec:<tower>:<embedder>``: text_sasrec with that item tower (text, attr, text+attr, text+id); its cold
+  fit calibrates the cold offset on the split's validation events (cold targets of other users), and the row also
+  reports the uncalibrated cold-among-all figure.
+
+Neural models early-stop on validation: the warm fit on the warm validation events; ID-SASRec's cold fit trains for
+the warm fit's best epoch count (its cold validation targets are unreachable by construction); text_sasrec's cold
+fit early-stops on the cold validation targets.
+
+    RECFORGE_DATA_DIR=... python bench/text_cold.py --data ml-1m --models random,popular,genre,text_knn:minilm
+    python bench/text_cold.py --data ml-latest-small --mode temporal --models text_knn:minilm,text_sasrec:text:minilm
+
+Prints one markdown row per model and appends a JSON line per model to ``bench/results/text_cold.jsonl``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -22,12 +47,17 @@ from recforge.data.split import leave_last_out
 from recforge.evaluate.evaluator import evaluate
 from recforge.models.popular import MostPopular
 from recforge.models.random import RandomRecommender
+from recforge.models.sasrec import SASRec
 from recforge.models.text_knn import TextKNN
-from recforge.protocols import HistoryScorer
-from recforge.registry import resolve
-from recforge.text.vectors import embed_items
+from recforge.models.text_sasrec import TextSASRec
+from recforge.protocols import HistoryScorer, ItemSide
+from recforge.text import bind_items, split_year
 
 METRICS = ("recall@10", "ndcg@10")
+RESULTS = Path(__file__).parent / "results" / "text_cold.jsonl"
+#: the sequence model settings shared by ID-SASRec and text_sasrec (early stopping picks the epoch count)
+SEQ = {"dim": 64, "n_layers": 2, "n_heads": 2, "max_len": 100, "dropout": 0.2}
+TRAIN = {"epochs": 40, "batch_size": 128, "lr": 1e-3, "patience": 3, "eval_users": 500, "threads": 2}
 
 
 class CandidatesOnly:
@@ -53,45 +83,142 @@ def candidates_only(model, items: np.ndarray, n_items: int) -> CandidatesOnly:
     return (HistoryCandidatesOnly if isinstance(model, HistoryScorer) else CandidatesOnly)(model, items, n_items)
 
 
-def fmt(report, metric: str) -> str:
-    m = report.metrics[metric]
+class SharedColdToken:
+    """A fitted model whose items without training interactions all get one shared score (their mean): ID-SASRec
+    with one token standing for every cold item (scores are linear in the item vector, so this equals a shared
+    token whose vector is the mean of theirs)."""
+
+    def __init__(self, model, cold: np.ndarray):
+        self.model, self.name, self.cold = model, model.name, torch.from_numpy(cold)
+
+    def _shared(self, s: torch.Tensor) -> torch.Tensor:
+        s = s.clone()
+        s[:, self.cold] = s[:, self.cold].mean(1, keepdim=True)
+        return s
+
+    def score(self, users):
+        return self._shared(self.model.score(users))
+
+    def score_histories(self, histories):
+        return self._shared(self.model.score_histories(histories))
+
+
+def genre_vectors(catalog) -> np.ndarray:
+    """(n_items+1, n_genres+n_decades) multi-hot genres plus a one-hot decade of the title's year."""
+    genres = np.asarray(catalog.attributes.todense(), np.float32)[:, 1:]
+    decades = [None] + [(int(y) // 10 * 10 if y else None) for y in (split_year(t or "")[1] for t in catalog.titles[1:])]
+    keys = sorted({d for d in decades if d is not None})
+    dec = np.zeros((len(decades), len(keys)), np.float32)
+    for i, d in enumerate(decades):
+        if d is not None:
+            dec[i, keys.index(d)] = 1.0
+    return np.hstack([genres, dec])
+
+
+def fmt(m: dict) -> str:
     return f"{m['mean']:.4f} [{m['ci_low']:.4f}, {m['ci_high']:.4f}]"
+
+
+def make(spec: str, ds, train, seed: int):
+    """A fitted model for ``spec`` on ``train`` (side information bound from the dataset's catalogue)."""
+    kind, *rest = spec.split(":")
+    if kind == "random":
+        return RandomRecommender(seed=seed).fit(train)
+    if kind == "popular":
+        return MostPopular().fit(train)
+    if kind == "genre":
+        model = TextKNN()
+        model.bind_items(ItemSide(item_ids=list(train.item_vocab.ids),
+                                  vectors=genre_vectors(ds.catalog.align(train.item_vocab))))
+        return model.fit(train)
+    if kind == "text_knn":
+        model = TextKNN(embedder={"name": rest[0]})
+        bind_items(model, ds.catalog, train)
+        return model.fit(train)
+    raise ValueError(spec)
+
+
+def fit_seq(spec: str, ds, train, valid, seed: int, budget_s: float, epochs: int | None = None):
+    """ID-SASRec or text_sasrec fitted on ``train``: early stopping on ``valid``, or exactly ``epochs`` epochs."""
+    kind, *rest = spec.split(":")
+    train_cfg = {**TRAIN, "seed": seed, "budget_s": budget_s, **({"epochs": epochs, "patience": 0} if epochs else {})}
+    if kind == "sasrec":
+        model = SASRec(**SEQ, train=train_cfg)
+    else:
+        tower, embedder = rest
+        model = TextSASRec(**SEQ, tower=tower, embedder={"name": embedder}, train=train_cfg)
+        bind_items(model, ds.catalog, train)
+    return model.fit(train, None if epochs else valid)
+
+
+def run(spec: str, ds, split, warm, cold: np.ndarray, seed: int, budget_s: float) -> dict:
+    n = ds.interactions.n_items
+    t0 = time.perf_counter()
+    out: dict = {"model": spec}
+    if spec.split(":")[0] in ("sasrec", "text_sasrec"):
+        warm_model = fit_seq(spec, ds, warm.train, warm.valid, seed, budget_s)
+        out["warm_best_epoch"] = warm_model.train_result_.best_epoch
+        if spec.startswith("sasrec"):
+            model = fit_seq(spec, ds, split.train, split.valid, seed, budget_s,
+                            epochs=warm_model.train_result_.best_epoch)
+        else:
+            model = fit_seq(spec, ds, split.train, split.valid, seed, budget_s)
+            out["cold_best_epoch"] = model.train_result_.best_epoch
+            out["cold_offset_cosine"] = getattr(model, "cold_offset_", 0.0) * model.config.temperature
+    else:
+        model, warm_model = make(spec, ds, split.train, seed), make(spec, ds, warm.train, seed)
+    kw = {"metrics": METRICS, "ties": "expected", "seed": seed, "progress": False}
+    if spec == "sasrec":  # the same fitted models with one shared token for the items without interactions
+        shared, warm_shared = SharedColdToken(model, cold), SharedColdToken(
+            warm_model, np.flatnonzero(warm.train.item_counts()[1:] == 0) + 1)
+        out["cold_token"] = {"cold_only": evaluate(candidates_only(shared, cold, n), split, **kw).metrics,
+                             "cold_among_all": evaluate(shared, split, **kw).metrics,
+                             "warm": evaluate(warm_shared, warm, **kw).metrics}
+    only = evaluate(candidates_only(model, cold, n), split, **kw).metrics
+    every = evaluate(model, split, **kw).metrics
+    out.update(cold_only=only, cold_among_all=every, warm=evaluate(warm_model, warm, **kw).metrics)
+    if spec.startswith("text_sasrec"):
+        model.net_.out_bias.zero_()
+        out["cold_among_all_uncalibrated"] = evaluate(model, split, **kw).metrics
+    out["seconds"] = round(time.perf_counter() - t0, 1)
+    return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
+    ap.add_argument("--data", default="ml-latest-small")
     ap.add_argument("--mode", default="random", choices=("random", "temporal"))
-    ap.add_argument("--embedders", default="hashing,minilm")
+    ap.add_argument("--models", default="random,popular,genre,text_knn:hashing")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--frac", type=float, default=0.2)
+    ap.add_argument("--budget-s", type=float, default=360.0,
+                    help="wall-clock seconds per neural fit (the run stays within about 15 minutes on busy cores)")
     args = ap.parse_args()
-    ds = load_dataset("ml-latest-small")
-    data = ds.interactions
-    split = cold_item_holdout(data, args.frac, mode=args.mode, seed=args.seed)
-    warm = leave_last_out(data)
+    torch.manual_seed(args.seed)
+    ds = load_dataset(args.data)
+    split = cold_item_holdout(ds.interactions, args.frac, mode=args.mode, seed=args.seed)
+    warm = leave_last_out(ds.interactions)
     cold = cold_items(split)
-    catalog = ds.catalog.align(data.item_vocab)
-    models = {"random": lambda: RandomRecommender(), "popular": lambda: MostPopular()}
-    for name in args.embedders.split(","):
-        t0 = time.perf_counter()
-        vec = embed_items(catalog, resolve("embedder", name)(), "kv")
-        print(f"<!-- {name}: {catalog.n_items} items, {'cached' if vec.cached else 'embedded'} in "
-              f"{time.perf_counter() - t0:.1f}s -->")
-        models[f"text_knn ({name})"] = lambda v=vec.vectors: TextKNN(item_vectors=v)
-    summary = split.summary()
-    print(f"<!-- split {summary['hash']}: {summary['n_cold_items']} cold items, {summary['test']} test users, "
-          f"{summary['train']} training events -->")
-    print("| model | cold-only HR@10 | cold-only NDCG@10 | cold among all HR@10 | warm leave-last-out HR@10 |")
-    print("|---|---|---|---|---|")
-    for name, make in models.items():
-        model = make().fit(split.train)
-        only = evaluate(candidates_only(model, cold, data.n_items), split, METRICS, ties="expected", seed=args.seed)
-        every = evaluate(model, split, METRICS, ties="expected", seed=args.seed)
-        warm_model = make().fit(warm.train)
-        w = evaluate(warm_model, warm, METRICS, ties="expected", seed=args.seed)
-        print(f"| {name} | {fmt(only, 'recall@10')} | {fmt(only, 'ndcg@10')} | {fmt(every, 'recall@10')} | "
-              f"{fmt(w, 'recall@10')} |", flush=True)
-    print(f"\nchance, cold-only HR@10: {10 / len(cold):.4f} ({len(cold)} cold items)")
+    s = split.summary()
+    print(f"<!-- {args.data} {args.mode}: split {s['hash']}, {len(cold)} cold items (chance cold-only HR@10 "
+          f"{10 / len(cold):.4f}), {s['test']} test users, {s['train']} training events -->")
+    print("| model | cold-only HR@10 | cold-only NDCG@10 | cold among all HR@10 | warm leave-last-out HR@10 | s |")
+    print("|---|---|---|---|---|---|")
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    for spec in args.models.split(","):
+        load = os.getloadavg()[0]
+        r = run(spec, ds, split, warm, cold, args.seed, args.budget_s)
+        r.update(budget_s=args.budget_s, data=args.data, mode=args.mode, frac=args.frac, seed=args.seed, split_hash=s["hash"],
+                 n_cold=len(cold), load_avg_1m_start=round(load, 1), load_avg_1m_end=round(os.getloadavg()[0], 1))
+        extra = f" (uncalibrated {fmt(r['cold_among_all_uncalibrated']['recall@10'])})" \
+            if "cold_among_all_uncalibrated" in r else ""
+        rows = [(spec, r, extra)] + ([("sasrec + shared cold token", r["cold_token"], "")] if "cold_token" in r else [])
+        for name, m, note in rows:
+            print(f"| {name} | {fmt(m['cold_only']['recall@10'])} | {fmt(m['cold_only']['ndcg@10'])} | "
+                  f"{fmt(m['cold_among_all']['recall@10'])}{note} | {fmt(m['warm']['recall@10'])} | {r['seconds']} |",
+                  flush=True)
+        with RESULTS.open("a") as f:
+            f.write(json.dumps(r) + "\n")
 
 
 if __name__ == "__main__":
