@@ -16,6 +16,11 @@
     RECFORGE_DATA_DIR=../shared/data .venv/bin/python bench/align.py ipa --data ml-100k --lr 1e-4 \
         --out bench/results/align_ipa_ml-100k.json
 
+    # cost: one SASRec training epoch vs one DPO epoch (model-hard pairs at each user's last training event, the
+    # round measured above), time and peak RSS, each in a fresh process on the same fitted run
+    RECFORGE_DATA_DIR=../shared/data .venv/bin/python bench/align.py cost --data ml-100k \
+        --out bench/results/align_cost_ml-100k.json
+
 Every record carries the load average (1 min) at its start and end: the machine is shared.
 """
 
@@ -187,6 +192,60 @@ def ipa_bench(data: str, rounds: int, lr: float, epochs: int, beta: float, out_d
             "constraint": constraint}
 
 
+def _cost_child(what: str, run_dir: str, queue: Any) -> None:
+    """One measurement in a fresh process: peak RSS before and after one epoch of SASRec training or of DPO."""
+    import resource
+
+    from recforge.align.dpo import AlignConfig, align
+    from recforge.align.pairs import model_hard_pairs
+    from recforge.data.preferences import build_pairs
+    from recforge.experiments.runs import load_data, load_run, make_split
+
+    torch.set_num_threads(1)
+    run = load_run(run_dir)
+    split = make_split(run.config, load_data(run.config).interactions)
+    model = run.model
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    t0 = time.perf_counter()
+    if what == "sasrec":
+        import dataclasses
+
+        from recforge.models.sasrec import SASRec
+
+        train_cfg = dataclasses.replace(model.config.train, epochs=1, patience=0)
+        SASRec(dataclasses.replace(model.config, train=train_cfg)).fit(split.train)
+        pairs_n = None
+    else:
+        pairs = model_hard_pairs(build_pairs(split, "random", positions="last", max_history=model.config.max_len),
+                                 model, split=split)
+        pairs_n = len(pairs)
+        t0 = time.perf_counter()
+        align(model, pairs, AlignConfig(epochs=1, batch_size=256))
+    queue.put({"what": what, "epoch_s": round(time.perf_counter() - t0, 2), "pairs": pairs_n,
+               "rss_before_mb": round(base, 1),
+               "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)})
+
+
+def cost(data: str, out_dir: Path, seed: int) -> dict[str, Any]:
+    """One SASRec epoch (its defaults: batch 256 sequences, no validation) against one DPO epoch over model-hard pairs
+    at each user's last training event (batch 256; the reference pass included), each in its own process."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    rows = []
+    for what in ("sasrec", "dpo"):
+        q = ctx.Queue()
+        l0 = _load()
+        proc = ctx.Process(target=_cost_child, args=(what, str(out_dir / f"sasrec-{data}-s{seed}"), q))
+        proc.start()
+        row = q.get()
+        proc.join()
+        row["load"] = [l0, _load()]
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    return {"data": data, "seed": seed, "rows": rows}
+
+
 def plot(result: dict[str, Any], path: Path) -> None:
     import matplotlib
 
@@ -210,7 +269,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("what", choices=("synthetic", "rm", "dpo", "ipa"))
+    p.add_argument("what", choices=("synthetic", "rm", "dpo", "ipa", "cost"))
     p.add_argument("--rounds", type=int, default=2, help="IPA rounds")
     p.add_argument("--model", default="sasrec", help="the aligned recommender (sasrec, hstu, ...)")
     p.add_argument("--budget-s", type=int, default=600, help="training budget of the recommender (seconds)")
@@ -232,6 +291,8 @@ def main() -> None:
         result = synthetic(args.seeds)
     elif args.what == "rm":
         result = {"rows": [reward_models(args.data, args.epochs, runs, s) for s in args.seeds]}
+    elif args.what == "cost":
+        result = {"rows": [cost(args.data, runs, s) for s in args.seeds]}
     elif args.what == "ipa":
         result = {"rows": [ipa_bench(args.data, args.rounds, args.lr, args.align_epochs, 0.1, runs, s,
                                      args.constraint, args.model) for s in args.seeds]}
