@@ -8,6 +8,8 @@ import pytest
 import torch
 from fastapi.testclient import TestClient
 
+from recforge.errors import ConfigError
+from recforge.index import build_retriever
 from recforge.models.bert4rec import BERT4Rec
 from recforge.models.gru4rec import GRU4Rec
 from recforge.models.hstu import HSTU
@@ -51,3 +53,26 @@ def test_served_through_the_index_as_exact(fitted, index, tmp_path):
             got = ann.post("/recommend", json={"user_id": user, "k": 10}).json()["items"]
             assert [x["item"] for x in got] == [x["item"] for x in want]
             np.testing.assert_allclose([x["score"] for x in got], [x["score"] for x in want], rtol=1e-5, atol=1e-5)
+
+
+def test_search_params_change_without_a_rebuild():
+    """ef_search / nprobe are set on a built index: a beam of 1 loses neighbours that a wide beam finds."""
+    rng = np.random.default_rng(0)
+    vectors = torch.from_numpy(rng.standard_normal((5001, 16)).astype(np.float32))
+    queries = torch.from_numpy(rng.standard_normal((50, 16)).astype(np.float32))
+    hnsw = build_retriever(vectors, "hnsw", m=4, ef_construction=8, ef_search=1)
+    _, exact = build_retriever(vectors, "exact").search(queries, 10)
+
+    def recall() -> float:
+        _, got = hnsw.search(queries, 10)
+        return np.mean([len(set(a.tolist()) & set(e.tolist())) / 10 for a, e in zip(got, exact)])
+
+    narrow = recall()
+    hnsw.set_search_params(ef_search=500)
+    assert hnsw.info["params"]["ef_search"] == 500
+    assert recall() > narrow + 0.2 and recall() > 0.9
+    with pytest.raises(ConfigError, match="nprobe"):
+        hnsw.set_search_params(nprobe=4)
+    ivf = build_retriever(vectors, "ivf", nlist=64, nprobe=1)
+    ivf.set_search_params(nprobe=64)  # every list: exact
+    assert torch.equal(ivf.search(queries, 10)[1], exact)

@@ -56,14 +56,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 def cmd_serve(args: argparse.Namespace) -> int:
     """Build the app (refusing to start on a missing/corrupt artifact) and run it under uvicorn, in ``--workers``
     processes when more than one."""
-    import torch
-
     try:  # the serve extra is optional: name it in one line rather than a traceback
         import fastapi_offline  # noqa: F401 (the docs assets)
         import uvicorn
 
         from recforge.serve import ServeSettings, create_app
-        from recforge.serve.worker import CONFIG_ENV, worker_config
+        from recforge.serve.worker import CONFIG_ENV, configure_process, worker_config
     except ModuleNotFoundError as exc:
         raise ConfigError(f"`recforge serve` needs the serve extra (missing module {exc.name!r}): "
                           "pip install 'recforge[serve]'") from None
@@ -72,7 +70,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise ConfigError(f"--torch-threads must be >= 1, got {args.torch_threads}")
     if args.workers < 1:
         raise ConfigError(f"--workers must be >= 1, got {args.workers}")
-    torch.set_num_threads(args.torch_threads)  # process-wide: this process only serves
+    configure_process(args.torch_threads)  # process-wide: this process only serves
 
     settings = ServeSettings(
         admin_token=args.admin_token,

@@ -73,6 +73,23 @@ class FaissRetriever:
     def n_items(self) -> int:
         return self._n
 
+    def set_search_params(self, **params: int) -> None:
+        """Change the search-time parameters of a built index (``ef_search`` for HNSW, ``nprobe`` for IVF) without
+        rebuilding it. ``info["params"]`` follows; ``info["recall"]`` stays the one measured at build time."""
+        allowed = {"hnsw": {"ef_search"}, "ivf": {"nprobe"}}.get(self.kind, set())
+        unknown = set(params) - allowed
+        if unknown:
+            raise ConfigError(f"{self.kind} index: no search-time parameter(s) {sorted(unknown)} "
+                              f"(expected {sorted(allowed)})")
+        for key, value in params.items():
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{key} must be a positive int, got {value!r}")
+        if "ef_search" in params:
+            self.index.hnsw.efSearch = params["ef_search"]
+        if "nprobe" in params:
+            self.index.nprobe = params["nprobe"]
+        self.info["params"] = {**self.info["params"], **params}
+
     def search(self, queries: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         """queries (B, d) -> (scores (B, k) float32, dense ids (B, k) int64), padded with (-inf, 0)."""
         q = np.ascontiguousarray(queries.detach().to(torch.float32).numpy())

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import sys
 from typing import Any
 
 import torch
@@ -21,6 +22,15 @@ from recforge.serve.settings import ServeSettings
 
 #: environment variable holding {"run": ..., "settings": {...}, "torch_threads": int}
 CONFIG_ENV = "RECFORGE_SERVE_CONFIG"
+#: GIL switch interval of a serving process, seconds (Python's default is 5 ms). The event loop answers /health
+#: while scoring threads run; whenever one of them holds the GIL in Python code, the loop waits up to this long.
+SWITCH_INTERVAL_S = 0.0005
+
+
+def configure_process(torch_threads: int) -> None:
+    """Process-wide settings of a serving process: torch intra-op threads and a short GIL switch interval."""
+    torch.set_num_threads(torch_threads)
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
 
 
 def worker_config(run: str, settings: ServeSettings, torch_threads: int) -> str:
@@ -34,7 +44,7 @@ def app_from_env() -> FastAPI:
     if raw is None:
         raise ConfigError(f"{CONFIG_ENV} is not set (start workers with `recforge serve --workers N`)")
     cfg: dict[str, Any] = json.loads(raw)
-    torch.set_num_threads(int(cfg["torch_threads"]))
+    configure_process(int(cfg["torch_threads"]))
     fields = cfg["settings"]
     fields["negative_events"] = tuple(fields["negative_events"])
     fields["allowed_hosts"] = tuple(fields["allowed_hosts"])
