@@ -15,13 +15,14 @@ from recforge.bandits.estimators import IPS
 from recforge.bandits.policies.base import UniformRandom
 from recforge.bandits.simulators import ContextualBanditEnv
 from recforge.data.split import leave_last_out
-from recforge.models.base import Recommender
+from recforge.models.base import HistoryScoring, Recommender
 from recforge.testing import (
     ContractError,
     check_deterministic,
     check_embedder,
     check_environment,
     check_estimator,
+    check_history_scorer,
     check_log_prob,
     check_policy,
     check_recommender,
@@ -30,6 +31,7 @@ from recforge.testing import (
     check_scores,
     check_splitter,
     check_topk,
+    check_unknown_users,
     contract_split,
     fit_for_contract,
 )
@@ -130,6 +132,32 @@ class IgnoresExclusions(RanksItself):
     honest = False
 
 
+class SecondMostPopularFirst(Counts):
+    """Its popularity fallback swaps the first and sixth most popular items: one wrong item in five."""
+
+    def fit(self, train, valid=None, **kwargs):
+        super().fit(train, valid, **kwargs)
+        order = np.argsort(-self.popularity_[1:], kind="stable") + 1
+        self.popularity_[[order[0], order[5]]] = self.popularity_[[order[5], order[0]]]
+        return self
+
+
+class CountsHistories(HistoryScoring, Counts):
+    """A HistoryScorer: the counts, whatever the history."""
+
+    def _score_histories(self, items: np.ndarray, offsets: np.ndarray) -> torch.Tensor:
+        return self.counts_.expand(len(offsets) - 1, -1).clone()
+
+
+class StaleHistoryMask(CountsHistories):
+    """``recommend_history`` masks the first history it was ever given instead of the current one."""
+
+    def recommend_history(self, history, k=10, exclude_seen=True, exclude=None, times=None, repeatable=None):
+        if not hasattr(self, "first_"):
+            self.first_ = [h for h in history if self.item_vocab.canonical(h) is not None]
+        return super().recommend_history(history, k, exclude_seen=False, exclude=self.first_)
+
+
 @pytest.fixture()
 def registered(monkeypatch):
     """The test models registered, as a plugin registers its own: a row in the literal table."""
@@ -150,6 +178,8 @@ def test_a_third_party_model_passes_the_whole_contract(registered):
         (EmbedsWrongly, check_embedder, "do not reproduce the scores"),
         (Unnormalised, check_log_prob, "not normalised"),
         (IgnoresExclusions, check_topk, "excluded item"),
+        (SecondMostPopularFirst, check_unknown_users, "not the five most popular items"),
+        (StaleHistoryMask, check_history_scorer, "outside the history"),
     ],
 )
 def test_a_broken_model_fails_its_check(registered, cls, check, message):
@@ -160,7 +190,8 @@ def test_a_broken_model_fails_its_check(registered, cls, check, message):
 
 
 @pytest.mark.parametrize(("cls", "check"), [(Embeds, check_embedder), (Likelihood, check_log_prob),
-                                            (RanksItself, check_topk)])
+                                            (RanksItself, check_topk), (Counts, check_unknown_users),
+                                            (CountsHistories, check_history_scorer)])
 def test_an_honest_capability_passes(cls, check):
     split = contract_split()
     check(fit_for_contract(cls, split=split), split)
