@@ -44,10 +44,8 @@ def _share(model, users, genre_of, genre, steer):
     return float((genre_of[items] == genre).mean())
 
 
-# the encoder-decoder reads the preference once, for its one target: it steers strongly; the decoder reads it before
-# a whole window of which only the last item carries it: it steers, less reliably
 @pytest.mark.parametrize("cls,cfg_cls,epochs,lr,min_lift,mean_lift", [
-    (TigerDecoder, TigerDecoderConfig, 12, 5e-3, 0.1, 0.3), (Tiger, TigerConfig, 5, 1e-2, 0.5, 0.6)])
+    (TigerDecoder, TigerDecoderConfig, 6, 1e-2, 0.3, 0.5), (Tiger, TigerConfig, 5, 1e-2, 0.5, 0.6)])
 def test_steering_moves_the_top10_towards_the_preferred_genre(world, cls, cfg_cls, epochs, lr, min_lift, mean_lift,
                                                               tmp_path):
     split, sid, genre_of = world

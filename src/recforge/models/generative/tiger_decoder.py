@@ -12,7 +12,8 @@ pass), with a softmax over the values of the next token's level. Recommending = 
 
 List mode (``generate``), preference steering (``preference``, ``steer``) and the sparse-MoE feed-forward
 (``experts``) come from the shared ``retriever`` module; preference tokens (the window's last item's attribute values,
-randomly dropped) are prepended to the whole window.
+randomly dropped) sit right before the item they condition: the window's last item at training, the item to
+generate at inference.
 
 Item likelihoods renormalise each level over the trie's valid children, so ``log_prob`` (the sum of the target ID's
 token log-probabilities) is normalised over the catalogue; ``differentiable_log_prob`` is the same with gradients (a
@@ -155,14 +156,21 @@ class TigerDecoderNet(nn.Module):
         pos = (n_items_in - 1 - j // self.depth + first_pos).clamp_max(self.pos.num_embeddings - 1)
         return self.drop(self.tok(tokens) + self.level(j % self.depth) + self.pos(pos))
 
-    def _run(self, x: torch.Tensor, tokens: torch.Tensor, prefix: torch.Tensor | None
-             ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor], torch.Tensor]:
-        """Embedded tokens (B, S, D) after the prefix tokens (B, P) -> (hidden (B, P+S, D), keys, values, key
-        validity (B, P+S))."""
-        valid = tokens > 0
-        if prefix is not None and prefix.shape[1] and self.prefix is not None:
-            x = torch.cat([self.drop(self.prefix(prefix)), x], 1)
-            valid = torch.cat([prefix > 0, valid], 1)
+    def _with_prefix(self, x: torch.Tensor, valid: torch.Tensor, prefix: torch.Tensor | None, at: int
+                     ) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """Insert the prefix tokens (B, P) into embedded tokens (B, S, D) / their validity (B, S) before column ``at``
+        -> (x, valid, P). The prefix sits right before the item it conditions (the target at training, the item to
+        generate at inference), so only that item's prediction reads it."""
+        if prefix is None or not prefix.shape[1] or self.prefix is None:
+            return x, valid, 0
+        x = torch.cat([x[:, :at], self.drop(self.prefix(prefix)), x[:, at:]], 1)
+        valid = torch.cat([valid[:, :at], prefix > 0, valid[:, at:]], 1)
+        return x, valid, prefix.shape[1]
+
+    def _run(self, x: torch.Tensor, valid: torch.Tensor
+             ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
+        """Embedded tokens (B, S, D) with key validity (B, S) -> (hidden (B, S, D), keys, values); causal, every
+        position may attend to itself."""
         s = valid.shape[1]
         mask = (valid[:, None, None, :] & torch.ones(s, s, dtype=torch.bool, device=x.device).tril()) | torch.eye(
             s, dtype=torch.bool, device=x.device)
@@ -171,7 +179,7 @@ class TigerDecoderNet(nn.Module):
             x, k, v = block(x, mask)
             keys.append(k)
             values.append(v)
-        return self.norm(x), keys, values, valid
+        return self.norm(x), keys, values
 
     # ----------------------------------------------------------------------------------------------- training
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -180,9 +188,11 @@ class TigerDecoderNet(nn.Module):
         tokens = self.tokens_of(items)
         inp, tgt = tokens[:, :-1], tokens[:, 1:]
         # the input holds the target item's first T-1 tokens: its items are positioned so that that item is 0
-        prefix = batch.get("prefix")
-        hidden, _, _, _ = self._run(self._embed(F.pad(inp, (0, 1)), 0)[:, :-1], inp, prefix)
-        hidden = hidden[:, hidden.shape[1] - inp.shape[1] :]  # the window's positions, after the prefix
+        cut = inp.shape[1] - (self.depth - 1)  # where the target item's tokens start
+        x, valid, p = self._with_prefix(self._embed(F.pad(inp, (0, 1)), 0)[:, :-1], inp > 0, batch.get("prefix"), cut)
+        hidden, _, _ = self._run(x, valid)
+        if p:  # the target's first token is predicted from the last prefix slot, not from the history's end
+            hidden = torch.cat([hidden[:, : cut - 1], hidden[:, cut + p - 1 :]], 1)
         keep = tgt > 0
         h, t = hidden[keep], tgt[keep]
         logits = h @ self.tok.weight.T + self.bias
@@ -199,10 +209,11 @@ class TigerDecoderNet(nn.Module):
 
     # ----------------------------------------------------------------------------------------------- decoding
     def context(self, tokens: torch.Tensor, prefix: torch.Tensor | None = None, first_pos: int = 1) -> _Context:
-        """History tokens (B, S) after prefix tokens (B, P) -> the cached context; ``last`` predicts the next item's
+        """History tokens (B, S) then prefix tokens (B, P) -> the cached context; ``last`` predicts the next item's
         first token. ``first_pos`` items follow the history (list mode): the first of them has position
         ``first_pos - 1``, the last position 0."""
-        hidden, keys, values, valid = self._run(self._embed(tokens, first_pos), tokens, prefix)
+        x, valid, _ = self._with_prefix(self._embed(tokens, first_pos), tokens > 0, prefix, tokens.shape[1])
+        hidden, keys, values = self._run(x, valid)
         return _Context(keys=keys, values=values, valid=valid, last=hidden[:, -1], first_pos=first_pos)
 
     def extend(self, ctx: _Context, seq: torch.Tensor) -> torch.Tensor:
