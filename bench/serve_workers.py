@@ -236,8 +236,10 @@ def main() -> None:
 
     users = load_model(run / "artifact" if (run / "artifact").is_dir() else run).user_vocab.ids
     script = tmp / "recommend.lua"
-    script.write_text(WRK_LUA % {"users": ", ".join(json.dumps(json.dumps(u)) if isinstance(u, str) else str(u)
-                                                    for u in users)})
+    # string ids: a JSON string inside a Lua string literal (both escape only quotes, backslashes and controls)
+    script.write_text(WRK_LUA % {"users": ", ".join(
+        json.dumps(json.dumps(u, ensure_ascii=False), ensure_ascii=False) if isinstance(u, str) else str(u)
+        for u in users)}, encoding="utf-8")
     rows = []
     for workers in (int(w) for w in args.workers.split(",")):
         proc, port = serve(run, workers, tmp, args.serve_arg)
