@@ -33,6 +33,10 @@ from recforge.conversational.train import make_policy
 POLICIES = ("random", "max-entropy", "ear", "scpr", "fact-crs")
 #: a reference row, not a default: the best max-entropy rule we found by hand (recommend once <= 100 candidates)
 TUNED = ("max-entropy", {"recommend_below": 100, "recommend_prob": 0.0}, "max-entropy (threshold 100, tuned)")
+#: --scpr-variants: the designs SCPR's redesign was chosen among (the default is the candidate-budget state with
+#: paired replays)
+SCPR_VARIANTS = (("scpr", {"history_features": True}, "scpr (paper state + paired replays)"),
+                 ("scpr", {"history_features": True, "branches": 0}, "scpr (paper state, no paired replays)"))
 
 
 def main() -> None:
@@ -44,8 +48,20 @@ def main() -> None:
     ap.add_argument("--modes", default="binary,multiple_choice")
     ap.add_argument("--policies", default=",".join(POLICIES))
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--split", choices=("test", "valid"), default="test",
+                    help="dialogues to evaluate on: test, or the valid pairs (the targets EAR and SCPR train on)")
+    ap.add_argument("--scpr-variants", action="store_true",
+                    help="add the SCPR designs compared during its redesign: the paper's state (s_his + s_len) with "
+                         "paired replays, and that state without paired replays")
     ap.add_argument("--out", default="bench/results/crs")
+    ap.add_argument("--paired-from", default=None, metavar="CRS_JSON",
+                    help="only add the paired SR@15 differences to an existing crs.json (e.g. of an interrupted run)")
     args = ap.parse_args()
+    if args.paired_from:
+        results = json.loads(Path(args.paired_from).read_text(encoding="utf-8"))
+        _paired(results)
+        Path(args.paired_from).write_text(json.dumps(results, separators=(",", ":")), encoding="utf-8")
+        return
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     ds = load_crs_dataset(args.data)
@@ -53,19 +69,20 @@ def main() -> None:
     scorer = train_scorer(ds, ScorerConfig(epochs=args.scorer_epochs, seed=args.seed))
     scorer_s = time.perf_counter() - t0
     print(f"scorer: {scorer_s:.1f}s", flush=True)
-    results = {"dataset": ds.summary(), "episodes": args.episodes, "train_episodes": args.train_episodes,
+    results = {"dataset": ds.summary(), "split": args.split, "episodes": args.episodes, "train_episodes": args.train_episodes,
                "scorer_seconds": scorer_s, "machine": f"{platform.machine()} {torch.get_num_threads()} torch threads "
                "(shared 2-core machine; timings are indicative)", "rows": []}
     for mode in args.modes.split(","):
         setting = CRSSetting(mode=mode)
         curves = {}
         runs = [(name, {}, name) for name in args.policies.split(",")] + [TUNED]
+        runs += list(SCPR_VARIANTS) if args.scpr_variants else []
         for name, params, label in runs:
             policy = make_policy({"name": name, **params}, ds, setting, scorer)
             t0 = time.perf_counter()
             stats = policy.fit(ds, args.train_episodes, seed=args.seed) if policy.trainable else {}
             train_s = time.perf_counter() - t0
-            report = simulate(policy, ds, setting, "test", args.episodes, args.seed)
+            report = simulate(policy, ds, setting, args.split, args.episodes, args.seed)
             curves[label] = report.curve()
             m = report.metrics
             row = {"mode": mode, "policy": label, "sr@15": m["sr@15"], "at": m["at"], "hdcg": m["hdcg"],
@@ -77,7 +94,7 @@ def main() -> None:
                   f"{m['sr@15']['ci_high']:.3f}]  AT {m['at']['mean']:.2f}  hDCG {m['hdcg']['mean']:.3f}  "
                   f"train {train_s:.0f}s  eval {report.seconds:.0f}s", flush=True)
             (out / "crs.json").write_text(json.dumps(results, separators=(",", ":")), encoding="utf-8")
-        plot_success_curves(curves, out / f"crs_{mode}.png", title=f"LastFM* test, {mode}")
+        plot_success_curves(curves, out / f"crs_{mode}.png", title=f"{ds.name} {args.split}, {mode}")
     _paired(results)
     (out / "crs.json").write_text(json.dumps(results, separators=(",", ":")), encoding="utf-8")
 
@@ -89,7 +106,8 @@ def _paired(results: dict) -> None:
     results["paired"] = []
     for mode in {r["mode"] for r in results["rows"]}:
         rows = {r["policy"]: np.asarray(r["turns"]) > 0 for r in results["rows"] if r["mode"] == mode}
-        for a, b in (("scpr", "ear"), ("ear", "max-entropy"), ("max-entropy", "random"), ("fact-crs", "scpr")):
+        for a, b in (("scpr", "ear"), ("ear", "max-entropy"), ("max-entropy", "random"), ("fact-crs", "scpr"),
+                     ("scpr", "max-entropy")):
             if a in rows and b in rows:
                 test = paired_bootstrap(rows[a].astype(float), rows[b].astype(float))
                 results["paired"].append({"mode": mode, "a": a, "b": b, **test})
