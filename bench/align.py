@@ -21,6 +21,9 @@
     RECFORGE_DATA_DIR=../shared/data .venv/bin/python bench/align.py cost --data ml-100k \
         --out bench/results/align_cost_ml-100k.json
 
+    # paired bootstrap (same test users) of NDCG@10 / Recall@10 between aligned runs and their reference
+    .venv/bin/python bench/align.py paired --data ml-100k --out bench/results/align_paired_ml-100k.json
+
 Every record carries the load average (1 min) at its start and end: the machine is shared.
 """
 
@@ -246,6 +249,35 @@ def cost(data: str, out_dir: Path, seed: int) -> dict[str, Any]:
     return {"data": data, "seed": seed, "rows": rows}
 
 
+def paired(data: str, out_dir: Path, seed: int) -> dict[str, Any]:
+    """Paired bootstrap of per-user NDCG@10 and Recall@10 (test users, 2000 resamples) of every IPA / DPO / S-DPO run
+    of ``data`` against its reference and IPA against DPO, read from the run folders' per_user.parquet."""
+    import polars as pl
+
+    from recforge.metrics.stats import paired_bootstrap
+
+    def per_user(name: str) -> pl.DataFrame | None:
+        path = out_dir / name / "per_user.parquet"
+        return pl.read_parquet(path).sort("user") if path.is_file() else None
+
+    rows = []
+    for model in ("sasrec", "hstu"):
+        ref = f"{model}-{data}-s{seed}"
+        runs = {"dpo": f"{model}-{data}-dpo-b0.1-k1-s{seed}", "sdpo": f"{model}-{data}-sdpo-b0.1-k3-s{seed}",
+                "ipa": f"{model}-{data}-ipa-r2-s{seed}", "ipa+coverage": f"{model}-{data}-ipa+coverage10-ge-sft-r2-s{seed}"}
+        pairs = [(k, v, "reference", ref) for k, v in runs.items()] + [("ipa", runs["ipa"], "dpo", runs["dpo"])]
+        for a_label, a_name, b_label, b_name in pairs:
+            a, b = per_user(a_name), per_user(b_name)
+            if a is None or b is None:
+                continue
+            row = {"model": model, "a": a_label, "b": b_label}
+            for metric in ("ndcg@10", "recall@10"):
+                row[metric] = paired_bootstrap(a[metric].to_numpy(), b[metric].to_numpy(), n_boot=2000, seed=seed)
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    return {"data": data, "seed": seed, "rows": rows}
+
+
 def plot(result: dict[str, Any], path: Path) -> None:
     import matplotlib
 
@@ -269,7 +301,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("what", choices=("synthetic", "rm", "dpo", "ipa", "cost"))
+    p.add_argument("what", choices=("synthetic", "rm", "dpo", "ipa", "cost", "paired"))
     p.add_argument("--rounds", type=int, default=2, help="IPA rounds")
     p.add_argument("--model", default="sasrec", help="the aligned recommender (sasrec, hstu, ...)")
     p.add_argument("--budget-s", type=int, default=600, help="training budget of the recommender (seconds)")
@@ -291,6 +323,8 @@ def main() -> None:
         result = synthetic(args.seeds)
     elif args.what == "rm":
         result = {"rows": [reward_models(args.data, args.epochs, runs, s) for s in args.seeds]}
+    elif args.what == "paired":
+        result = paired(args.data, runs, args.seeds[0])
     elif args.what == "cost":
         result = {"rows": [cost(args.data, runs, s) for s in args.seeds]}
     elif args.what == "ipa":
