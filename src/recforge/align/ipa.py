@@ -100,13 +100,14 @@ class IPAResult:
 
 @dataclass
 class _Contexts:
-    """Users (B,), their history windows as a jagged array, and the sorted (user, item) keys they have seen."""
+    """Users (B,) and their history windows as a jagged array (items (N,), offsets (B+1,))."""
 
     users: np.ndarray
     history: np.ndarray
     offsets: np.ndarray
 
     def rows(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The histories of ``rows`` (b,) as a jagged array."""
         lengths = np.diff(self.offsets)[rows]
         offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
         idx = np.repeat(self.offsets[rows] - offsets[:-1], lengths) + np.arange(offsets[-1])
