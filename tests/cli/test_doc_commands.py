@@ -1,5 +1,6 @@
 """Every `recforge ...` command written in README.md and docs/ (fenced and indented code blocks, and inline code
-spans in the prose) parses with the real parser, and every `--preset` it names ships in the package.
+spans in the prose) parses with the real parser, every `--preset` it names ships in the package, and every `train` /
+`tune` line builds a valid run config (model name, `--set` keys and values).
 
 Commands that need a long run, a server or real data are only parsed here; the quick ones on the bundled dataset
 also run in their own tests (tests/cli/test_core_cli.py, the data walk-through in tests/data/test_own_data_doc.py, the
@@ -15,7 +16,9 @@ from pathlib import Path
 import pytest
 
 from recforge.cli.main import build_parser
+from recforge.errors import ConfigError
 from recforge.experiments.presets import preset_path
+from recforge.experiments.runs import resolve_config
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
@@ -118,3 +121,21 @@ def test_documented_command_parses(kind, argv):
     if preset and not Path(preset).suffix:  # a shipped preset name, not a file
         path = preset_path(preset, args.model, args.data or "ml-latest-small")
         assert path.is_file(), f"`recforge {' '.join(argv)}`: no shipped preset {preset!r} for it"
+    if argv[0] in ("train", "tune") and getattr(args, "config", None) is None:
+        # the run config it builds is valid (model name, every --set key and value), without loading data
+        try:
+            resolve_config(args.model, args.data, None, args.overrides, args.seed, preset)
+        except ConfigError as exc:
+            pytest.fail(f"`recforge {' '.join(argv)}`: {exc}")
+
+
+@pytest.mark.parametrize(("kind", "argv", "message"), [
+    ("line", ["train", "ease", "--set", "model.l2=100", "model.recency=0.6"], "does not parse"),  # one value per --set
+    ("line", ["train", "ease", "--set", "model.no_such_field=1"], "no_such_field"),
+    ("line", ["train", "ease", "--data", "ml-100k", "--preset", "no-such-preset"], "no shipped preset"),
+    ("mention", ["tune", "--no-such-flag"], "no option --no-such-flag"),
+    ("mention", ["data", "no-such-command"], "no command .no-such-command."),
+])
+def test_a_broken_documented_command_fails(kind, argv, message):
+    with pytest.raises((pytest.fail.Exception, AssertionError), match=message):
+        test_documented_command_parses(kind, argv)
