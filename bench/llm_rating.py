@@ -26,7 +26,7 @@ from recforge.data.datasets import load_dataset
 from recforge.data.split import leave_last_out
 from recforge.llm.mock import MockLLM
 from recforge.llm.toolkit import Toolkit
-from recforge.models.llm_rating import BiasCF, LLMRating, LLMRatingConfig, TextMLP, rmse_mae
+from recforge.models.llm_rating import BiasCF, LLMRating, LLMRatingConfig, TextMLP, TextMLPConfig, rmse_mae
 from recforge.registry import configured
 from recforge.text import HashingEmbedder, embed_items, item_texts
 
@@ -52,6 +52,7 @@ def main() -> None:
     ap.add_argument("--users", type=int, default=0, help="first N test users only (0 = all)")
     ap.add_argument("--shots", type=int, default=10)
     ap.add_argument("--minilm", action="store_true", help="also TextMLP over MiniLM vectors ([text] extra)")
+    ap.add_argument("--mlp-epochs", type=int, default=10)
     args = ap.parse_args()
     load_before = os.getloadavg()
     ds = load_dataset("ml-100k")
@@ -62,7 +63,8 @@ def main() -> None:
         test = test.with_rows(np.isin(test.user, np.unique(test.user)[: args.users]))
     users, items, truth = np.asarray(test.user), np.asarray(test.item), np.asarray(test.value, np.float64)
     catalog = ds.catalog.align(train.item_vocab)
-    out: dict = {"dataset": "ml-100k", "split": "leave_last_out (train+valid -> test)", "ratings": len(truth)}
+    out: dict = {"dataset": "ml-100k", "split": "leave_last_out (train+valid -> test)", "ratings": len(truth),
+                 "mlp_epochs": args.mlp_epochs}
     out["global_mean"] = with_ci(np.full(len(truth), train.value.mean()), truth)
     out["bias_cf"] = with_ci(BiasCF().fit(train).predict(users, items), truth)
     embedders = [("hashing", HashingEmbedder())]
@@ -72,7 +74,7 @@ def main() -> None:
         embedders.append(("minilm", MiniLMEmbedder()))
     for name, emb in embedders:
         vec = embed_items(catalog, emb, "kv").vectors
-        out[f"text_mlp_{name}"] = with_ci(TextMLP(vec).fit(train).predict(users, items), truth)
+        out[f"text_mlp_{name}"] = with_ci(TextMLP(vec, TextMLPConfig(epochs=args.mlp_epochs)).fit(train).predict(users, items), truth)
     if args.backend == "mock":
         client = MockLLM(script=recent_mean)
     else:

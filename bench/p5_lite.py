@@ -43,7 +43,7 @@ def main() -> None:
     pop = MostPopular().fit(split.train)
     model = P5Lite(dim=args.dim, max_len=args.max_len, last_positions=args.last_positions, seed=args.seed,
                    train=TrainConfig(
-        epochs=args.epochs, batch_size=256, lr=2e-3, patience=3, budget_s=args.budget, seed=args.seed, threads=2,
+        epochs=args.epochs, batch_size=256, lr=2e-3, patience=3, budget_s=args.budget, seed=args.seed, threads=1,
         eval_metric="hit@10", device=args.device))
     t0 = time.perf_counter()
     model.fit(split.train, split.valid)
