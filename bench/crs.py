@@ -10,6 +10,10 @@ questions, and the multiple-choice setting with 5 attributes per question). Writ
 The table in docs/benchmarks.md uses every test dialogue (``--episodes 20000`` > the 11,892 test pairs), one run per
 setting: ``--episodes 20000 --train-episodes 1500 --modes binary --out bench/out/crs/full-binary`` (and the same with
 ``--modes multiple_choice --out bench/out/crs/full-multiple_choice``).
+
+``--data`` also takes a folder written by ``recforge crs build`` (the second world in docs/conversational.md:
+``--data bench/out/ml-crs``); ``--split valid --scpr-variants`` plays SCPR's design alternatives on validation
+dialogues; ``--paired-from crs.json`` adds the paired differences to the result file of an interrupted run.
 """
 
 from __future__ import annotations
