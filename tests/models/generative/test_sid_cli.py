@@ -61,3 +61,15 @@ def test_recommend_prefer_on_a_model_that_cannot_be_steered(tmp_path, capsys):
     assert main(["recommend", str(tmp_path / "run"), "--user", "u1", "--prefer", "genre=Comedy"]) == 2
     err = capsys.readouterr().err
     assert "--prefer needs a model steered by preference tokens" in err and "Traceback" not in err
+
+
+def test_build_with_the_rqvae_tokenizer(tmp_path, capsys):
+    out = tmp_path / "sid"
+    assert main(["sid", "build", "--data", "ml-latest-small", "--tokenizer", "rqvae", "--epochs", "2", "--levels", "2",
+                 "--codebook-size", "32", "--collisions", "dedup", "--out", str(out)]) == 0
+    sids = SemanticIds.load(out)
+    assert sids.config.tokenizer == "rqvae" and sids.config.epochs == 2
+    assert len({tuple(r) for r in sids.codes[1:].tolist()}) == sids.n_items
+    assert main(["sid", "build", "--data", "ml-latest-small", "--tokenizer", "rqvae", "--epochs", "0",
+                 "--out", str(tmp_path / "x")]) == 2
+    assert "epochs must be >= 1" in capsys.readouterr().err
