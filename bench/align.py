@@ -118,7 +118,8 @@ def dpo(data: str, betas: list[float], rm_epochs: int, lr: float, positions: str
     l0 = _load()
     t0 = time.perf_counter()
     cfg = resolve_config(model, data, seed=seed, overrides=[
-        "model.train.epochs=40", "model.train.patience=3", "model.train.threads=1", f"model.train.budget_s={budget_s}"])
+        "model.train.epochs=40", "model.train.patience=3", "model.train.threads=1", f"model.train.budget_s={budget_s}",
+        f"model.train.seed={seed}"])  # the run seed does not reach the Trainer's own seed
     sas_dir = out_dir / f"{model}-{data}-s{seed}"
     sas = load_run(sas_dir) if (sas_dir / "run.json").is_file() else train_run(cfg, out=sas_dir, progress=False)
     sas_s = time.perf_counter() - t0
