@@ -14,6 +14,7 @@ import hmac
 import json
 import logging
 import math
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -80,7 +81,23 @@ class ServeState:
         """Run ``fn(*args)`` on one of the ``scoring_threads`` worker threads, so the event loop stays free."""
         if self.limiter is None:
             self.limiter = anyio.CapacityLimiter(self.settings.scoring_threads)
-        return await anyio.to_thread.run_sync(partial(fn, *args), limiter=self.limiter)
+        return await anyio.to_thread.run_sync(partial(_at_scoring_priority, fn, *args), limiter=self.limiter)
+
+
+#: niceness added to the threads that score, once per thread: the event loop thread (request parsing, /health) keeps
+#: the default priority, so under full load the kernel runs it ahead of scoring instead of queueing it behind them
+SCORING_NICE = 5
+_thread_state = threading.local()
+
+
+def _at_scoring_priority(fn: Callable[..., T], *args: Any) -> T:
+    if not getattr(_thread_state, "lowered", False):
+        _thread_state.lowered = True
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), os.getpriority(os.PRIO_PROCESS, 0) + SCORING_NICE)
+        except OSError:  # a sandbox may refuse; the priority is an optimisation, not a requirement
+            log.debug("could not lower the scoring thread's priority")
+    return fn(*args)
 
 
 def _build_handle(artifact: str | Path | Recommender, settings: ServeSettings) -> ModelHandle:
