@@ -122,3 +122,22 @@ def test_two_workers_share_the_weight_pages(ease_run, tmp_path):
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+@pytest.mark.parametrize("name", ["sasrec", "gru4rec", "bert4rec", "hstu"])
+def test_sequential_parameters_are_the_mapped_tensors(name, serve_log, tmp_path):
+    """A sequential model loaded from mapped weights keeps them as its parameters (no private copy per worker)."""
+    from recforge.models.base import model_from_artifact
+    from recforge.registry import resolve
+    from recforge.train.trainer import TrainConfig
+
+    model = resolve("model", name)(dim=8, max_len=10, train=TrainConfig(epochs=1, device="cpu")).fit(serve_log)
+    model.save(tmp_path / "artifact")
+    art = load_artifact(tmp_path / "artifact", mmap=True)
+    loaded = model_from_artifact(art)
+    params = dict(loaded.net_.named_parameters())
+    assert params
+    for key, p in params.items():
+        assert p.data_ptr() == art.tensors[f"net.{key}"].data_ptr(), key
+    users = np.arange(1, 6)
+    assert torch.allclose(loaded.score(users), model.score(users), atol=1e-5)

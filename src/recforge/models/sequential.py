@@ -333,6 +333,8 @@ class SequentialRecommender(HistoryScoring, TrainerFit):
 
     def _load_state(self, state: dict[str, torch.Tensor]) -> None:
         self.net_ = self._build_net(len(self.item_vocab))
-        self.net_.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("net.")})
+        # assign: the parameters become the loaded tensors instead of copies, so weights a server memory-maps
+        # (load_artifact(mmap=True)) stay shared between its worker processes
+        self.net_.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("net.")}, assign=True)
         self.net_.eval()
         self.seq_items_, self.seq_offsets_, self.seq_times_ = state["seq.items"], state["seq.offsets"], state["seq.times"]
