@@ -63,7 +63,7 @@ def test_faiss_recall_is_measured_and_true(clustered, kind, params, floor):
 
 def test_auto_switches_on_threshold(clustered):
     assert build_retriever(clustered, "auto", ann_threshold=10_000).info["kind"] == "exact"
-    assert build_retriever(clustered, "auto", ann_threshold=1000, recall_queries=20).info["kind"] == "hnsw"
+    assert build_retriever(clustered, "auto", ann_threshold=1000, recall_queries=20).info["kind"] == "ivf"
 
 
 @pytest.mark.parametrize(("vectors", "kind", "params", "needle"), [

@@ -26,7 +26,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help="full: fsync every feedback commit; normal: survives process crashes only")
     p.add_argument("--on-unknown", choices=("popular", "404"), default="popular", help="policy for unknown users")
     p.add_argument("--index", choices=("auto", "exact", "flat", "hnsw", "ivf"), default="auto",
-                   help="retrieval for embedding models (auto: HNSW from --ann-threshold items)")
+                   help="retrieval for embedding models (auto: faiss IVF from --ann-threshold items)")
     p.add_argument("--ann-threshold", type=int, default=200_000)
     p.add_argument("--index-param", action="append", default=[], metavar="KEY=INT",
                    help="faiss parameter, repeatable: m, ef_construction, ef_search (hnsw); nlist, nprobe (ivf)")

@@ -26,7 +26,7 @@ class ServeSettings:
     sync: Literal["full", "normal"] = "full"
     #: request bodies larger than this are refused with 413.
     max_body_bytes: int = 64 * 1024
-    #: retrieval for embedding models: "auto" (faiss HNSW at >= ann_threshold items, else plain scoring) or a kind.
+    #: retrieval for embedding models: "auto" (faiss IVF at >= ann_threshold items, else plain scoring) or a kind.
     index: IndexKind = "auto"
     #: catalog size from which "auto" switches to approximate search.
     ann_threshold: int = 200_000
