@@ -8,7 +8,7 @@ from recforge.config import dump_toml, load_toml, to_dict
 from recforge.data.synthetic import planted_clusters
 from recforge.errors import ConfigError, DataError
 from recforge.experiments.folder import RunFolder
-from recforge.experiments.runs import RunConfig, load_run, make_split, resolve_config
+from recforge.experiments.runs import RunConfig, build_model, load_run, make_split, resolve_config
 
 
 def test_every_section_is_name_plus_parameters(tmp_path):
@@ -41,6 +41,14 @@ def test_the_splitter_gets_its_parameters_and_the_run_seed():
     assert a.hash == b.hash != c.hash
     two = make_split(resolve_config("popular", overrides=["split.n=2"]), data)
     assert len(two.test) == 2 * 60
+
+
+def test_the_run_seed_reaches_a_models_own_seed_or_its_trainers():
+    assert build_model(resolve_config("als", overrides=["seed=5"])).config.seed == 5
+    assert build_model(resolve_config("bpr", overrides=["seed=5"])).config.train.seed == 5
+    assert build_model(resolve_config("sasrec", overrides=["seed=5"])).config.train.seed == 5
+    explicit = build_model(resolve_config("sasrec", overrides=["seed=5", "model.train.seed=2", "model.train.epochs=3"]))
+    assert (explicit.config.train.seed, explicit.config.train.epochs) == (2, 3)
 
 
 @pytest.mark.parametrize(

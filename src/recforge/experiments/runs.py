@@ -141,12 +141,15 @@ def resolve_config(
 
 
 def build_model(cfg: RunConfig) -> Any:
-    """Instantiate the configured model; its ``seed`` field (if any) follows the run seed unless set explicitly."""
+    """Instantiate the configured model; its ``seed`` field, or its trainer's ``train.seed``, follows the run seed
+    unless set explicitly."""
     fields = {k: v for k, v in cfg.model.items() if k != "name"}
     cls = get_model(cfg.model["name"])
     names = {f.name for f in dataclasses.fields(cls.config_class)}
     if "seed" in names and "seed" not in fields:
         fields["seed"] = cfg.seed
+    if "train" in names and isinstance(fields.get("train", {}), dict):  # trainer-based models keep theirs there
+        fields["train"] = {"seed": cfg.seed, **fields.get("train", {})}
     return cls(from_dict(cls.config_class, fields, prefix="model."))
 
 
