@@ -65,8 +65,7 @@ def model_hard_pairs(pairs: PreferencePairs, model: Any, k: int = 1, split: Spli
     for s in range(0, len(pairs), HARD_BATCH):
         rows = np.arange(s, min(s + HARD_BATCH, len(pairs)))
         sub = pairs.select(rows)
-        hist, offsets = sub.histories()  # writable copies: some scorers sort the arrays they are given in place
-        scores = model.score_histories((np.array(hist), np.array(offsets))).clone()  # (b, n_items+1), col. 0 -inf
+        scores = model.score_histories(sub.histories()).clone()  # (b, n_items+1), col. 0 -inf
         lengths = np.diff(sub.history_offsets)
         scores[torch.from_numpy(np.repeat(np.arange(len(rows)), lengths)), torch.from_numpy(np.array(sub.history))] = \
             -torch.inf

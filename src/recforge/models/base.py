@@ -140,8 +140,8 @@ class Recommender:
 
     def histories_to_csr(self, items: np.ndarray, offsets: np.ndarray) -> sp.csr_array:
         """Jagged histories -> binary csr (B, n_items+1), a helper for item-based models."""
-        m = sp.csr_array(
-            (np.ones(len(items), np.float32), items, offsets), shape=(len(offsets) - 1, self.n_items + 1)
+        m = sp.csr_array(  # copy: sum_duplicates sorts in place, which must not touch (or fail on) the caller's arrays
+            (np.ones(len(items), np.float32), items, offsets), shape=(len(offsets) - 1, self.n_items + 1), copy=True
         )
         m.sum_duplicates()
         m.data[:] = 1.0
