@@ -4,11 +4,13 @@ train + validation with one test evaluation, the run folder and report, a study 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import os
 import subprocess
 import sys
 import tomllib
+from pathlib import Path
 
 import optuna
 import pytest
@@ -20,6 +22,7 @@ from recforge.experiments.runs import load_run, resolve_config
 from recforge.experiments.tune import TuneConfig, check_space, grid_values, search_space, tune
 from recforge.models.base import TrainerFit
 from recforge.registry import MODELS, get_model
+from tests.conftest import write_cluster_log
 
 #: small Trainer settings so that a neural trial costs well under a second on the tiny log
 FAST_TRAIN = ["model.train.epochs=3", "model.train.batch_size=64", "model.train.threads=1"]
@@ -32,7 +35,28 @@ FAST_MODEL = {"als": ["model.iterations=3", "model.factors=16"],
 
 
 def _overrides(name: str) -> list[str]:
-    return (FAST_TRAIN if issubclass(get_model(name), TrainerFit) else []) + FAST_MODEL.get(name, [])
+    reads_catalog = ["model.embedder.name=hashing", "model.embedder.dim=32"] if _reads_catalog(name) else []
+    return (FAST_TRAIN if issubclass(get_model(name), TrainerFit) else []) + FAST_MODEL.get(name, []) + reads_catalog
+
+
+def _reads_catalog(name: str) -> bool:
+    return "embedder" in {f.name for f in dataclasses.fields(get_model(name).config_class)}
+
+
+@pytest.fixture(scope="module")
+def cluster_movielens(tmp_path_factory) -> Path:
+    """The planted cluster log as a MovieLens-format folder (ratings.csv + movies.csv) whose titles and genres name
+    each item's cluster, for the models that read the item catalogue."""
+    root = tmp_path_factory.mktemp("ml-clusters")
+    log = write_cluster_log(root / "log.csv")
+    rows = [line.split(",") for line in log.read_text().splitlines()[1:]]
+    (root / "ratings.csv").write_text("userId,movieId,rating,timestamp\n" + "".join(
+        f"{u[1:]},{int(i[1:]) + 1},4.0,{t}\n" for u, i, t in rows))
+    genres = ["Comedy", "Drama", "Horror", "Western"]
+    (root / "movies.csv").write_text("movieId,title,genres\n" + "".join(
+        f"{i + 1},{genres[i // 10]} story {i} (1990),{genres[i // 10]}\n" for i in range(40)))
+    log.unlink()
+    return root
 
 
 def _rows(folder):
@@ -47,8 +71,9 @@ def test_every_registered_model_declares_a_valid_search_space(name):
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
-def test_tune_works_for_every_registered_model(name, cluster_csv, tmp_path):
-    cfg = resolve_config(name, str(cluster_csv), overrides=_overrides(name))
+def test_tune_works_for_every_registered_model(name, cluster_csv, cluster_movielens, tmp_path):
+    data = cluster_movielens if _reads_catalog(name) else cluster_csv
+    cfg = resolve_config(name, str(data), overrides=_overrides(name))
     result = tune(cfg, TuneConfig(trials=2, pruner="none"), tmp_path / "t")
     rows = _rows(result.path)
     expected = 2 if search_space(cfg) else 1  # nothing to search: one trial

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -33,6 +33,9 @@ from recforge.registry import configured
 
 @dataclass(frozen=True)
 class BIGRecConfig:
+    #: hyper-parameter search space (see recforge.experiments.tune)
+    search_space: ClassVar[dict[str, tuple[Any, ...]]] = {"gamma": ("float", 0.0, 2.0), "n_titles": ("int", 5, 20)}
+
     base: dict[str, Any] = field(default_factory=lambda: {"name": "popular"})
     """The re-weighting model: {"name": <model key>, **its config} (popularity, as in the paper, or a CF model)."""
     llm: dict[str, Any] = field(default_factory=dict)

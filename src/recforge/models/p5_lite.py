@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -45,6 +45,10 @@ FAMILIES = ("next", "yesno", "rating")
 
 @dataclass(frozen=True)
 class P5LiteConfig:
+    #: hyper-parameter search space (see recforge.experiments.tune); ``train.*`` keys are the Trainer's
+    search_space: ClassVar[dict[str, tuple[Any, ...]]] = {
+        "dim": ("choice", (32, 64, 128)), "dropout": ("float", 0.0, 0.5), "train.lr": ("log", 1e-4, 1e-2)}
+
     dim: int = 64
     """Token embedding and hidden size."""
     n_layers: int = 2

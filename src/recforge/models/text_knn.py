@@ -10,7 +10,7 @@ from their text (an ``ItemAdder``).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -23,6 +23,9 @@ from recforge.protocols import ItemSide, ItemSideSpec
 
 @dataclass(frozen=True)
 class TextKNNConfig:
+    #: hyper-parameter search space (see recforge.experiments.tune)
+    search_space: ClassVar[dict[str, tuple[Any, ...]]] = {"n_last": ("int", 1, 20)}
+
     n_last: int = 5
     """How many of the most recent history items form the query."""
     embedder: dict[str, Any] = field(default_factory=lambda: {"name": "minilm"})

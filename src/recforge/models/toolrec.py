@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import scipy.sparse as sp
@@ -35,6 +35,9 @@ from recforge.registry import configured
 
 @dataclass(frozen=True)
 class ToolRecConfig:
+    #: hyper-parameter search space (see recforge.experiments.tune)
+    search_space: ClassVar[dict[str, tuple[Any, ...]]] = {"recent": ("int", 3, 30), "min_share": ("float", 0.2, 0.9)}
+
     tools: tuple[dict[str, Any], ...] = ({"name": "popular"}, {"name": "itemknn"})
     """The recommenders the planner may call, each {"name": <model key>, **its config}; names must differ."""
     planner: Literal["rule", "llm"] = "rule"
