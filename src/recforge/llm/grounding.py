@@ -38,16 +38,24 @@ class RankAnswer:
     filled: int
 
 
-def _read_ids(text: str) -> tuple[list[str], bool]:
-    """Ids from the first JSON list in ``text`` (or a dict's first list value), else every id-shaped token."""
+def _first_json_list(text: str) -> list[Any] | None:
+    """The JSON list spanning the first "[" to the last "]" of ``text``, or None when there is none."""
     start, end = text.find("["), text.rfind("]")
     if 0 <= start < end:
         try:
             value: Any = json.loads(text[start : end + 1])
         except json.JSONDecodeError:
-            value = None
+            return None
         if isinstance(value, list):
-            return [str(v).strip() for v in value], True
+            return value
+    return None
+
+
+def _read_ids(text: str) -> tuple[list[str], bool]:
+    """Ids from the first JSON list in ``text`` (or a dict's first list value), else every id-shaped token."""
+    value = _first_json_list(text)
+    if value is not None:
+        return [str(v).strip() for v in value], True
     try:
         obj = json.loads(text)
     except json.JSONDecodeError:
@@ -224,14 +232,9 @@ def parse_titles(text: str, n: int) -> tuple[list[str], bool]:
     """Up to ``n`` titles from an answer: the first JSON list of strings, else one title per non-empty line (list
     markers and quotes stripped) -> (titles, parsed as JSON)."""
     text = text or ""
-    start, end = text.find("["), text.rfind("]")
-    if 0 <= start < end:
-        try:
-            value: Any = json.loads(text[start : end + 1])
-        except json.JSONDecodeError:
-            value = None
-        if isinstance(value, list):
-            return [str(v).strip() for v in value if str(v).strip()][:n], True
+    value = _first_json_list(text)
+    if value is not None:
+        return [str(v).strip() for v in value if str(v).strip()][:n], True
     lines = [re.sub(r"^\s*(?:[-*•]|\d+[.)])\s*", "", ln).strip().strip("\"'") for ln in text.splitlines()]
     return [ln for ln in lines if ln][:n], False
 

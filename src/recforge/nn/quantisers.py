@@ -114,6 +114,21 @@ def kmeans(x: torch.Tensor, k: int, iters: int, gen: torch.Generator, balanced: 
     return cent, assign_to(cent)[1]
 
 
+def residual_kmeans(x: torch.Tensor, levels: int, k: int, iters: int, gen: torch.Generator, balanced: bool = False
+                    ) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """k-means on x (N, d), then on what each level's centroids leave over, ``levels`` times -> (each level's
+    centroids, (<= k, d) each; codes int64 (N, levels))."""
+    resid = x.clone()
+    centres: list[torch.Tensor] = []
+    codes = torch.zeros((len(x), levels), dtype=torch.int64)
+    for level in range(levels):
+        cent, assign = kmeans(resid, k, iters, gen, balanced)
+        centres.append(cent)
+        codes[:, level] = assign
+        resid -= cent[assign]
+    return centres, codes
+
+
 class ResidualKMeans:
     """Residual k-means tokenizer (registered as ``rkmeans``)."""
 
@@ -138,14 +153,11 @@ class ResidualKMeans:
             raise DataError("quantiser input holds NaN or infinite values")
         cfg = self.config
         gen = torch.Generator().manual_seed(cfg.seed)
-        resid = torch.from_numpy(x).clone()
+        centres, codes = residual_kmeans(torch.from_numpy(x), cfg.levels, cfg.codebook_size, cfg.iters, gen,
+                                         self.balanced)
         books = torch.zeros((cfg.levels, cfg.codebook_size, x.shape[1]))
-        codes = torch.zeros((len(x), cfg.levels), dtype=torch.int64)
-        for level in range(cfg.levels):
-            cent, assign = kmeans(resid, cfg.codebook_size, cfg.iters, gen, self.balanced)
+        for level, cent in enumerate(centres):
             books[level, : len(cent)] = cent
-            codes[:, level] = assign
-            resid -= cent[assign]
         self.codebooks_ = books
         return codes.numpy()
 

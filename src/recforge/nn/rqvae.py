@@ -26,7 +26,7 @@ from torch import nn
 
 from recforge.config import from_dict
 from recforge.errors import ConfigError, DataError
-from recforge.nn.quantisers import _sq_dist, kmeans
+from recforge.nn.quantisers import _sq_dist, residual_kmeans
 from recforge.progress import track
 
 log = logging.getLogger(__name__)
@@ -150,11 +150,9 @@ class RQVAE:
         data = torch.from_numpy(x)
         self.net_ = net = _RQVAENet(x.shape[1], cfg)
         with torch.no_grad():  # k-means initialisation of every codebook on the initial latents
-            resid = net.encoder(data)
-            for level in range(cfg.levels):
-                cent, assign = kmeans(resid, cfg.codebook_size, cfg.iters, gen)
+            centres, _ = residual_kmeans(net.encoder(data), cfg.levels, cfg.codebook_size, cfg.iters, gen)
+            for level, cent in enumerate(centres):
                 net.codebooks[level, : len(cent)] = cent
-                resid = resid - cent[assign]
         opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
         for _ in track(range(cfg.epochs), "rqvae", total=cfg.epochs):
             net.train()

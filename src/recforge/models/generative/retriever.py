@@ -107,7 +107,43 @@ class SidNet(nn.Module):
     - ``context(tokens (B, S), prefix (B, P) | None, first_pos) -> ctx`` with ``ctx.last`` (B, D), the hidden state
       that predicts the first token of the next item (``first_pos`` items are generated after the history);
     - ``extend(ctx, seq (B, M, t)) -> (B, M, t, D)`` (``seq`` may span several items in list mode);
-    - ``level_logits(hidden, level)`` and ``item_scores(hidden (B, D)) -> (B, n_items+1)`` (projection head)."""
+    - ``level_logits(hidden, level)`` and ``item_scores(hidden (B, D)) -> (B, n_items+1)`` (projection head).
+
+    Subclasses call :meth:`_register_vocabulary` and own ``tok`` (vocabulary embedding), ``bias`` (vocab,) and
+    ``item_head`` (or None); the token layout and the output heads are shared here."""
+
+    offsets: torch.Tensor
+    vocab_codes: torch.Tensor
+    tok: nn.Embedding
+    bias: nn.Parameter
+    item_head: nn.Embedding | None
+
+    def _register_vocabulary(self, codes: torch.Tensor, sizes: tuple[int, ...], n_items: int) -> int:
+        """Vocabulary: 0 = padding, then each level's values in their own block (level t value c -> offset_t + c + 1).
+        Registers ``offsets`` (T,), ``vocab_codes`` (n_items+1, T) and ``level_of_vocab`` (vocab,) -> the vocabulary
+        size."""
+        self.depth, self.sizes, self.n_items = codes.shape[1], sizes, n_items
+        offsets = torch.tensor([0, *np.cumsum(sizes)[:-1].tolist()], dtype=torch.int64) + 1
+        self.register_buffer("offsets", offsets, persistent=False)
+        self.register_buffer("vocab_codes", torch.where(
+            torch.arange(n_items + 1)[:, None] > 0, codes + offsets[None], 0), persistent=False)
+        level_of = torch.cat([torch.full((s,), t) for t, s in enumerate(sizes)])
+        self.register_buffer("level_of_vocab", torch.cat([torch.tensor([-1]), level_of]), persistent=False)
+        return int(sum(sizes)) + 1
+
+    def tokens_of(self, items: torch.Tensor) -> torch.Tensor:
+        """Left-padded item windows (B, I) -> vocabulary tokens (B, I*T) (0 for padding)."""
+        return self.vocab_codes[items].flatten(1)
+
+    def level_logits(self, hidden: torch.Tensor, level: int) -> torch.Tensor:
+        """Hidden states (..., D) -> logits (..., K_level) of the token at ``level``."""
+        lo = int(self.offsets[level])
+        hi = lo + self.sizes[level]
+        return hidden @ self.tok.weight[lo:hi].T + self.bias[lo:hi]
+
+    def item_scores(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Projection head: (B, D) -> (B, n_items+1)."""
+        return hidden @ self.item_head.weight.T  # type: ignore[union-attr]  (only called with head="projection")
 
 
 def hashed_user(users: torch.Tensor, buckets: int) -> torch.Tensor:

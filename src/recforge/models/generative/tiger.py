@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from recforge.errors import ConfigError
-from recforge.models.generative.retriever import SidModelConfig, SidRetriever, Windows
+from recforge.models.generative.retriever import SidModelConfig, SidNet, SidRetriever, Windows
 from recforge.models.generative.semantic_ids import SidConfig
 from recforge.nn.losses import full_ce
 from recforge.nn.moe import make_ffn, moe_aux_loss
@@ -117,7 +117,7 @@ class _DecoderBlock(nn.Module):
         return x + self.drop(self.ffn(self.norm3(x)))
 
 
-class TigerNet(nn.Module):
+class TigerNet(SidNet):
     """Shared token embeddings (encoder input, decoder input, tied per-level output heads), level, history-position
     and list-slot embeddings, prefix-token embeddings, the two stacks (+ an item head).
 
@@ -126,13 +126,9 @@ class TigerNet(nn.Module):
     def __init__(self, codes: torch.Tensor, sizes: tuple[int, ...], n_items: int, cfg: TigerConfig,
                  n_prefix: int = 0):
         super().__init__()
-        self.depth, self.sizes, self.n_items, self.moe_weight = codes.shape[1], sizes, n_items, cfg.moe_weight
-        offsets = torch.tensor([0, *np.cumsum(sizes)[:-1].tolist()], dtype=torch.int64) + 1
-        self.register_buffer("offsets", offsets, persistent=False)
+        self.moe_weight = cfg.moe_weight
+        vocab = self._register_vocabulary(codes, sizes, n_items)
         self.register_buffer("codes", codes.clone(), persistent=False)
-        self.register_buffer("vocab_codes", torch.where(
-            torch.arange(n_items + 1)[:, None] > 0, codes + offsets[None], 0), persistent=False)
-        vocab = int(sum(sizes)) + 1
         self.tok = nn.Embedding(vocab, cfg.dim, padding_idx=0)
         self.level = nn.Embedding(self.depth, cfg.dim)
         self.pos = nn.Embedding(cfg.max_items + 1, cfg.dim)
@@ -152,12 +148,6 @@ class TigerNet(nn.Module):
         for emb in (self.tok, self.level, self.pos, self.slot, *([self.prefix] if self.prefix is not None else [])):
             nn.init.normal_(emb.weight, std=0.02)
         nn.init.normal_(self.bos, std=0.02)
-        level_of = torch.cat([torch.full((s,), t) for t, s in enumerate(sizes)])
-        self.register_buffer("level_of_vocab", torch.cat([torch.tensor([-1]), level_of]), persistent=False)
-
-    def tokens_of(self, items: torch.Tensor) -> torch.Tensor:
-        """Left-padded item windows (B, I) -> vocabulary tokens (B, I*T) (0 for padding)."""
-        return self.vocab_codes[items].flatten(1)
 
     # ------------------------------------------------------------------------------------------------ encoder
     def _encode(self, tokens: torch.Tensor, prefix: torch.Tensor | None) -> _Memory:
@@ -205,16 +195,6 @@ class TigerNet(nn.Module):
     def extend(self, ctx: _Memory, seq: torch.Tensor) -> torch.Tensor:
         """Continuations (B, M, t) of level values (one or more items) -> decoder states after each (B, M, t, D)."""
         return self._decode_run(ctx, seq)[:, :, 1:]
-
-    def level_logits(self, hidden: torch.Tensor, level: int) -> torch.Tensor:
-        """Hidden states (..., D) -> logits (..., K_level) of the token at ``level``."""
-        lo = int(self.offsets[level])
-        hi = lo + self.sizes[level]
-        return hidden @ self.tok.weight[lo:hi].T + self.bias[lo:hi]
-
-    def item_scores(self, hidden: torch.Tensor) -> torch.Tensor:
-        """Projection head: (B, D) -> (B, n_items+1)."""
-        return hidden @ self.item_head.weight.T
 
     # ------------------------------------------------------------------------------------------------ training
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:

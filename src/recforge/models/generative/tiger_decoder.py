@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from recforge.models.generative.retriever import SidModelConfig, SidRetriever, Windows
+from recforge.models.generative.retriever import SidModelConfig, SidNet, SidRetriever, Windows
 from recforge.models.generative.semantic_ids import SidConfig
 from recforge.nn.losses import full_ce
 from recforge.nn.moe import make_ffn, moe_aux_loss
@@ -108,7 +108,7 @@ class _Block(nn.Module):
         return x + self.ffn(self.norm2(x))
 
 
-class TigerDecoderNet(nn.Module):
+class TigerDecoderNet(SidNet):
     """Token, level and item-position embeddings, causal blocks, tied per-level output heads (+ an item head), and
     an embedding of ``n_prefix`` prefix-token values (preference values, then hashed users) read before the window.
 
@@ -120,12 +120,7 @@ class TigerDecoderNet(nn.Module):
         super().__init__()
         self.moe_weight = cfg.moe_weight
         self.prefix = nn.Embedding(n_prefix + 1, cfg.dim, padding_idx=0) if n_prefix else None
-        self.depth, self.sizes, self.n_items = codes.shape[1], sizes, n_items
-        offsets = torch.tensor([0, *np.cumsum(sizes)[:-1].tolist()], dtype=torch.int64) + 1
-        self.register_buffer("offsets", offsets, persistent=False)
-        self.register_buffer("vocab_codes", torch.where(
-            torch.arange(n_items + 1)[:, None] > 0, codes + offsets[None], 0), persistent=False)
-        vocab = int(sum(sizes)) + 1
+        vocab = self._register_vocabulary(codes, sizes, n_items)
         self.tok = nn.Embedding(vocab, cfg.dim, padding_idx=0)
         self.level = nn.Embedding(self.depth, cfg.dim)
         self.pos = nn.Embedding(cfg.max_items + 1, cfg.dim)
@@ -139,14 +134,8 @@ class TigerDecoderNet(nn.Module):
             nn.init.normal_(self.item_head.weight, std=cfg.dim ** -0.5)
         for emb in (self.tok, self.level, self.pos, *([self.prefix] if self.prefix is not None else [])):  # one scale: N(0, 1) level/position rows would drown the tokens
             nn.init.normal_(emb.weight, std=0.02)
-        level_of = torch.cat([torch.full((s,), t) for t, s in enumerate(sizes)])
-        self.register_buffer("level_of_vocab", torch.cat([torch.tensor([-1]), level_of]), persistent=False)
 
     # ----------------------------------------------------------------------------------------------- inputs
-    def tokens_of(self, items: torch.Tensor) -> torch.Tensor:
-        """Left-padded item windows (B, I) -> vocabulary tokens (B, I*T) (0 for padding)."""
-        return self.vocab_codes[items].flatten(1)
-
     def _embed(self, tokens: torch.Tensor, first_pos: int) -> torch.Tensor:
         """Tokens (B, S) (S a multiple of T, aligned to whole items) -> embeddings (B, S, D); the last item has
         position ``first_pos``."""
@@ -227,16 +216,6 @@ class TigerDecoderNet(nn.Module):
         for block, k, v in zip(self.blocks, ctx.keys, ctx.values):
             x = block.extend(x, k, v, ctx.valid)
         return self.norm(x)
-
-    def level_logits(self, hidden: torch.Tensor, level: int) -> torch.Tensor:
-        """Hidden states (..., D) -> logits (..., K_level) of the token at ``level``."""
-        lo = int(self.offsets[level])
-        hi = lo + self.sizes[level]
-        return hidden @ self.tok.weight[lo:hi].T + self.bias[lo:hi]
-
-    def item_scores(self, hidden: torch.Tensor) -> torch.Tensor:
-        """Projection head: (B, D) -> (B, n_items+1)."""
-        return hidden @ self.item_head.weight.T
 
 
 def training_windows(items: np.ndarray, offsets: np.ndarray, size: int) -> tuple[torch.Tensor, torch.Tensor]:
