@@ -26,3 +26,9 @@ def gather_jagged(items: np.ndarray, offsets: np.ndarray, rows: np.ndarray) -> t
     new_offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
     idx = np.repeat(starts - new_offsets[:-1], lengths) + np.arange(new_offsets[-1])
     return items[idx], new_offsets
+
+
+def jagged_rows(items: np.ndarray, offsets: np.ndarray) -> list[np.ndarray]:
+    """A jagged array -> its B rows as views of ``items`` (for code that hands one row at a time to an LLM or a
+    planner)."""
+    return np.split(items, offsets[1:-1]) if len(offsets) > 1 else []

@@ -28,15 +28,8 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class ToolkitConfig:
-    budget_tokens: int = 2048
-    """Prompt budget (histories are cut from their oldest end to fit)."""
-    history: int = 20
-    """Most recent history items offered to a prompt."""
-    max_tokens: int = 256
-    """Answer budget of ranking and title prompts."""
-    seed: int = 0
-    """Seeds the ranker's opaque ids and shuffles."""
+class ToolkitConfig(RankerConfig):
+    """The ranker's settings (prompt and answer budgets, history length, seed), used by every verb, validated."""
 
     def __post_init__(self) -> None:
         if self.budget_tokens < 64 or self.history < 1 or self.max_tokens < 1:
@@ -74,9 +67,7 @@ class Toolkit:
     # ------------------------------------------------------------------------------------------------------ verbs
     def rerank(self, histories: list[np.ndarray], candidates: np.ndarray) -> np.ndarray:
         if self._ranker is None:
-            cfg = self.config
-            self._ranker = LLMRanker(self._client("rerank"), self.texts, RankerConfig(
-                budget_tokens=cfg.budget_tokens, max_tokens=cfg.max_tokens, history=cfg.history, seed=cfg.seed))
+            self._ranker = LLMRanker(self._client("rerank"), self.texts, self.config)
         return self._ranker.rerank(histories, candidates)
 
     def next_items(self, histories: list[np.ndarray], n: int) -> np.ndarray:

@@ -27,7 +27,7 @@ from torch import nn
 from recforge.artifacts import Artifact, load_artifact, save_artifact
 from recforge.config import from_dict, to_dict
 from recforge.data.interactions import Interactions
-from recforge.data.jagged import as_jagged
+from recforge.data.jagged import as_jagged, gather_jagged, jagged_rows
 from recforge.data.vocab import Vocab
 from recforge.errors import ConfigError, DataError, NotFittedError, UnknownIdError
 from recforge.models.rank import SeenPolicy, mask_columns, mask_seen, seen_policy, top_k
@@ -310,6 +310,39 @@ def history_scores(model: Recommender, histories: Histories, times: np.ndarray |
     if isinstance(model, HistoryScorer):
         return model.score_histories(histories)
     raise ConfigError(f"model {model.name!r} cannot score ad-hoc histories (it only knows its training users)")
+
+
+class KeepsTrainSequences(Recommender):
+    """Mixin for models that replay users' training sequences (dense items in time order, repeats kept) at scoring
+    time: kept at fit, saved under ``train_items`` / ``train_offsets``."""
+
+    train_items_: np.ndarray
+    train_offsets_: np.ndarray
+
+    def _keep_sequences(self, train: Interactions) -> None:
+        items, offsets = train.sequences()
+        self.train_items_, self.train_offsets_ = np.asarray(items), np.asarray(offsets)
+
+    def _train_jagged(self, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Dense users (U,) -> their training sequences as a jagged array (items (N,), offsets (U+1,))."""
+        return gather_jagged(self.train_items_, self.train_offsets_, np.asarray(users, dtype=np.int64))
+
+    def _train_histories(self, users: np.ndarray) -> list[np.ndarray]:
+        """Dense users (U,) -> their training sequences, one array each."""
+        return jagged_rows(*self._train_jagged(users))
+
+    def _sequences_state(self) -> dict[str, torch.Tensor]:
+        return {"train_items": torch.tensor(self.train_items_), "train_offsets": torch.tensor(self.train_offsets_)}
+
+    def _load_sequences(self, state: dict[str, torch.Tensor]) -> None:
+        self.train_items_, self.train_offsets_ = state["train_items"].numpy(), state["train_offsets"].numpy()
+
+    def _load_inner(self, inner: Recommender, state: dict[str, torch.Tensor], prefix: str) -> None:
+        """Restore a model this one wraps from the ``prefix``-keyed part of ``state``; it shares this model's
+        vocabularies and seen-item tables."""
+        inner.user_vocab, inner.item_vocab = self.user_vocab, self.item_vocab
+        inner.seen_, inner.popularity_, inner.seen_recency_ = self.seen_, self.popularity_, self.seen_recency_
+        inner._load_state({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
 
 
 class HistoryScoring(Recommender):

@@ -25,8 +25,9 @@ import numpy as np
 import torch
 
 from recforge.data.interactions import Interactions
+from recforge.data.jagged import jagged_rows
 from recforge.errors import ConfigError
-from recforge.models.base import HistoryScoring, history_scores
+from recforge.models.base import HistoryScoring, KeepsTrainSequences, history_scores
 from recforge.protocols import LLMToolkit
 from recforge.registry import configured
 
@@ -66,7 +67,7 @@ def rank_values(scores: torch.Tensor) -> torch.Tensor:
     return torch.where(finite, 1.0 - order.float() / n, torch.zeros_like(scores))
 
 
-class BIGRec(HistoryScoring):
+class BIGRec(KeepsTrainSequences, HistoryScoring):
     """Generate titles, ground them, re-weight by a base model (see the module docstring)."""
 
     name = "bigrec"
@@ -86,8 +87,7 @@ class BIGRec(HistoryScoring):
 
     def _fit(self, train: Interactions, valid: Interactions | None) -> None:
         self.base_.fit(train, valid)
-        items, offsets = train.sequences()
-        self.train_items_, self.train_offsets_ = np.asarray(items), np.asarray(offsets)
+        self._keep_sequences(train)
 
     def _combine(self, base: torch.Tensor, histories: list[np.ndarray]) -> torch.Tensor:
         scores = rank_values(base.float())
@@ -104,22 +104,15 @@ class BIGRec(HistoryScoring):
         return scores
 
     def _score(self, users: np.ndarray) -> torch.Tensor:
-        hist = [self.train_items_[self.train_offsets_[u] : self.train_offsets_[u + 1]] for u in users]
-        return self._combine(self.base_.score(users), hist)
+        return self._combine(self.base_.score(users), self._train_histories(users))
 
     def _score_histories(self, items: np.ndarray, offsets: np.ndarray) -> torch.Tensor:
-        hist = [items[offsets[b] : offsets[b + 1]] for b in range(len(offsets) - 1)]
+        hist = jagged_rows(items, offsets)
         return self._combine(history_scores(self.base_, (items, offsets)), hist)
 
     def _state(self) -> dict[str, torch.Tensor]:
-        state = {f"base.{k}": v for k, v in self.base_._state().items()}
-        state["train_items"] = torch.tensor(self.train_items_)
-        state["train_offsets"] = torch.tensor(self.train_offsets_)
-        return state
+        return {**{f"base.{k}": v for k, v in self.base_._state().items()}, **self._sequences_state()}
 
     def _load_state(self, state: dict[str, torch.Tensor]) -> None:
-        self.base_.user_vocab, self.base_.item_vocab = self.user_vocab, self.item_vocab
-        self.base_.seen_, self.base_.popularity_ = self.seen_, self.popularity_
-        self.base_.seen_recency_ = self.seen_recency_
-        self.base_._load_state({k[5:]: v for k, v in state.items() if k.startswith("base.")})
-        self.train_items_, self.train_offsets_ = state["train_items"].numpy(), state["train_offsets"].numpy()
+        self._load_inner(self.base_, state, "base.")
+        self._load_sequences(state)

@@ -20,8 +20,9 @@ import numpy as np
 import torch
 
 from recforge.data.interactions import Interactions
+from recforge.data.jagged import jagged_rows
 from recforge.errors import ConfigError
-from recforge.models.base import HistoryScoring, history_scores
+from recforge.models.base import HistoryScoring, KeepsTrainSequences, history_scores
 from recforge.models.rank import top_k
 from recforge.protocols import CandidateReranker, LLMToolkit
 from recforge.registry import configured
@@ -47,7 +48,7 @@ class LLMRerankConfig:
             raise ConfigError("llm.name is required (a registered backend: mock, openai_compat, hf_local)")
 
 
-class LLMRerank(HistoryScoring):
+class LLMRerank(KeepsTrainSequences, HistoryScoring):
     """Base model's top-``n_candidates`` reordered by ``reranker`` (see the module docstring)."""
 
     name = "llm_rerank"
@@ -75,8 +76,7 @@ class LLMRerank(HistoryScoring):
 
     def _fit(self, train: Interactions, valid: Interactions | None) -> None:
         self.base_.fit(train, valid)
-        items, offsets = train.sequences()
-        self.train_items_, self.train_offsets_ = np.asarray(items), np.asarray(offsets)
+        self._keep_sequences(train)
 
     def _rerank(self, base: torch.Tensor, histories: list[np.ndarray]) -> torch.Tensor:
         """Base scores (B, n_items+1) -> scores with the reranked candidates on top."""
@@ -101,24 +101,15 @@ class LLMRerank(HistoryScoring):
         scores[torch.from_numpy(full)[:, None], ranked] = top + torch.arange(n, 0, -1, dtype=torch.float32)
         return scores
 
-    def _history_list(self, items: np.ndarray, offsets: np.ndarray) -> list[np.ndarray]:
-        return [items[offsets[b] : offsets[b + 1]] for b in range(len(offsets) - 1)]
-
     def _score(self, users: np.ndarray) -> torch.Tensor:
-        hist = [self.train_items_[self.train_offsets_[u] : self.train_offsets_[u + 1]] for u in users]
-        return self._rerank(self.base_.score(users), hist)
+        return self._rerank(self.base_.score(users), self._train_histories(users))
 
     def _score_histories(self, items: np.ndarray, offsets: np.ndarray) -> torch.Tensor:
-        return self._rerank(history_scores(self.base_, (items, offsets)), self._history_list(items, offsets))
+        return self._rerank(history_scores(self.base_, (items, offsets)), jagged_rows(items, offsets))
 
     def _state(self) -> dict[str, torch.Tensor]:
-        state = {f"base.{k}": v for k, v in self.base_._state().items()}
-        state["train_items"] = torch.tensor(self.train_items_)
-        state["train_offsets"] = torch.tensor(self.train_offsets_)
-        return state
+        return {**{f"base.{k}": v for k, v in self.base_._state().items()}, **self._sequences_state()}
 
     def _load_state(self, state: dict[str, torch.Tensor]) -> None:
-        self.base_.user_vocab, self.base_.item_vocab = self.user_vocab, self.item_vocab
-        self.base_.seen_, self.base_.popularity_ = self.seen_, self.popularity_
-        self.base_._load_state({k[5:]: v for k, v in state.items() if k.startswith("base.")})
-        self.train_items_, self.train_offsets_ = state["train_items"].numpy(), state["train_offsets"].numpy()
+        self._load_inner(self.base_, state, "base.")
+        self._load_sequences(state)

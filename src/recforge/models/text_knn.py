@@ -17,7 +17,7 @@ import torch
 
 from recforge.data.interactions import Interactions
 from recforge.errors import ConfigError
-from recforge.models.base import HistoryScoring, extend_items
+from recforge.models.base import HistoryScoring, KeepsTrainSequences, extend_items
 from recforge.protocols import ItemSide, ItemSideSpec
 
 
@@ -40,7 +40,7 @@ class TextKNNConfig:
             raise ConfigError(f"embedder must be a table with a name, e.g. {{name = 'hashing'}}, got {self.embedder!r}")
 
 
-class TextKNN(HistoryScoring):
+class TextKNN(KeepsTrainSequences, HistoryScoring):
     """Cosine between the mean vector of the last ``n_last`` history items and every item's text vector."""
 
     name = "text_knn"
@@ -69,8 +69,7 @@ class TextKNN(HistoryScoring):
             raise ConfigError(f"the bound item vectors describe {len(self.side_.item_ids)} items, not the "
                               f"{train.n_items} items of the training log")
         self.vectors_ = torch.nn.functional.normalize(torch.as_tensor(self.side_.vectors, dtype=torch.float32), dim=1)
-        items, offsets = train.sequences()
-        self.train_items_, self.train_offsets_ = np.asarray(items), np.asarray(offsets)
+        self._keep_sequences(train)
 
     def add_items(self, side: ItemSide) -> None:
         """Append new items (``side.vectors``: (n_new+1, d), row 0 padding), scored from their text."""
@@ -96,16 +95,11 @@ class TextKNN(HistoryScoring):
         return self._query(items, offsets) @ self.vectors_.T
 
     def _score(self, users: np.ndarray) -> torch.Tensor:
-        starts, ends = self.train_offsets_[users], self.train_offsets_[users + 1]
-        lengths = ends - starts
-        idx = np.concatenate([np.arange(s, e) for s, e in zip(starts, ends)]) if lengths.sum() else \
-            np.zeros(0, np.int64)
-        return self._score_histories(self.train_items_[idx], np.concatenate([[0], np.cumsum(lengths)]))
+        return self._score_histories(*self._train_jagged(users))
 
     def _state(self) -> dict[str, torch.Tensor]:
-        return {"vectors": self.vectors_, "train_items": torch.tensor(self.train_items_),
-                "train_offsets": torch.tensor(self.train_offsets_)}
+        return {"vectors": self.vectors_, **self._sequences_state()}
 
     def _load_state(self, state: dict[str, torch.Tensor]) -> None:
         self.vectors_ = state["vectors"]
-        self.train_items_, self.train_offsets_ = state["train_items"].numpy(), state["train_offsets"].numpy()
+        self._load_sequences(state)

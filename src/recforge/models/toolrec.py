@@ -27,8 +27,9 @@ import scipy.sparse as sp
 import torch
 
 from recforge.data.interactions import Interactions
+from recforge.data.jagged import jagged_rows
 from recforge.errors import ConfigError
-from recforge.models.base import HistoryScoring, history_scores
+from recforge.models.base import HistoryScoring, KeepsTrainSequences, history_scores
 from recforge.protocols import LLMToolkit
 from recforge.registry import configured
 
@@ -71,7 +72,7 @@ class ToolRecConfig:
             raise ConfigError("need min_history >= 0, n_filters >= 0, recent >= 1 and 0 <= min_share <= 1")
 
 
-class ToolRec(HistoryScoring):
+class ToolRec(KeepsTrainSequences, HistoryScoring):
     """A planner calling registered recommenders with attribute filters (see the module docstring)."""
 
     name = "toolrec"
@@ -137,8 +138,7 @@ class ToolRec(HistoryScoring):
     def _fit(self, train: Interactions, valid: Interactions | None) -> None:
         for tool in self.tools_:
             tool.fit(train, valid)
-        items, offsets = train.sequences()
-        self.train_items_, self.train_offsets_ = np.asarray(items), np.asarray(offsets)
+        self._keep_sequences(train)
 
     def _run(self, histories: list[np.ndarray], tool_scores: list[torch.Tensor]) -> torch.Tensor:
         attrs, names = self._attributes()
@@ -157,23 +157,16 @@ class ToolRec(HistoryScoring):
         return out
 
     def _score(self, users: np.ndarray) -> torch.Tensor:
-        hist = [self.train_items_[self.train_offsets_[u] : self.train_offsets_[u + 1]] for u in users]
-        return self._run(hist, [t.score(users) for t in self.tools_])
+        return self._run(self._train_histories(users), [t.score(users) for t in self.tools_])
 
     def _score_histories(self, items: np.ndarray, offsets: np.ndarray) -> torch.Tensor:
-        hist = [items[offsets[b] : offsets[b + 1]] for b in range(len(offsets) - 1)]
-        return self._run(hist, [history_scores(t, (items, offsets)) for t in self.tools_])
+        return self._run(jagged_rows(items, offsets), [history_scores(t, (items, offsets)) for t in self.tools_])
 
     def _state(self) -> dict[str, torch.Tensor]:
         state = {f"tool{j}.{k}": v for j, t in enumerate(self.tools_) for k, v in t._state().items()}
-        state["train_items"] = torch.tensor(self.train_items_)
-        state["train_offsets"] = torch.tensor(self.train_offsets_)
-        return state
+        return {**state, **self._sequences_state()}
 
     def _load_state(self, state: dict[str, torch.Tensor]) -> None:
         for j, tool in enumerate(self.tools_):
-            tool.user_vocab, tool.item_vocab = self.user_vocab, self.item_vocab
-            tool.seen_, tool.popularity_, tool.seen_recency_ = self.seen_, self.popularity_, self.seen_recency_
-            prefix = f"tool{j}."
-            tool._load_state({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
-        self.train_items_, self.train_offsets_ = state["train_items"].numpy(), state["train_offsets"].numpy()
+            self._load_inner(tool, state, f"tool{j}.")
+        self._load_sequences(state)
