@@ -312,6 +312,17 @@ def history_scores(model: Recommender, histories: Histories, times: np.ndarray |
     raise ConfigError(f"model {model.name!r} cannot score ad-hoc histories (it only knows its training users)")
 
 
+def check_bound_side(side: Any, train: Interactions, model: str, what: str, describes: str) -> None:
+    """The item side information an ``ItemSideConsumer`` was given (``side``, an ``ItemSide`` or None) must be bound
+    before ``fit`` and describe exactly the training log's items; ConfigError naming ``model`` and ``what`` it needs
+    (``describes``: e.g. "item vectors describe", the subject and verb of the mismatch message)."""
+    if side is None:
+        raise ConfigError(f"{model} needs {what} bound before fit: recforge.text.bind_items(model, catalog, train)")
+    if side.item_ids != list(train.item_vocab.ids):
+        raise ConfigError(f"the bound {describes} {len(side.item_ids)} items, not the {train.n_items} items of "
+                          "the training log")
+
+
 class KeepsTrainSequences(Recommender):
     """Mixin for models that replay users' training sequences (dense items in time order, repeats kept) at scoring
     time: kept at fit, saved under ``train_items`` / ``train_offsets``."""

@@ -17,7 +17,7 @@ import torch
 
 from recforge.data.interactions import Interactions
 from recforge.errors import ConfigError
-from recforge.models.base import HistoryScoring, KeepsTrainSequences, extend_items
+from recforge.models.base import HistoryScoring, KeepsTrainSequences, check_bound_side, extend_items
 from recforge.protocols import ItemSide, ItemSideSpec
 
 
@@ -62,12 +62,7 @@ class TextKNN(KeepsTrainSequences, HistoryScoring):
         self.side_ = side
 
     def _fit(self, train: Interactions, valid: Interactions | None) -> None:
-        if self.side_ is None:
-            raise ConfigError("text_knn needs the item text vectors bound before fit: "
-                              "recforge.text.bind_items(model, catalog, train)")
-        if self.side_.item_ids != list(train.item_vocab.ids):
-            raise ConfigError(f"the bound item vectors describe {len(self.side_.item_ids)} items, not the "
-                              f"{train.n_items} items of the training log")
+        check_bound_side(self.side_, train, "text_knn", "the item text vectors", "item vectors describe")
         self.vectors_ = torch.nn.functional.normalize(torch.as_tensor(self.side_.vectors, dtype=torch.float32), dim=1)
         self._keep_sequences(train)
 

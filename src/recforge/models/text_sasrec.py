@@ -39,7 +39,7 @@ from torch import nn
 
 from recforge.data.interactions import Interactions
 from recforge.errors import ConfigError, DataError
-from recforge.models.base import extend_items
+from recforge.models.base import check_bound_side, extend_items
 from recforge.models.sequential import AttentionConfig, SequenceNet, SequentialRecommender
 from recforge.nn.attention import TransformerBlock, attention_mask, right_aligned_positions
 from recforge.nn.losses import sequence_loss
@@ -224,12 +224,8 @@ class TextSASRec(SequentialRecommender):
         return TextSASRecNet(self.config, text, attr, self.warm_)
 
     def _fit(self, train: Interactions, valid: Interactions | None) -> None:
-        if self.side_ is None:
-            raise ConfigError("text_sasrec needs the item side information bound before fit: "
-                              "recforge.text.bind_items(model, catalog, train)")
-        if self.side_.item_ids != list(train.item_vocab.ids):
-            raise ConfigError(f"the bound item side information describes {len(self.side_.item_ids)} items, not "
-                              f"the {train.n_items} items of the training log")
+        check_bound_side(self.side_, train, "text_sasrec", "the item side information",
+                         "item side information describes")
         self.warm_ = torch.from_numpy(train.item_counts() > 0)
         self.warm_[0] = False
         super()._fit(train, valid)
