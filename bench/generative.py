@@ -35,10 +35,12 @@ from recforge.data.datasets import load_dataset
 from recforge.data.jagged import gather_jagged
 from recforge.data.split import leave_last_out
 from recforge.evaluate.evaluator import evaluate
+from recforge.metrics.stats import paired_bootstrap, paired_t_test
 from recforge.models.generative.inspect import inspect_sids
 from recforge.models.generative.semantic_ids import SidConfig, build_semantic_ids
 from recforge.models.generative.tiger_decoder import TigerDecoder, TigerDecoderConfig
 from recforge.models.rank import mask_seen, top_k
+from recforge.registry import get_model
 
 log = logging.getLogger("bench.generative")
 METRICS = ("recall@10", "ndcg@10", "recall@20", "ndcg@20")
@@ -99,6 +101,26 @@ def _agreement(model: TigerDecoder, split, users: np.ndarray, k: int = 10) -> di
     return res
 
 
+def _cpu_s() -> float:
+    """CPU seconds (user + system) this process has used so far."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return round(r.ru_utime + r.ru_stime, 1)
+
+
+def _save_per_user(directory: Path | None, name: str, report) -> None:
+    """The per-user test values of one ranking, for a later paired test (``compare``): users + one array a metric."""
+    if directory is None:
+        return
+    directory.mkdir(parents=True, exist_ok=True)
+    np.savez(directory / f"{name}.npz", users=report.users, **{k: v for k, v in report.per_user.items()})
+
+
+def _resources(t0_cpu: float, load: dict, threads: int) -> dict:
+    load["end"] = os.getloadavg()[0]
+    return {"peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "cpu_s": round(_cpu_s() - t0_cpu, 1), "nice": os.nice(0), "threads": threads, "load_avg_1m": load}
+
+
 def stage_train(args: argparse.Namespace) -> None:
     ds = load_dataset(args.data)
     split = leave_last_out(ds.interactions)
@@ -107,32 +129,69 @@ def stage_train(args: argparse.Namespace) -> None:
                       "threads": args.threads, "seed": args.seed, "eval_users": args.eval_users,
                       "budget_s": args.budget_min * 60}}
     cfg = from_dict(TigerDecoderConfig, apply_overrides(base, args.set))
-    load0 = os.getloadavg()[0]
+    load = {"start": os.getloadavg()[0]}
+    cpu0 = _cpu_s()
     t0 = time.perf_counter()
     model = TigerDecoder(cfg).fit(split.train, split.valid)
     fit_s = time.perf_counter() - t0
-    load_fit = os.getloadavg()[0]
+    load["after_fit"] = os.getloadavg()[0]
     row = {"model": "tiger_decoder", "data": args.data, "config": to_dict(cfg), "sid_hash": model.sid_hash_,
-           "fit_s": round(fit_s, 1), "epochs_run": len(model.train_result_.history),
-           "best_epoch": model.train_result_.best_epoch, "best_valid": model.train_result_.best_metric,
+           "fit_s": round(fit_s, 1), "fit_cpu_s": round(_cpu_s() - cpu0, 1),
+           "epochs_run": len(model.train_result_.history), "best_epoch": model.train_result_.best_epoch,
+           "best_valid": model.train_result_.best_metric, "valid_decoding": cfg.decoding,
            "curve": model.train_result_.history}
-    t1 = time.perf_counter()
-    rep = evaluate(model, split, metrics=METRICS, on="test")
-    row["beam"] = {"test": rep.metrics, "eval_s": round(time.perf_counter() - t1, 1), "users": len(rep.users)}
-    if cfg.head == "projection":
-        model.config = dataclasses.replace(model.config, decoding="projection")
+    if args.save:  # before the test figures, so a later failure loses no training
+        model.save(args.save)
+    for mode in ("beam", "projection") if cfg.head == "projection" else ("beam",):
+        model.config = dataclasses.replace(model.config, decoding=mode)
         t1 = time.perf_counter()
-        rep_p = evaluate(model, split, metrics=METRICS, on="test")
-        row["projection"] = {"test": rep_p.metrics, "eval_s": round(time.perf_counter() - t1, 1)}
-        model.config = dataclasses.replace(model.config, decoding="beam")
+        rep = evaluate(model, split, metrics=METRICS, on="test")
+        row[mode] = {"test": rep.metrics, "eval_s": round(time.perf_counter() - t1, 1), "users": len(rep.users)}
+        _save_per_user(args.per_user, f"tiger_decoder-{mode}", rep)
+    model.config = dataclasses.replace(model.config, decoding="beam")
     if args.exact_users:
         users = np.random.default_rng(0).choice(np.unique(split.test.user), args.exact_users, replace=False)
         row["beam_vs_exact"] = _agreement(model, split, np.sort(users))
-    if args.save:
-        model.save(args.save)
-    row.update({"peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-                "threads": args.threads, "load_avg_1m": {"start": load0, "after_fit": load_fit,
-                                                          "end": os.getloadavg()[0]}})
+    row.update(_resources(cpu0, load, args.threads))
+    write(args.out, row)
+
+
+def stage_baseline(args: argparse.Namespace) -> None:
+    """A registered sequential model (SASRec by default) under the same budget, split and evaluator as ``train``."""
+    ds = load_dataset(args.data)
+    split = leave_last_out(ds.interactions)
+    cls = get_model(args.model)
+    base = {"train": {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "patience": args.patience,
+                      "threads": args.threads, "seed": args.seed, "eval_users": args.eval_users,
+                      "budget_s": args.budget_min * 60}}
+    cfg = from_dict(cls.config_class, apply_overrides(base, args.set))
+    load = {"start": os.getloadavg()[0]}
+    cpu0 = _cpu_s()
+    t0 = time.perf_counter()
+    model = cls(cfg).fit(split.train, split.valid)
+    fit_s = time.perf_counter() - t0
+    load["after_fit"] = os.getloadavg()[0]
+    t1 = time.perf_counter()
+    rep = evaluate(model, split, metrics=METRICS, on="test")
+    _save_per_user(args.per_user, args.model, rep)
+    row = {"model": args.model, "data": args.data, "config": to_dict(cfg), "fit_s": round(fit_s, 1),
+           "fit_cpu_s": round(_cpu_s() - cpu0, 1), "epochs_run": len(model.train_result_.history),
+           "best_epoch": model.train_result_.best_epoch, "best_valid": model.train_result_.best_metric,
+           "out_of_budget": model.train_result_.out_of_budget, "curve": model.train_result_.history,
+           "test": rep.metrics, "eval_s": round(time.perf_counter() - t1, 1), "users": len(rep.users)}
+    row.update(_resources(cpu0, load, args.threads))
+    write(args.out, row)
+
+
+def stage_compare(args: argparse.Namespace) -> None:
+    """Paired test of per-user test values saved by ``train``/``baseline`` (``--per-user``): a minus b."""
+    a, b = np.load(args.a), np.load(args.b)
+    if not np.array_equal(a["users"], b["users"]):
+        raise SystemExit(f"{args.a} and {args.b} hold different test users")
+    row = {"a": args.a.stem, "b": args.b.stem, "users": len(a["users"])}
+    for m in args.metrics:
+        row[m] = {"a": float(a[m].mean()), "b": float(b[m].mean()), "ratio": float(a[m].mean() / b[m].mean()),
+                  **paired_bootstrap(a[m], b[m]), "t_test_p": paired_t_test(a[m], b[m])["p_value"]}
     write(args.out, row)
 
 
@@ -149,25 +208,35 @@ def main() -> None:
     s.add_argument("--tokenizer-epochs", type=int, default=200, help="training epochs of a learnt tokenizer (rqvae)")
     s.add_argument("--save", type=Path, default=None, help="save the first table here")
     s.add_argument("--out", type=Path, default=None)
-    t = sub.add_parser("train")
-    t.add_argument("--data", default="amazon-beauty")
-    t.add_argument("--sid", type=Path, default=None, help="a SID table folder (default: built from cf features)")
-    t.add_argument("--epochs", type=int, default=200)
-    t.add_argument("--batch-size", type=int, default=256)
-    t.add_argument("--lr", type=float, default=1e-3)
-    t.add_argument("--patience", type=int, default=3)
-    t.add_argument("--beam", type=int, default=20)
-    t.add_argument("--budget-min", type=float, default=12)
-    t.add_argument("--eval-users", type=int, default=2000)
-    t.add_argument("--exact-users", type=int, default=0)
-    t.add_argument("--threads", type=int, default=1)
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--set", nargs="*", default=[], help="config overrides, e.g. head=projection dim=128")
-    t.add_argument("--save", type=Path, default=None)
-    t.add_argument("--out", type=Path, default=None)
+    for stage in ("train", "baseline"):
+        t = sub.add_parser(stage)
+        t.add_argument("--data", default="amazon-beauty")
+        if stage == "train":
+            t.add_argument("--sid", type=Path, default=None, help="a SID table folder (default: built from cf features)")
+            t.add_argument("--beam", type=int, default=20)
+            t.add_argument("--exact-users", type=int, default=0)
+            t.add_argument("--save", type=Path, default=None)
+        else:
+            t.add_argument("--model", default="sasrec")
+        t.add_argument("--epochs", type=int, default=200)
+        t.add_argument("--batch-size", type=int, default=256)
+        t.add_argument("--lr", type=float, default=1e-3)
+        t.add_argument("--patience", type=int, default=3)
+        t.add_argument("--budget-min", type=float, default=12)
+        t.add_argument("--eval-users", type=int, default=2000)
+        t.add_argument("--threads", type=int, default=1)
+        t.add_argument("--seed", type=int, default=0)
+        t.add_argument("--set", nargs="*", default=[], help="config overrides, e.g. head=projection dim=128")
+        t.add_argument("--per-user", type=Path, default=None, help="save per-user test values here (for compare)")
+        t.add_argument("--out", type=Path, default=None)
+    c = sub.add_parser("compare")
+    c.add_argument("a", type=Path)
+    c.add_argument("b", type=Path)
+    c.add_argument("--metrics", nargs="+", default=["recall@10", "ndcg@10"])
+    c.add_argument("--out", type=Path, default=None)
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    (stage_sids if args.stage == "sids" else stage_train)(args)
+    {"sids": stage_sids, "train": stage_train, "baseline": stage_baseline, "compare": stage_compare}[args.stage](args)
 
 
 if __name__ == "__main__":
