@@ -109,45 +109,115 @@ def reward_models(data: str, epochs: int, out_dir: Path, seed: int) -> dict[str,
     return rec
 
 
+def _reference(data: str, model: str, seed: int, budget_s: int, out_dir: Path, rec_run: str | None) -> Any:
+    """The fitted recommender: ``rec_run`` when given (e.g. a converged run trained once), else the bench's own run
+    ``<model>-<data>-s<seed>`` (trained here with early stopping unless it exists)."""
+    from recforge.experiments.runs import load_run, resolve_config, train_run
+
+    if rec_run is not None:
+        return load_run(rec_run)
+    cfg = resolve_config(model, data, seed=seed, overrides=[
+        "model.train.epochs=40", "model.train.patience=3", "model.train.threads=1", f"model.train.budget_s={budget_s}",
+        f"model.train.seed={seed}"])
+    sas_dir = out_dir / f"{model}-{data}-s{seed}"
+    return load_run(sas_dir) if (sas_dir / "run.json").is_file() else train_run(cfg, out=sas_dir, progress=False)
+
+
+def _run_name(ref: Any, data: str, model: str, seed: int, rec_run: str | None, setting: str) -> str:
+    """Aligned run folder name: ``<model>-<data>-<setting>-s<seed>`` for the bench's own reference runs, or
+    ``<reference run>-<setting>-a<seed>`` (a: the alignment seed) on a given ``rec_run``."""
+    return f"{ref.path.name}-{setting}-a{seed}" if rec_run is not None else f"{model}-{data}-{setting}-s{seed}"
+
+
+class _Paired:
+    """Per-user test figures of a reference run, for paired tests of aligned runs against it: NDCG@10 and Recall@10
+    from per_user.parquet, the reward-model score of each user's top-10 (the definition of ``recforge align``:
+    100 fixed unseen comparison items per user, seeded by the alignment seed)."""
+
+    def __init__(self, ref: Any, rm_path: Path, seed: int) -> None:
+        from recforge.cli.rm import reward_run
+        from recforge.experiments.runs import load_data, make_split
+
+        self.rm, _ = reward_run(rm_path)
+        self.split = make_split(ref.config, load_data(ref.config).interactions)
+        self.seed = seed
+        self.ref = self.per_user(ref.path)
+
+    def per_user(self, run_dir: Path) -> dict[str, np.ndarray]:
+        import polars as pl
+
+        from recforge.cli.align import _reward_at_10
+
+        df = pl.read_parquet(run_dir / "per_user.parquet").sort("user")
+        users = df["user"].to_numpy()
+        reward = _reward_at_10(self.rm, self.split, users, np.asarray(df["top_items"].to_list()), self.seed)
+        return {"users": users, "ndcg@10": df["ndcg@10"].to_numpy(), "recall@10": df["recall@10"].to_numpy(),
+                "reward@10": reward}
+
+    def against_reference(self, run_dir: Path) -> dict[str, dict[str, float]]:
+        """Paired bootstrap (2,000 resamples) of each metric's per-user difference to the reference, with the
+        relative change and its CI (the difference's CI over the reference mean)."""
+        from recforge.metrics.stats import paired_bootstrap
+
+        a = self.per_user(run_dir)
+        if not np.array_equal(a["users"], self.ref["users"]):
+            raise ValueError(f"{run_dir}: not the reference's test users")
+        out = {}
+        for metric in ("reward@10", "ndcg@10", "recall@10"):
+            test = paired_bootstrap(a[metric], self.ref[metric], n_boot=2000, seed=self.seed)
+            base = float(self.ref[metric].mean())
+            out[metric] = {**test, "mean": float(a[metric].mean()), "reference": base, "rel": test["diff"] / base,
+                           "rel_ci": [test["ci_low"] / base, test["ci_high"] / base]}
+        return out
+
+
 def dpo(data: str, betas: list[float], rm_epochs: int, lr: float, positions: str, epochs: int, out_dir: Path,
-        seed: int, model: str = "sasrec", budget_s: int = 600) -> dict[str, Any]:
+        seed: int, model: str = "sasrec", budget_s: int = 600, rec_run: str | None = None,
+        rm_run: str | None = None, sdpo_betas: tuple[float, ...] = (0.1,)) -> dict[str, Any]:
+    """One DPO round per beta (and S-DPO with K = 3 per ``sdpo_betas``) with model-hard pairs on one reference run;
+    ``seed`` is the alignment seed (batch order, validation sample, comparison items) and, without ``rec_run`` /
+    ``rm_run``, also the seed of the recommender and reward model trained here. A finished aligned run folder of the
+    same name is reused."""
     from recforge.cli.align import align_run
     from recforge.cli.rm import train_reward_run
-    from recforge.experiments.runs import load_run, resolve_config, train_run
+    from recforge.experiments.runs import load_run
 
     l0 = _load()
     t0 = time.perf_counter()
-    cfg = resolve_config(model, data, seed=seed, overrides=[
-        "model.train.epochs=40", "model.train.patience=3", "model.train.threads=1", f"model.train.budget_s={budget_s}",
-        f"model.train.seed={seed}"])  # the run seed does not reach the Trainer's own seed
-    sas_dir = out_dir / f"{model}-{data}-s{seed}"
-    sas = load_run(sas_dir) if (sas_dir / "run.json").is_file() else train_run(cfg, out=sas_dir, progress=False)
+    sas = _reference(data, model, seed, budget_s, out_dir, rec_run)
     sas_s = time.perf_counter() - t0
     curves = json.loads((sas.path / "curves.json").read_text()) if (sas.path / "curves.json").is_file() else {}
-    rm = out_dir / f"rm_bt-{data}-s{seed}"
+    rm = Path(rm_run) if rm_run is not None else out_dir / f"rm_bt-{data}-s{seed}"
     if not (rm / "run.json").is_file():
         train_reward_run("rm_bt", data, "leave_last_out", "random", "all", {"epochs": rm_epochs, "max_len": RM_LEN},
                          seed, str(rm))
-    base = {"ndcg@10": sas.metrics["test"]["ndcg@10"]["mean"], "recall@10": sas.metrics["test"]["recall@10"]["mean"],
+    base = {"run": str(sas.path), "ndcg@10": sas.metrics["test"]["ndcg@10"]["mean"],
+            "recall@10": sas.metrics["test"]["recall@10"]["mean"], "valid_ndcg@10": sas.metrics["valid"]["ndcg@10"]["mean"],
             "fit_s": sas.meta["timings"]["fit_s"], "curves": curves}
+    paired_ref = _Paired(sas, rm, seed) if rec_run is not None else None
     rows = []
-    settings = [("dpo", b, 1) for b in betas] + [("sdpo", 0.1, 3)]
+    settings = [("dpo", b, 1) for b in betas] + [("sdpo", b, 3) for b in sdpo_betas]
     for method, beta, k in settings:
         t1, l1 = time.perf_counter(), _load()
-        out = align_run(str(sas.path), method, "model-hard", k, positions, beta, epochs, lr, 256, str(rm), seed,
-                        str(out_dir / f"{model}-{data}-{method}-b{beta}-k{k}-s{seed}"), keep="last")
+        out = out_dir / _run_name(sas, data, model, seed, rec_run, f"{method}-b{beta}-k{k}")
+        if not (out / "run.json").is_file():
+            align_run(str(sas.path), method, "model-hard", k, positions, beta, epochs, lr, 256, str(rm), seed,
+                      str(out), keep="last")
         run = load_run(out)
         al = run.meta["alignment"]
-        row = {"method": method, "beta": beta, "k": k, "pairs": al["pairs"]["n"],
+        row = {"method": method, "beta": beta, "k": k, "run": str(out), "pairs": al["pairs"]["n"],
                "reward@10_before": al["reward@10"]["before"], "reward@10_after": al["reward@10"]["after"],
                "ndcg@10": run.metrics["test"]["ndcg@10"]["mean"], "recall@10": run.metrics["test"]["recall@10"]["mean"],
+               "valid_ndcg@10": run.metrics["valid"]["ndcg@10"]["mean"],
                "best_epoch": al["best_epoch"], "history": al["history"], "align_fit_s": run.meta["timings"]["fit_s"],
-               "seconds": round(time.perf_counter() - t1, 1), "load": [l1, _load()]}
+               "timings": run.meta["timings"], "seconds": round(time.perf_counter() - t1, 1), "load": [l1, _load()]}
         row["reward_change"] = row["reward@10_after"] / row["reward@10_before"] - 1
         row["ndcg_change"] = row["ndcg@10"] / base["ndcg@10"] - 1
         row["recall_change"] = row["recall@10"] / base["recall@10"] - 1
+        if paired_ref is not None:
+            row["paired"] = paired_ref.against_reference(out)
         rows.append(row)
-        print(json.dumps({k2: v for k2, v in row.items() if k2 != "history"}), flush=True)
+        print(json.dumps({k2: v for k2, v in row.items() if k2 not in ("history", "paired")}), flush=True)
     return {"data": data, "model": model, "seed": seed, "sasrec": base, "sasrec_total_s": round(sas_s, 1), "rm_run": str(rm),
             "rows": rows, "load_start": l0, "lr": lr, "positions": positions, "align_epochs": epochs}
 
@@ -163,35 +233,44 @@ def test_coverage(run_dir: Path, n_items: int) -> float:
 
 
 def ipa_bench(data: str, rounds: int, lr: float, epochs: int, beta: float, out_dir: Path, seed: int,
-              constraint: str, model: str = "sasrec") -> dict[str, Any]:
-    """IPA without and with ``constraint`` on the SASRec run and reward model that ``dpo`` trained (reused)."""
+              constraint: str, model: str = "sasrec", rec_run: str | None = None, rm_run: str | None = None,
+              settings: tuple[str, ...] = ("ipa", "constrained")) -> dict[str, Any]:
+    """IPA without and with ``constraint`` on the recommender run and reward model that ``dpo`` used (``rec_run`` /
+    ``rm_run``, else the ones ``dpo`` trained); a finished run folder of the same name is reused."""
     from recforge.cli.align import align_run
     from recforge.experiments.runs import load_run
 
-    sas = load_run(out_dir / f"{model}-{data}-s{seed}")
-    rm = out_dir / f"rm_bt-{data}-s{seed}"
+    sas = load_run(rec_run) if rec_run is not None else load_run(out_dir / f"{model}-{data}-s{seed}")
+    rm = Path(rm_run) if rm_run is not None else out_dir / f"rm_bt-{data}-s{seed}"
     n_items = sas.model.n_items
     base = {"ndcg@10": sas.metrics["test"]["ndcg@10"]["mean"], "recall@10": sas.metrics["test"]["recall@10"]["mean"],
             "coverage@10": test_coverage(sas.path, n_items)}
+    paired_ref = _Paired(sas, rm, seed) if rec_run is not None else None
     rows = []
-    for label, constraints in (("ipa", []), ("ipa+" + constraint, [constraint])):
+    for key, label, constraints in (("ipa", "ipa", []), ("constrained", "ipa+" + constraint, [constraint])):
+        if key not in settings:
+            continue
         t1, l1 = time.perf_counter(), _load()
-        out = align_run(str(sas.path), "ipa", "model-hard", 1, "last", beta, epochs, lr, 256, str(rm), seed,
-                        str(out_dir / f"{model}-{data}-{label.replace('@', '').replace('>=', '-ge-')}-r{rounds}-s{seed}"),
-                        keep="reward", rounds=rounds, candidates=10, constraints=constraints)
+        setting = f"{label.replace('@', '').replace('>=', '-ge-')}-r{rounds}"
+        out = out_dir / _run_name(sas, data, model, seed, rec_run, setting)
+        if not (out / "run.json").is_file():
+            align_run(str(sas.path), "ipa", "model-hard", 1, "last", beta, epochs, lr, 256, str(rm), seed, str(out),
+                      keep="reward", rounds=rounds, candidates=10, constraints=constraints)
         run = load_run(out)
         al = run.meta["alignment"]
         row = {"setting": label, "rounds": rounds, "best_round": al["best_round"], "history": al["history"],
                "reward@10_before": al["reward@10"]["before"], "reward@10_after": al["reward@10"]["after"],
                "ndcg@10": run.metrics["test"]["ndcg@10"]["mean"], "recall@10": run.metrics["test"]["recall@10"]["mean"],
-               "coverage@10": test_coverage(run.path, n_items),
-               "align_fit_s": run.meta["timings"]["fit_s"], "seconds": round(time.perf_counter() - t1, 1),
-               "load": [l1, _load()]}
+               "coverage@10": test_coverage(run.path, n_items), "valid_ndcg@10": run.metrics["valid"]["ndcg@10"]["mean"],
+               "align_fit_s": run.meta["timings"]["fit_s"], "timings": run.meta["timings"],
+               "seconds": round(time.perf_counter() - t1, 1), "load": [l1, _load()]}
         row["reward_change"] = row["reward@10_after"] / row["reward@10_before"] - 1
         row["ndcg_change"] = row["ndcg@10"] / base["ndcg@10"] - 1
         row["recall_change"] = row["recall@10"] / base["recall@10"] - 1
+        if paired_ref is not None:
+            row["paired"] = paired_ref.against_reference(out)
         rows.append(row)
-        print(json.dumps({k: v for k, v in row.items() if k != "history"}), flush=True)
+        print(json.dumps({k: v for k, v in row.items() if k not in ("history", "paired")}), flush=True)
     return {"data": data, "model": model, "seed": seed, "sasrec": base, "rows": rows, "lr": lr, "align_epochs": epochs, "beta": beta,
             "constraint": constraint}
 
@@ -230,7 +309,7 @@ def _cost_child(what: str, run_dir: str, queue: Any) -> None:
                "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)})
 
 
-def cost(data: str, out_dir: Path, seed: int) -> dict[str, Any]:
+def cost(data: str, out_dir: Path, seed: int, rec_run: str | None = None) -> dict[str, Any]:
     """One SASRec epoch (its defaults: batch 256 sequences, no validation) against one DPO epoch over model-hard pairs
     at each user's last training event (batch 256; the reference pass included), each in its own process."""
     import multiprocessing as mp
@@ -240,7 +319,8 @@ def cost(data: str, out_dir: Path, seed: int) -> dict[str, Any]:
     for what in ("sasrec", "dpo"):
         q = ctx.Queue()
         l0 = _load()
-        proc = ctx.Process(target=_cost_child, args=(what, str(out_dir / f"sasrec-{data}-s{seed}"), q))
+        run_dir = rec_run if rec_run is not None else str(out_dir / f"sasrec-{data}-s{seed}")
+        proc = ctx.Process(target=_cost_child, args=(what, run_dir, q))
         proc.start()
         row = q.get()
         proc.join()
@@ -279,22 +359,61 @@ def paired(data: str, out_dir: Path, seed: int) -> dict[str, Any]:
     return {"data": data, "seed": seed, "rows": rows}
 
 
-def plot(result: dict[str, Any], path: Path) -> None:
+def sweep_summary(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per setting (method, beta, K), the mean over alignment seeds of the test figures and their relative changes,
+    validation NDCG@10, and how many seeds' paired tests against the reference reach p < 0.05; the chosen beta is
+    the DPO beta of highest mean validation NDCG@10 (full validation part)."""
+    groups: dict[tuple[str, float, int], list[dict[str, Any]]] = {}
+    for res in results:
+        for row in res["rows"]:
+            groups.setdefault((row["method"], row["beta"], row["k"]), []).append(row)
+    table = []
+    for (method, beta, k), rows in groups.items():
+        entry: dict[str, Any] = {"method": method, "beta": beta, "k": k, "seeds": len(rows)}
+        for key in ("reward@10_before", "reward@10_after", "ndcg@10", "recall@10", "valid_ndcg@10", "reward_change",
+                    "ndcg_change", "recall_change"):
+            vals = np.array([r[key] for r in rows], float)
+            entry[key] = float(vals.mean())
+            entry[key + "_sd"] = float(vals.std(ddof=1)) if len(vals) > 1 else 0.0
+        if all("paired" in r for r in rows):
+            entry["paired"] = {m: {"rel": [r["paired"][m]["rel"] for r in rows],
+                                   "rel_ci": [r["paired"][m]["rel_ci"] for r in rows],
+                                   "p_value": [r["paired"][m]["p_value"] for r in rows]}
+                               for m in ("reward@10", "ndcg@10", "recall@10")}
+        table.append(entry)
+    dpo_rows = [e for e in table if e["method"] == "dpo"]
+    chosen = max(dpo_rows, key=lambda e: e["valid_ndcg@10"])["beta"] if dpo_rows else None
+    ref = results[0]["sasrec"]
+    return {"reference": {k: ref[k] for k in ("run", "ndcg@10", "recall@10", "valid_ndcg@10") if k in ref},
+            "seeds": [r["seed"] for r in results], "chosen_beta": chosen, "table": table}
+
+
+def plot(summary: dict[str, Any], title: str, path: Path) -> None:
+    """Reward-model score of the test top-10 against test NDCG@10 over beta (DPO; mean over seeds, error bars one
+    standard deviation), the reference as a black point."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [r for r in result["rows"] if r["method"] == "dpo"]
-    fig, ax = plt.subplots(figsize=(5, 4))
-    ax.plot([r["reward@10_after"] for r in rows], [r["ndcg@10"] for r in rows], marker="o")
-    for r in rows:
-        ax.annotate(f"β={r['beta']}", (r["reward@10_after"], r["ndcg@10"]), fontsize=8)
-    ax.scatter([rows[0]["reward@10_before"]], [result["sasrec"]["ndcg@10"]], color="black", label="SASRec (reference)")
-    ax.set_xlabel("reward-model score of the test top-10")
+    rows = sorted((e for e in summary["table"] if e["method"] == "dpo"), key=lambda e: e["beta"])
+    fig, ax = plt.subplots(figsize=(5.5, 4.2))
+    ax.errorbar([e["reward@10_after"] for e in rows], [e["ndcg@10"] for e in rows],
+                xerr=[e["reward@10_after_sd"] for e in rows], yerr=[e["ndcg@10_sd"] for e in rows], marker="o",
+                capsize=3, label=f"DPO, model-hard pairs ({len(summary['seeds'])} seed(s))")
+    for e in rows:
+        ax.annotate(f"β={e['beta']:g}", (e["reward@10_after"], e["ndcg@10"]), fontsize=8, xytext=(4, 4),
+                    textcoords="offset points")
+    for e in summary["table"]:
+        if e["method"] == "sdpo":
+            ax.scatter([e["reward@10_after"]], [e["ndcg@10"]], marker="s", color="tab:orange",
+                       label=f"S-DPO K={e['k']}, β={e['beta']:g}")
+    ax.scatter([rows[0]["reward@10_before"]], [summary["reference"]["ndcg@10"]], color="black",
+               label="unaligned (reference)", zorder=3)
+    ax.set_xlabel("reward-model score of the test top-10 (reward@10)")
     ax.set_ylabel("test NDCG@10")
-    ax.set_title(f"DPO on {result.get('model', 'sasrec')} ({result['data']}): reward vs NDCG over β")
-    ax.legend(fontsize=8)
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -302,7 +421,13 @@ def plot(result: dict[str, Any], path: Path) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("what", choices=("synthetic", "rm", "dpo", "ipa", "cost", "paired"))
+    p.add_argument("what", choices=("synthetic", "rm", "dpo", "ipa", "cost", "paired", "summary"))
+    p.add_argument("--rec-run", default=None, help="align this fitted recommender run (default: train one per seed)")
+    p.add_argument("--rm-run", default=None, help="the reward-model run (default: train one per seed)")
+    p.add_argument("--sdpo-betas", type=float, nargs="*", default=[0.1], help="S-DPO (K=3) runs, one per beta")
+    p.add_argument("--settings", nargs="+", default=["ipa", "constrained"], choices=("ipa", "constrained"),
+                   help="ipa: which of the two IPA runs")
+    p.add_argument("--inputs", nargs="+", default=[], help="summary: dpo result files to merge (seeds)")
     p.add_argument("--rounds", type=int, default=2, help="IPA rounds")
     p.add_argument("--model", default="sasrec", help="the aligned recommender (sasrec, hstu, ...)")
     p.add_argument("--budget-s", type=int, default=600, help="training budget of the recommender (seconds)")
@@ -310,8 +435,9 @@ def main() -> None:
     p.add_argument("--data", default="ml-100k")
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--epochs", type=int, default=6, help="reward-model epochs")
-    p.add_argument("--betas", type=float, nargs="+", default=[0.05, 0.1, 0.5, 1.0])
+    p.add_argument("--betas", type=float, nargs="*", default=[0.05, 0.1, 0.5, 1.0])
     p.add_argument("--lr", type=float, default=1e-3, help="alignment learning rate")
+    p.add_argument("--ipa-beta", type=float, default=0.1, help="beta of IPA's per-round DPO pass")
     p.add_argument("--align-epochs", type=int, default=5, help="alignment epochs (the best on validation is kept)")
     p.add_argument("--positions", choices=("last", "all"), default="last", help="alignment pairs per user")
     p.add_argument("--runs", default="bench/out/align", help="where run folders go")
@@ -327,14 +453,24 @@ def main() -> None:
     elif args.what == "paired":
         result = paired(args.data, runs, args.seeds[0])
     elif args.what == "cost":
-        result = {"rows": [cost(args.data, runs, s) for s in args.seeds]}
+        result = {"rows": [cost(args.data, runs, s, args.rec_run) for s in args.seeds]}
     elif args.what == "ipa":
-        result = {"rows": [ipa_bench(args.data, args.rounds, args.lr, args.align_epochs, 0.1, runs, s,
-                                     args.constraint, args.model) for s in args.seeds]}
+        result = {"rows": [ipa_bench(args.data, args.rounds, args.lr, args.align_epochs, args.ipa_beta, runs, s,
+                                     args.constraint, args.model, args.rec_run, args.rm_run, tuple(args.settings))
+                           for s in args.seeds]}
+    elif args.what == "summary":
+        results = [seed_result for f in args.inputs for seed_result in json.loads(Path(f).read_text())["rows"]]
+        result = sweep_summary(results)
+        plot(result, f"DPO on {results[0]['model']} ({results[0]['data']}): reward vs NDCG over β",
+             Path(args.out).with_suffix(".png"))
     else:
         result = {"rows": [dpo(args.data, args.betas, args.epochs, args.lr, args.positions, args.align_epochs, runs, s,
-                               args.model, args.budget_s) for s in args.seeds]}
-        plot(result["rows"][0], Path(args.out).with_suffix(".png"))
+                               args.model, args.budget_s, args.rec_run, args.rm_run, tuple(args.sdpo_betas))
+                           for s in args.seeds]}
+        if args.betas:
+            summary = sweep_summary(result["rows"])
+            result["summary"] = summary
+            plot(summary, f"DPO on {args.model} ({args.data}): reward vs NDCG over β", Path(args.out).with_suffix(".png"))
     Path(args.out).write_text(json.dumps(result, indent=1, default=float))
 
 
