@@ -30,6 +30,7 @@ MODELS: dict[str, str] = {
     "toolrec": "recforge.models.toolrec:ToolRec",
     "text_knn": "recforge.models.text_knn:TextKNN",
     "text_sasrec": "recforge.models.text_sasrec:TextSASRec",
+    "rlmrec": "recforge.models.rlmrec:RLMRec",
     "tiger_decoder": "recforge.models.generative.tiger_decoder:TigerDecoder",
     "tiger": "recforge.models.generative.tiger:Tiger",
 }
