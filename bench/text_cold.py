@@ -20,14 +20,19 @@ Models (``--models``, comma-separated):
   fit calibrates the cold offset on the split's validation events (cold targets of other users), and the row also
   reports the uncalibrated cold-among-all figure.
 
-Neural models early-stop on validation: the warm fit on the warm validation events; ID-SASRec's cold fit trains for
-the warm fit's best epoch count (its cold validation targets are unreachable by construction); text_sasrec's cold
-fit early-stops on the cold validation targets.
+Neural models early-stop on validation (``--patience`` epochs without a better validation NDCG@10, at most
+``--budget-s`` seconds per fit): the warm fit on the warm validation events; ID-SASRec's cold fit trains for the warm
+fit's best epoch count (its cold validation targets are unreachable by construction); text_sasrec's cold fit
+early-stops on the cold validation targets. Each fit's validation curve (NDCG@10 per epoch) is kept in the results.
+``--split-seed`` draws the cold items (0, as the cold-start protocol fixes it); ``--seed`` seeds the models.
+Torch runs on ``--threads`` CPU threads (1 by default: the machine is shared).
 
     RECFORGE_DATA_DIR=... python bench/text_cold.py --data ml-1m --models random,popular,genre,text_knn:minilm
+    RECFORGE_DATA_DIR=... python bench/text_cold.py --data ml-1m --models text_sasrec:text:minilm --seed 1 --budget-s 600
     python bench/text_cold.py --data ml-latest-small --mode temporal --models text_knn:minilm,text_sasrec:text:minilm
 
-Prints one markdown row per model and appends a JSON line per model to ``bench/results/text_cold.jsonl``.
+Prints one markdown row per model and appends a JSON line per model (with the command line and the load average)
+to ``bench/results/text_cold.jsonl`` (``--out`` another file).
 """
 
 from __future__ import annotations
@@ -35,6 +40,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
+import sys
 import time
 from pathlib import Path
 
@@ -57,7 +64,7 @@ METRICS = ("recall@10", "ndcg@10")
 RESULTS = Path(__file__).parent / "results" / "text_cold.jsonl"
 #: the sequence model settings shared by ID-SASRec and text_sasrec (early stopping picks the epoch count)
 SEQ = {"dim": 64, "n_layers": 2, "n_heads": 2, "max_len": 100, "dropout": 0.2}
-TRAIN = {"epochs": 40, "batch_size": 128, "lr": 1e-3, "patience": 3, "eval_users": 500, "threads": 2}
+TRAIN = {"epochs": 200, "batch_size": 128, "lr": 1e-3, "patience": 5, "eval_users": 500, "threads": 1}
 
 
 class CandidatesOnly:
@@ -138,10 +145,12 @@ def make(spec: str, ds, train, seed: int):
     raise ValueError(spec)
 
 
-def fit_seq(spec: str, ds, train, valid, seed: int, budget_s: float, epochs: int | None = None):
+def fit_seq(spec: str, ds, train, valid, seed: int, budget_s: float, epochs: int | None = None,
+            train_overrides: dict | None = None):
     """ID-SASRec or text_sasrec fitted on ``train``: early stopping on ``valid``, or exactly ``epochs`` epochs."""
     kind, *rest = spec.split(":")
-    train_cfg = {**TRAIN, "seed": seed, "budget_s": budget_s, **({"epochs": epochs, "patience": 0} if epochs else {})}
+    train_cfg = {**TRAIN, **(train_overrides or {}), "seed": seed, "budget_s": budget_s,
+                 **({"epochs": epochs, "patience": 0} if epochs else {})}
     if kind == "sasrec":
         model = SASRec(**SEQ, train=train_cfg)
     else:
@@ -151,20 +160,30 @@ def fit_seq(spec: str, ds, train, valid, seed: int, budget_s: float, epochs: int
     return model.fit(train, None if epochs else valid)
 
 
-def run(spec: str, ds, split, warm, cold: np.ndarray, seed: int, budget_s: float) -> dict:
+def curve(result) -> dict:
+    """A fit's learning curve: validation NDCG@10 per epoch, the chosen epoch, why it stopped, its seconds."""
+    return {"valid_ndcg@10": [round(h["valid_ndcg@10"], 5) for h in result.history if "valid_ndcg@10" in h],
+            "epochs": len(result.history), "best_epoch": result.best_epoch, "stopped_early": result.stopped_early,
+            "out_of_budget": result.out_of_budget, "seconds": round(result.seconds, 1)}
+
+
+def run(spec: str, ds, split, warm, cold: np.ndarray, seed: int, budget_s: float,
+        train_overrides: dict | None = None) -> dict:
     n = ds.interactions.n_items
     t0 = time.perf_counter()
     out: dict = {"model": spec}
     if spec.split(":")[0] in ("sasrec", "text_sasrec"):
-        warm_model = fit_seq(spec, ds, warm.train, warm.valid, seed, budget_s)
+        warm_model = fit_seq(spec, ds, warm.train, warm.valid, seed, budget_s, train_overrides=train_overrides)
         out["warm_best_epoch"] = warm_model.train_result_.best_epoch
+        out["warm_fit"] = curve(warm_model.train_result_)
         if spec.startswith("sasrec"):
             model = fit_seq(spec, ds, split.train, split.valid, seed, budget_s,
-                            epochs=warm_model.train_result_.best_epoch)
+                            epochs=warm_model.train_result_.best_epoch, train_overrides=train_overrides)
         else:
-            model = fit_seq(spec, ds, split.train, split.valid, seed, budget_s)
+            model = fit_seq(spec, ds, split.train, split.valid, seed, budget_s, train_overrides=train_overrides)
             out["cold_best_epoch"] = model.train_result_.best_epoch
             out["cold_offset_cosine"] = getattr(model, "cold_offset_", 0.0) * model.config.temperature
+        out["cold_fit"] = curve(model.train_result_)
     else:
         model, warm_model = make(spec, ds, split.train, seed), make(spec, ds, warm.train, seed)
     kw = {"metrics": METRICS, "ties": "expected", "seed": seed, "progress": False}
@@ -189,14 +208,22 @@ def main() -> None:
     ap.add_argument("--data", default="ml-latest-small")
     ap.add_argument("--mode", default="random", choices=("random", "temporal"))
     ap.add_argument("--models", default="random,popular,genre,text_knn:hashing")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=0, help="model seed (initialisation, data order, dropout)")
+    ap.add_argument("--split-seed", type=int, default=0, help="seed of the cold item draw (mode random)")
     ap.add_argument("--frac", type=float, default=0.2)
     ap.add_argument("--budget-s", type=float, default=360.0,
                     help="wall-clock seconds per neural fit (the run stays within about 15 minutes on busy cores)")
+    ap.add_argument("--lr", type=float, default=TRAIN["lr"], help="learning rate of the neural models")
+    ap.add_argument("--patience", type=int, default=TRAIN["patience"],
+                    help="epochs without a better validation NDCG@10 before a neural fit stops")
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    ap.add_argument("--out", type=Path, default=RESULTS, help="JSON-lines file the rows are appended to")
     args = ap.parse_args()
     torch.manual_seed(args.seed)
+    torch.set_num_threads(args.threads)
+    overrides = {"lr": args.lr, "patience": args.patience, "threads": args.threads}
     ds = load_dataset(args.data)
-    split = cold_item_holdout(ds.interactions, args.frac, mode=args.mode, seed=args.seed)
+    split = cold_item_holdout(ds.interactions, args.frac, mode=args.mode, seed=args.split_seed)
     warm = leave_last_out(ds.interactions)
     cold = cold_items(split)
     s = split.summary()
@@ -204,12 +231,14 @@ def main() -> None:
           f"{10 / len(cold):.4f}), {s['test']} test users, {s['train']} training events -->")
     print("| model | cold-only HR@10 | cold-only NDCG@10 | cold among all HR@10 | warm leave-last-out HR@10 | s |")
     print("|---|---|---|---|---|---|")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    command = "python bench/text_cold.py " + shlex.join(sys.argv[1:])
     for spec in args.models.split(","):
         load = os.getloadavg()[0]
-        r = run(spec, ds, split, warm, cold, args.seed, args.budget_s)
-        r.update(budget_s=args.budget_s, data=args.data, mode=args.mode, frac=args.frac, seed=args.seed, split_hash=s["hash"],
-                 n_cold=len(cold), load_avg_1m_start=round(load, 1), load_avg_1m_end=round(os.getloadavg()[0], 1))
+        r = run(spec, ds, split, warm, cold, args.seed, args.budget_s, overrides)
+        r.update(budget_s=args.budget_s, data=args.data, mode=args.mode, frac=args.frac, seed=args.seed,
+                 split_seed=args.split_seed, train=overrides, split_hash=s["hash"], n_cold=len(cold),
+                 load_avg_1m_start=round(load, 1), load_avg_1m_end=round(os.getloadavg()[0], 1), command=command)
         extra = f" (uncalibrated {fmt(r['cold_among_all_uncalibrated']['recall@10'])})" \
             if "cold_among_all_uncalibrated" in r else ""
         rows = [(spec, r, extra)] + ([("sasrec + shared cold token", r["cold_token"], "")] if "cold_token" in r else [])
@@ -217,7 +246,7 @@ def main() -> None:
             print(f"| {name} | {fmt(m['cold_only']['recall@10'])} | {fmt(m['cold_only']['ndcg@10'])} | "
                   f"{fmt(m['cold_among_all']['recall@10'])}{note} | {fmt(m['warm']['recall@10'])} | {r['seconds']} |",
                   flush=True)
-        with RESULTS.open("a") as f:
+        with args.out.open("a") as f:
             f.write(json.dumps(r) + "\n")
 
 

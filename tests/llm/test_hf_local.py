@@ -59,6 +59,26 @@ def test_score_is_the_sum_of_next_token_log_probs(tiny):
     np.testing.assert_allclose(tiny.score("the capital", ["paris"]), [expected], rtol=1e-5)
 
 
+def test_batched_score_equals_one_full_pass_per_continuation(tiny):
+    """The cached context plus one right-padded batch of continuations of different lengths gives each continuation
+    the log-prob a full pass over context + continuation gives it; without context the first token is the context."""
+    import torch
+
+    def full(ids: list[int], first: int) -> float:
+        with torch.no_grad():
+            logp = torch.log_softmax(tiny._model(input_ids=torch.tensor([ids])).logits[0], -1)
+        return float(sum(logp[t - 1, ids[t]] for t in range(first, len(ids))))
+
+    tok = tiny._tokenizer
+    ctx = tok("the capital of france is")["input_ids"]
+    conts = ["paris", "the banana of paris", "france is paris"]
+    want = [full(ctx + tok(c, add_special_tokens=False)["input_ids"], len(ctx)) for c in conts]
+    np.testing.assert_allclose(tiny.score("the capital of france is", conts), want, rtol=1e-4)
+    alone = [full(tok(c, add_special_tokens=False)["input_ids"], 1) for c in conts]
+    np.testing.assert_allclose(tiny.score("", conts), alone, rtol=1e-4)
+    assert tiny.score("", ["paris"])[0] == 0.0   # one token and no context: nothing to predict
+
+
 def test_prompts_over_the_context_are_cut_and_counted(tiny):
     tiny.config = type(tiny.config)(max_context=4)
     tiny.generate([GenerationRequest((("user", "hello " * 20),), max_tokens=1)])

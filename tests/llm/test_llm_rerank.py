@@ -12,9 +12,10 @@ import torch
 
 from recforge.errors import ConfigError
 from recforge.evaluate.evaluator import evaluate
+from recforge.llm.base import LLMError
 from recforge.llm.mock import MockLLM
 from recforge.llm.openai_compat import OpenAICompatClient
-from recforge.llm.ranker import LLMRanker
+from recforge.llm.ranker import LLMRanker, RankerConfig
 from recforge.models.base import load_model
 from recforge.models.llm_rerank import LLMRerank
 from recforge.models.popular import MostPopular
@@ -93,3 +94,38 @@ def test_bad_configs():
         LLMRerank(base={"name": "nope"})
     with pytest.raises(ConfigError, match="CandidateReranker"):
         LLMRerank(reranker=object())
+
+
+class ScoresListedIds:
+    """A scoring client that knows which film each opaque id stands for (from the listing in the context): the
+    log-prob of an id is the film's dense id (higher ids more likely); ``fail`` raises on every request."""
+
+    name = "fake"
+    capabilities = frozenset({"score"})
+
+    def __init__(self, fail: bool = False):
+        self.fail, self.contexts = fail, []
+
+    def score(self, context: str, continuations):
+        if self.fail:
+            raise LLMError("fake: the endpoint is down")
+        self.contexts.append(context)
+        film = dict(re.findall(r"^(i\d{3}): film (\d+)$", context, re.M))
+        return np.array([float(film[c.rstrip('"')]) for c in continuations])
+
+
+def test_score_method_ranks_by_the_log_prob_of_each_id():
+    client = ScoresListedIds()
+    ranker = LLMRanker(client, TEXTS, RankerConfig(method="score"))
+    order = ranker.rerank([np.array([1, 2])], np.array([[5, 9, 7, 3]]))
+    assert order.tolist() == [[1, 2, 0, 3]]          # films 9, 7, 5, 3: the highest log-prob first
+    assert client.contexts[0].endswith('assistant: ["') and "film 2" in client.contexts[0]
+    stats = ranker.stats.to_dict()
+    assert stats["parse_rate"] == 1.0 and stats["fill_rate"] == 0.0 and stats["invention_rate"] == 0.0
+    failing = LLMRanker(ScoresListedIds(fail=True), TEXTS, RankerConfig(method="score"))
+    assert failing.rerank([np.array([1])], np.array([[5, 9, 7]])).tolist() == [[0, 1, 2]]   # base order kept
+    assert failing.stats.to_dict()["errors"] == 1 and failing.stats.to_dict()["fill_rate"] == 1.0
+    with pytest.raises(ConfigError, match="needs the 'generate' verb"):
+        LLMRanker(client, TEXTS)
+    with pytest.raises(ConfigError, match="method must be"):
+        LLMRanker(client, TEXTS, RankerConfig(method="vote"))

