@@ -6,7 +6,7 @@ rule (validation NDCG@10, full ranking, seen items NOT masked — RecBole's sequ
 evaluations without improvement, at most 300 epochs: RecBole's defaults) and an optional wall-clock cap. Every epoch
 records validation NDCG@10 against wall-clock and process CPU seconds since training began (validation included:
 both sides need it to stop). The test split is scored once per side, with the early-stopped (best-validation)
-weights. Nothing measured in an earlier session enters a figure: every ratio is between the two runs' own curves.
+weights. No figure from another measurement enters a ratio: every ratio is between the two runs' own curves.
 
 RecBole runs through bench/.recbole-venv/bin/python (see README.md in the peers folder; never a project dependency)
 via bench/recbole_driver.py. The splits:

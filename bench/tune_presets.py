@@ -8,6 +8,7 @@ bench/results/tune_presets.jsonl, one line per study.
     RECFORGE_DATA_DIR=... python bench/tune_presets.py --data amazon-beauty --models ease --trials 12 --timeout 1080 \
         --enqueue l2=100,recency=0.6
     python bench/tune_presets.py --data ml-latest-small --models itemknn userknn ease als --trials 16
+    python bench/tune_presets.py --data ml-100k --models gru4rec --trials 6 --timeout 540
 """
 
 from __future__ import annotations
@@ -27,14 +28,15 @@ PRESETS = ROOT / "src" / "recforge" / "presets" / "tuned"
 RESULTS = ROOT / "bench" / "results" / "tune_presets.jsonl"
 
 
-def tune_one(model: str, data: str, trials: int, timeout: float, out: Path, extra: list[str]) -> dict:
+def tune_one(model: str, data: str, trials: int, timeout: float, out: Path, extra: list[str], threads: int) -> dict:
     cmd = ["recforge", "tune", model, "--data", data, "--trials", str(trials)]
     cmd += ["--timeout", str(float(timeout))] if timeout else []
     cmd += [*extra, "--refit"]
     load_before = os.getloadavg()[0]
     t0 = time.perf_counter()
     cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    subprocess.run([sys.executable, "-m", "recforge", *cmd[1:], "--out", str(out)], check=True)
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads)) if threads else None
+    subprocess.run([sys.executable, "-m", "recforge", *cmd[1:], "--out", str(out)], check=True, env=env)
     cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     wall = time.perf_counter() - t0
     target = PRESETS / data / f"{model}.toml"
@@ -47,7 +49,7 @@ def tune_one(model: str, data: str, trials: int, timeout: float, out: Path, extr
             "test": {k: v for k, v in test.items() if not k.startswith("_")},
             "wall_s": round(wall, 1), "cpu_s": round(cpu1.ru_utime + cpu1.ru_stime - cpu0.ru_utime - cpu0.ru_stime, 1),
             "load_avg_before": round(load_before, 2), "load_avg_after": round(os.getloadavg()[0], 2),
-            "cores": os.cpu_count()}
+            "cores": os.cpu_count(), "threads": threads or None}
 
 
 def main() -> None:
@@ -59,10 +61,13 @@ def main() -> None:
     ap.add_argument("--set", dest="overrides", action="append", default=[], help="passed to recforge tune")
     ap.add_argument("--enqueue", action="append", default=[], help="passed to recforge tune (settings tried first)")
     ap.add_argument("--out", default="bench/out/tune", help="where the tune run folders go")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="OpenMP/MKL threads of each study's process (default 1: the machine is shared; 0 = library default)")
     args = ap.parse_args()
     extra = [a for o in args.overrides for a in ("--set", o)] + [a for e in args.enqueue for a in ("--enqueue", e)]
     for model in args.models:
-        row = tune_one(model, args.data, args.trials, args.timeout, Path(args.out) / f"{model}-{args.data}", extra)
+        row = tune_one(model, args.data, args.trials, args.timeout, Path(args.out) / f"{model}-{args.data}", extra,
+                       args.threads)
         with RESULTS.open("a", encoding="utf-8") as f:
             f.write(json.dumps(row) + "\n")
         print(json.dumps(row))
