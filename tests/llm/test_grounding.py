@@ -43,8 +43,9 @@ def test_history_is_cut_from_the_oldest_end_to_fit_the_budget():
 
 
 def test_templates_are_versioned_and_hashed():
-    assert {p.key for p in PROMPTS.values()} == {"rank/1", "next_title/1", "rate/1", "next_titles/1", "plan/1"}
-    assert len({p.hash for p in PROMPTS.values()}) == 5
+    assert {p.key for p in PROMPTS.values()} == {"rank/1", "next_title/1", "rate/1", "next_titles/1", "plan/1",
+                                                    "user_profile/1", "item_profile/1"}
+    assert len({p.hash for p in PROMPTS.values()}) == 7
     with pytest.raises(ConfigError, match="unknown prompt template"):
         prompt("planner")
 

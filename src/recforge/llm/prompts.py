@@ -1,4 +1,4 @@
-"""Versioned prompt templates: rank candidates, next title(s), rate item, planner step.
+"""Versioned prompt templates: rank candidates, next title(s), rate item, planner step, user and item profiles.
 
 Candidates are shown under opaque ids (``i`` + three digits, drawn at random per prompt) in a shuffled order, so an
 answer cannot lean on list position or on the catalogue's own ids. The history is recency-marked ("[1]" = most
@@ -68,6 +68,19 @@ PROMPTS: dict[str, PromptTemplate] = {
         "Items the user interacted with, [1] = most recent:\n{history}\n\nTools: {tools}\nAttributes: {attributes}\n\n"
         "Pick the tool to call and the attributes (zero to three) the recommended items should have. Answer with "
         "JSON like {{\"tool\": \"{tool}\", \"filters\": [\"{attribute}\"]}} and nothing else."),
+    "user_profile": PromptTemplate(
+        "user_profile", 1,
+        "You describe the tastes of users of a recommender system. You answer with JSON only.",
+        "Items the user interacted with, [1] = most recent:\n{history}\n\n"
+        "Summarise in at most {words} words what kinds of items this user enjoys and which they avoid, then give "
+        "your reasoning. Answer with JSON like {{\"summarization\": \"...\", \"reasoning\": \"...\"}} and nothing "
+        "else."),
+    "item_profile": PromptTemplate(
+        "item_profile", 1,
+        "You describe the items of a recommender system and their audience. You answer with JSON only.",
+        "Item:\n{item}\n\nWhat users said about it, [1] = most recent:\n{history}\n\n"
+        "Summarise in at most {words} words what kinds of users would enjoy this item, then give your reasoning. "
+        "Answer with JSON like {{\"summarization\": \"...\", \"reasoning\": \"...\"}} and nothing else."),
 }
 
 
@@ -166,3 +179,25 @@ def plan_prompt(history: Sequence[str], tools: Sequence[str], attributes: Sequen
                       tool=tools[0] if tools else "", attribute=attributes[0] if attributes else "")
     return Prompt(GenerationRequest((("system", tpl.system), ("user", user)), max_tokens=max_tokens), tpl.key,
                   history_kept=kept, history_dropped=len(history) - kept)
+
+
+def user_profile_prompt(history: Sequence[str], words: int = 100, budget_tokens: int = 2048,
+                        max_tokens: int = 300) -> Prompt:
+    """Ask for a profile of a user (what they enjoy and avoid, at most ``words`` words, as JSON with
+    ``summarization`` and ``reasoning``) from their ``history`` (item texts, oldest first; recency-marked and cut
+    from the oldest end to fit ``budget_tokens``). The profile's embedding is a user's text vector (RLMRec)."""
+    tpl = prompt("user_profile")
+    user, kept = _fit(tpl, history, budget_tokens, words=str(words))
+    return Prompt(GenerationRequest((("system", tpl.system), ("user", user)), max_tokens=max_tokens), tpl.key,
+                  history_kept=kept, history_dropped=len(history) - kept)
+
+
+def item_profile_prompt(item: str, feedback: Sequence[str], words: int = 100, budget_tokens: int = 2048,
+                        max_tokens: int = 300) -> Prompt:
+    """Ask for a profile of an item (who would enjoy it, at most ``words`` words, as JSON with ``summarization`` and
+    ``reasoning``) from its text ``item`` and users' ``feedback`` about it (reviews or tags, oldest first;
+    recency-marked and cut from the oldest end to fit ``budget_tokens``)."""
+    tpl = prompt("item_profile")
+    user, kept = _fit(tpl, feedback, budget_tokens, item=item, words=str(words))
+    return Prompt(GenerationRequest((("system", tpl.system), ("user", user)), max_tokens=max_tokens), tpl.key,
+                  history_kept=kept, history_dropped=len(feedback) - kept)

@@ -21,6 +21,12 @@ temperature) that maximises NDCG@10 over the validation events ranked among all 
 The offset is only as good as the validation events are representative: on a cold-item split all validation targets
 are cold, so it learns to favour cold items.
 
+``personal_lora_experts`` > 0 adds a :class:`~recforge.nn.personal_lora.PersonalLoRA` on the final state (RecLoRA's
+per-user LoRA mixture): ``personal_lora_experts`` shared rank-``personal_lora_rank`` adapters of a frozen identity
+layer, mixed by a gate over the user's history representation (at each position, the mean of the normalised tower
+vectors of the items up to it), so that every user's last layer gets its own low-rank update. 0 (the default) leaves
+the network as it is.
+
 ``add_items`` (an ``ItemAdder``) appends items from their text / attributes without retraining; they are scored
 like the cold items (text tower, cold offset). The model reads its side information through
 ``ItemSideConsumer``: the run path (or ``recforge.text.bind_items``) binds it before ``fit``.
@@ -43,6 +49,7 @@ from recforge.models.base import check_bound_side, extend_items
 from recforge.models.sequential import AttentionConfig, SequenceNet, SequentialRecommender
 from recforge.nn.attention import TransformerBlock, attention_mask, right_aligned_positions
 from recforge.nn.losses import sequence_loss
+from recforge.nn.personal_lora import PersonalLoRA
 from recforge.protocols import ItemSide, ItemSideSpec
 
 log = logging.getLogger(__name__)
@@ -66,6 +73,8 @@ class TextSASRecConfig(AttentionConfig):
     id_dropout: float = 0.5  # text+id: probability that an item's ID embedding is dropped in a training step
     calibration: Calibration = "valid"  # cold-item score offset: chosen on validation, or none
     temperature: float = 0.05  # cosine head: cos(state, item) / temperature (must be > 0)
+    personal_lora_experts: int = 0  # > 0: per-user mixture of this many LoRA experts on the final state (RecLoRA)
+    personal_lora_rank: int = 4  # rank of each PersonalLoRA expert
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -75,6 +84,9 @@ class TextSASRecConfig(AttentionConfig):
             raise ConfigError(f"id_dropout must be in [0, 1), got {self.id_dropout}")
         if self.adapter_hidden < 0:
             raise ConfigError(f"adapter_hidden must be >= 0, got {self.adapter_hidden}")
+        if self.personal_lora_experts < 0 or self.personal_lora_rank < 1:
+            raise ConfigError(f"personal_lora_experts must be >= 0 and personal_lora_rank >= 1, got "
+                              f"{self.personal_lora_experts} and {self.personal_lora_rank}")
         if "text" in self.tower and (not isinstance(self.embedder, dict) or not self.embedder.get("name")):
             raise ConfigError(f"embedder must be a table with a name, e.g. {{name = 'hashing'}}, got {self.embedder!r}")
 
@@ -118,6 +130,11 @@ class TextSASRecNet(SequenceNet):
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(TransformerBlock(d, cfg.n_heads, cfg.dropout) for _ in range(cfg.n_layers))
         self.norm = nn.LayerNorm(d)
+        if cfg.personal_lora_experts:
+            identity = nn.Linear(d, d, bias=False)
+            nn.init.eye_(identity.weight)
+            self.personal = PersonalLoRA(identity, cfg.personal_lora_experts, cfg.personal_lora_rank, d,
+                                         freeze_base=True)
 
     def tower(self) -> torch.Tensor:
         """Item vectors (n+1, D) from text / attributes / IDs; row 0 (padding) is zero."""
@@ -140,12 +157,24 @@ class TextSASRecNet(SequenceNet):
 
     def _encode(self, items: torch.Tensor, table: torch.Tensor, last_only: bool = False) -> torch.Tensor:
         pos = right_aligned_positions(self.pos_emb, items.shape[1], items.device)
-        x = F.normalize(table[items], dim=-1, eps=1e-6) * self.cfg.dim ** 0.5 + pos[None]
+        vectors = F.normalize(table[items], dim=-1, eps=1e-6)
+        x = vectors * self.cfg.dim ** 0.5 + pos[None]
         x = self.drop(x) * (items > 0).unsqueeze(-1)
         mask = attention_mask(items, True)
         for i, block in enumerate(self.blocks):
             x = block(x, mask, last_only=last_only and i == len(self.blocks) - 1)
-        return self.norm(x)
+        x = self.norm(x)
+        if not self.cfg.personal_lora_experts:
+            return x
+        user = self.history_mean(items, vectors)
+        return self.personal(x, user[:, -x.shape[1]:])
+
+    @staticmethod
+    def history_mean(items: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
+        """The user representation PersonalLoRA's gate reads: items (B, L), their normalised tower vectors
+        (B, L, D) -> (B, L, D), at each position the mean vector of the (non-padding) items up to it."""
+        real = (items > 0).unsqueeze(-1)
+        return (vectors * real).cumsum(1) / real.cumsum(1).clamp_min(1)
 
     def encode(self, items: torch.Tensor, times: torch.Tensor | None = None) -> torch.Tensor:
         return self._encode(items, self.tower())

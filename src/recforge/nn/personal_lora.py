@@ -3,10 +3,11 @@
 K low-rank experts ``B_k A_k`` (A_k: (r, d_in), B_k: (d_out, r)) are shared by every user; a gate computed from the
 user's history representation ``u`` mixes them, so each user gets their own low-rank update of the base layer:
 
-    y = base(x) + (alpha / r) * sum_k g_k(u) * B_k A_k x,      g(u) = softmax(W_g u + c_g)   (K gates)
+    y = base(x) + (alpha / r) * sum_k g_k(u) * B_k A_k x,      g(u) = softmax(W_g LN(u) + c_g)   (K gates)
 
 B_k start at zero (the adapted layer starts as the base layer, as in LoRA); A_k and the gate are initialised at
-random. Shapes: x (..., d_in), u (..., d_user) with the same leading shape -> y (..., d_out).
+random. The gate reads the layer-normalised user representation, so its logits start at order 1 whatever the scale of
+``u`` (a mean of unit vectors is short), and different users start with visibly different mixtures. Shapes: x (..., d_in), u (..., d_user) with the same leading shape -> y (..., d_out).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ class PersonalLoRA(nn.Module):
         d_in, d_out = base.in_features, base.out_features
         self.lora_a = nn.Parameter(torch.randn(n_experts, rank, d_in) / math.sqrt(d_in))
         self.lora_b = nn.Parameter(torch.zeros(n_experts, d_out, rank))
+        self.gate_norm = nn.LayerNorm(user_dim)
         self.gate = nn.Linear(user_dim, n_experts)
 
     @property
@@ -45,7 +47,7 @@ class PersonalLoRA(nn.Module):
 
     def gates(self, user: torch.Tensor) -> torch.Tensor:
         """user (..., d_user) -> mixture weights (..., K), each row summing to 1."""
-        return torch.softmax(self.gate(user), dim=-1)
+        return torch.softmax(self.gate(self.gate_norm(user)), dim=-1)
 
     def delta_weight(self, user: torch.Tensor) -> torch.Tensor:
         """The user-specific update of the base weight: user (..., d_user) -> (..., d_out, d_in)."""

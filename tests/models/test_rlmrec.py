@@ -1,0 +1,121 @@
+"""rlmrec: the alignment objectives pull CF embeddings toward planted text clusters, the post-alignment's mix is
+chosen on validation, save/load keeps the scores, and bad inputs are clear errors."""
+
+from __future__ import annotations
+
+from functools import cache
+
+import numpy as np
+import pytest
+import torch
+
+from recforge.data.split import Split, leave_last_out
+from recforge.data.synthetic import planted_clusters
+from recforge.errors import ConfigError
+from recforge.evaluate.evaluator import evaluate
+from recforge.models.base import load_model
+from recforge.models.rlmrec import MIX_GRID, RLMRec
+from recforge.models.validation import validation_metric
+from recforge.protocols import ItemSide
+
+TRAIN = {"epochs": 30, "batch_size": 256, "lr": 0.02, "clip": 0.0, "patience": 0, "threads": 1}
+
+
+@cache
+def _world() -> tuple[Split, np.ndarray, np.ndarray]:
+    """A sparse planted log (6 events per user: too few for CF alone to find the item clusters) and text vectors
+    whose directions carry the planted item clusters (cluster centroid + noise). -> (split, vectors (n+1, 32),
+    cluster of each dense item (n,))."""
+    split = leave_last_out(planted_clusters(n_users=300, n_items=300, n_clusters=6, events_per_user=6,
+                                            p_in_cluster=0.8, seed=3))
+    number = np.array([int(str(i)[1:]) for i in split.train.item_vocab.ids])
+    groups = split.train.meta["item_cluster"][number]
+    rng = np.random.default_rng(0)
+    vec = rng.normal(size=(6, 32))[groups] + 0.5 * rng.normal(size=(len(groups), 32))
+    vec /= np.linalg.norm(vec, axis=1, keepdims=True)
+    return split, np.vstack([np.zeros((1, 32)), vec]).astype(np.float32), groups
+
+
+def _fit(aux: str, weight: float = 0.1, valid: bool = False, **kw) -> RLMRec:
+    split, vectors, _ = _world()
+    model = RLMRec(aux=aux, aux_weight=weight, factors=16, embedder={"name": "hashing"}, train=TRAIN, **kw)
+    model.bind_items(ItemSide(item_ids=list(split.train.item_vocab.ids), vectors=vectors))
+    return model.fit(split.train, split.valid if valid else None)
+
+
+def _purity(model: RLMRec) -> float:
+    """Share of each item's 10 nearest CF neighbours (cosine) in its planted text cluster (chance ~1/6)."""
+    groups = _world()[2]
+    q = torch.nn.functional.normalize(model.item_[1:], dim=1)
+    sims = q @ q.T
+    sims.fill_diagonal_(-2.0)
+    return float((groups[sims.topk(10, dim=1).indices.numpy()] == groups[:, None]).mean())
+
+
+@cache
+def _fitted(aux: str) -> RLMRec:
+    return _fit(aux)
+
+
+@pytest.mark.parametrize("aux", ["contrastive", "generative", "ilm"])
+def test_alignment_pulls_cf_embeddings_toward_the_text_clusters(aux):
+    split = _world()[0]
+    plain, aligned = _fitted("none"), _fitted(aux)
+    assert _purity(aligned) > _purity(plain) + 0.2  # measured: none 0.42; aligned 0.77-0.79
+    ndcg = {m.config.aux: evaluate(m, split, metrics=("ndcg@10",), n_boot=0, progress=False).metrics["ndcg@10"]["mean"]
+            for m in (plain, aligned)}
+    assert ndcg[aux] > 1.2 * ndcg["none"]  # measured: none 0.104; aligned 0.150-0.202
+
+
+def test_zero_weight_is_plain_bpr():
+    plain, zero = _fitted("none"), _fit("contrastive", weight=0.0)
+    assert torch.equal(plain.item_, zero.item_)
+
+
+def test_post_alignment_mix_is_chosen_on_validation_and_saved(tmp_path):
+    split = _world()[0]
+    model = _fit("none", user_align="post", valid=True, post_epochs=5)
+    assert model.mix_ in MIX_GRID
+    chosen = validation_metric(model, split.train, split.valid, "ndcg@10")
+    cf = _fit("none", valid=True)
+    assert chosen >= validation_metric(cf, split.train, split.valid, "ndcg@10")  # the grid holds mix 0
+    model.save(tmp_path / "m")
+    loaded = load_model(tmp_path / "m")
+    users = np.arange(1, split.train.n_users + 1)
+    assert loaded.mix_ == model.mix_ and torch.equal(loaded.score(users), model.score(users))
+    assert _fit("none", user_align="post", post_epochs=2).mix_ == 0.0  # no validation data: the CF vectors
+
+
+def test_save_load_roundtrip(tmp_path):
+    model = _fitted("ilm")
+    model.save(tmp_path / "m")
+    loaded = load_model(tmp_path / "m")
+    users = np.arange(1, 40)
+    assert loaded.config == model.config and torch.equal(loaded.score(users), model.score(users))
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"aux": "clip"}, "aux"),
+    ({"aux_weight": -0.1}, "aux_weight"),
+    ({"temperature": 0.0}, "temperature"),
+    ({"aux_batch": 1}, "aux_batch"),
+    ({"user_align": "pre"}, "user_align"),
+    ({"embedder": {}}, "embedder"),
+])
+def test_bad_config_is_a_config_error(fields, message):
+    with pytest.raises(ConfigError, match=message):
+        RLMRec(**fields)
+
+
+def test_text_must_be_bound_when_the_objective_reads_it():
+    split, vectors, _ = _world()
+    with pytest.raises(ConfigError, match="bind_items"):
+        RLMRec(aux="contrastive", train=TRAIN).fit(split.train)
+    with pytest.raises(ConfigError, match="needs item text vectors"):
+        RLMRec(aux="generative").bind_items(ItemSide(item_ids=list(split.train.item_vocab.ids)))
+    model = RLMRec(aux="ilm", train=TRAIN)
+    model.bind_items(ItemSide(item_ids=list(split.train.item_vocab.ids)[:-1], vectors=vectors[:-1]))
+    with pytest.raises(ConfigError, match="items of the training log"):
+        model.fit(split.train)
+    assert RLMRec(aux="none").item_side_spec().embedder is None  # plain BPR reads no text
+    RLMRec(aux="none", factors=8, train={**TRAIN, "epochs": 1}).fit(split.train)
