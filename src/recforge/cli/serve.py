@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 
 from recforge.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -84,7 +88,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         allowed_hosts=_allowed_hosts(args.allowed_hosts, args.host),
         scoring_threads=args.scoring_threads,
     )
-    app = create_app(args.run, settings)  # validates the artifact before any socket or worker exists
+    app = create_app(args.run, settings, prepare=attach_run_llm)  # checks the artifact before any socket or worker
     info = app.state.recforge.handle.info()
     console = Console(stderr=True)
     console.print(
@@ -100,8 +104,35 @@ def cmd_serve(args: argparse.Namespace) -> int:
     app.state.recforge.store.close()
     del app
     os.environ[CONFIG_ENV] = worker_config(str(Path(args.run).resolve()), settings, args.torch_threads)
-    uvicorn.run("recforge.serve.worker:app_from_env", factory=True, workers=args.workers, **common)
+    uvicorn.run("recforge.cli.serve:worker_app", factory=True, workers=args.workers, **common)
     return 0
+
+
+def attach_run_llm(model: Any, source: Path) -> None:
+    """What ``recforge serve`` does to every model it loads: an LLM recommender (``protocols.LLMUser`` with a
+    backend in its config) gets the toolkit its run configured, as ``recforge evaluate`` does: the backend of the
+    saved config (its timeouts, retries, concurrency limit, API key variable) over the run's dataset item texts.
+    Served from a bare artifact directory there is no run config to read the item texts from: it then serves as
+    its base model (logged)."""
+    from recforge.experiments.runs import attach_llm, load_data, run_config
+    from recforge.protocols import LLMUser
+
+    if not isinstance(model, LLMUser) or model.llm_spec() is None:
+        return
+    run = source if (source / "config.toml").is_file() else source.parent  # a run folder, or its artifact/
+    if not (run / "config.toml").is_file() or (run != source and source.name != "artifact"):
+        log.warning("%s is not in a run folder: %s serves without its language model (serve the run folder)",
+                    source, model.name)
+        return
+    attach_llm(model, load_data(run_config(run)), model.item_vocab)
+
+
+def worker_app() -> Any:
+    """uvicorn's app factory for ``--workers N``: each worker builds the app the parent checked (the configuration
+    travels in the environment) and attaches LLM recommenders' language models as the parent does."""
+    from recforge.serve.worker import app_from_env
+
+    return app_from_env(prepare=attach_run_llm)
 
 
 def _where(location: str) -> str:

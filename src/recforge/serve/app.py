@@ -1,7 +1,12 @@
 """create_app: a FastAPI service around one model. All state lives on ``app.state`` (no module globals).
 
 Routes: GET /health, GET /ready, POST /recommend, POST /similar, POST /feedback, GET /metrics,
-POST /admin/reload (bearer token). OpenAPI docs at /docs and /redoc, their assets served by the app (offline).
+POST /admin/reload and POST /admin/items (bearer token). OpenAPI docs at /docs and /redoc, their assets served by
+the app (offline).
+
+Catalogue additions (``/admin/items``) are kept in the feedback store, so every worker process, every replica
+sharing a PostgreSQL store and a restarted server apply the same items in the same order; a worker notices
+additions made by another one before its next request that involves the model.
 
 No client input answers 5xx: bodies are parsed as strict JSON before FastAPI sees them (NaN, Infinity, numbers that
 overflow to infinity, lone surrogates, invalid UTF-8 and deep nesting are a 422 whose body is valid JSON), every number
@@ -37,9 +42,11 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from recforge.errors import ConfigError, DataError, RecforgeError, UnknownIdError
 from recforge.models.base import Recommender
-from recforge.serve.engine import ModelHandle, load_served_model, lookup, stored_id
+from recforge.serve.engine import ModelHandle, Prepare, build_handle, lookup, stored_id
 from recforge.serve.metrics import Metrics
 from recforge.serve.schemas import (
+    AddItemsRequest,
+    AddItemsResponse,
     FeedbackRequest,
     FeedbackResponse,
     ModelInfo,
@@ -51,7 +58,13 @@ from recforge.serve.schemas import (
     error_responses,
 )
 from recforge.serve.settings import ServeSettings
-from recforge.serve.store import FeedbackStore, FeedbackStoreError, PostgresFeedbackStore, open_feedback_store
+from recforge.serve.store import (
+    FeedbackStore,
+    FeedbackStoreError,
+    ItemConflictError,
+    PostgresFeedbackStore,
+    open_feedback_store,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -64,18 +77,63 @@ HOST_400 = {400: {"description": "invalid Host header (not in --allowed-hosts)",
 
 
 class ServeState:
-    """Everything one app instance owns. ``handle`` is replaced, never mutated, so reads need no lock."""
+    """Everything one app instance owns. ``handle`` is replaced, never mutated, so reads need no lock.
 
-    def __init__(self, handle: ModelHandle, store: FeedbackStore | PostgresFeedbackStore, settings: ServeSettings,
-                 metrics: Metrics):
+    ``source`` is what the handle was built from (a path, or the model object given to ``create_app``), which
+    catalogue additions are applied to again; ``prepare`` is called on every model loaded from a path."""
+
+    def __init__(self, handle: ModelHandle, source: str | Path | Recommender, prepare: Prepare | None,
+                 store: FeedbackStore | PostgresFeedbackStore, settings: ServeSettings, metrics: Metrics):
         self.handle, self.store, self.settings, self.metrics = handle, store, settings, metrics
-        self.reload_lock = threading.Lock()
+        self.source, self.prepare = source, prepare
+        self.reload_lock = threading.RLock()  # re-entrant: an addition syncs first, under the same lock
         self.limiter: anyio.CapacityLimiter | None = None  # made on first use, inside the event loop
+        self.llm_before: dict[str, float] = {}  # language-model counters of the handles swapped out
+        self.sync_failed_at = 0
         self.publish_model()
 
     def publish_model(self) -> None:
         h = self.handle
         self.metrics.model = {"model": h.model.name, "version": h.version}
+
+    def swap(self, new: ModelHandle, source: str | Path | Recommender) -> None:
+        """Serve ``new`` (built from ``source``) from now on; the old handle's language-model counters are kept."""
+        for key, value in self.handle.llm_counts().items():
+            self.llm_before[key] = self.llm_before.get(key, 0) + value
+        self.handle, self.source = new, source  # a single reference assignment: atomic for concurrent readers
+        self.publish_model()
+
+    def llm_counts(self) -> dict[str, float]:
+        """Language-model counters over every handle this process served ({} when none called one)."""
+        now = self.handle.llm_counts()
+        if not now and not self.llm_before:
+            return {}
+        keys = set(now) | set(self.llm_before)
+        return {k: now.get(k, 0) + self.llm_before.get(k, 0) for k in keys}
+
+    def synced(self) -> ModelHandle:
+        """The handle to answer with, after applying catalogue additions another worker (or replica) stored since
+        this handle was built. Models that cannot add items skip the check (no store read)."""
+        h = self.handle
+        if h.add_refusal is not None:
+            return h
+        try:
+            last = self.store.last_added()
+        except FeedbackStoreError:  # the store is down: answer with the items this process has (logged by the store)
+            return h
+        if last <= max(h.upto, self.sync_failed_at):
+            return h
+        with self.reload_lock:
+            if last > max(self.handle.upto, self.sync_failed_at):
+                try:
+                    self.swap(build_handle(self.source, self.settings, self.prepare, self.store.added_items()),
+                              self.source)
+                    log.info("catalogue additions applied: now serving %s", self.handle.version)
+                except (RecforgeError, OSError, ValueError) as exc:
+                    self.sync_failed_at = last
+                    log.error("could not apply the stored catalogue additions, still serving %s: %s: %s",
+                              self.handle.version, type(exc).__name__, exc)
+        return self.handle
 
     async def off_loop(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(*args)`` on one of the ``scoring_threads`` worker threads, so the event loop stays free."""
@@ -100,22 +158,25 @@ def _at_scoring_priority(fn: Callable[..., T], *args: Any) -> T:
     return fn(*args)
 
 
-def _build_handle(artifact: str | Path | Recommender, settings: ServeSettings) -> ModelHandle:
-    if isinstance(artifact, Recommender):
-        return ModelHandle(artifact, f"{artifact.name}-in-memory", "<in-memory>", settings)
-    model, version = load_served_model(artifact)
-    return ModelHandle(model, version, str(Path(artifact).resolve()), settings)
-
-
-def create_app(artifact: str | Path | Recommender, settings: ServeSettings | None = None) -> FastAPI:
+def create_app(artifact: str | Path | Recommender, settings: ServeSettings | None = None, *,
+               prepare: Prepare | None = None) -> FastAPI:
     """Build the service for a run folder (its ``artifact/``), an artifact directory or a fitted model object.
 
-    Raises :class:`DataError` (one line) when the artifact is missing or corrupt, before any socket is opened.
+    ``prepare(model, path)`` is called on every model loaded from a path, at start-up and on reload, before it
+    serves: ``recforge serve`` hands an LLM recommender its language model there (the backend of its run config and
+    the run's item texts). A model object is served as it is (``recforge.experiments.runs.load_run(path).model``
+    already holds its language model). Catalogue additions kept in the feedback store are applied to a model that
+    can take them (a copy, for a model object). Raises :class:`DataError` (one line) when the artifact is missing
+    or corrupt, before any socket is opened.
     """
     settings = settings or ServeSettings()
-    handle = _build_handle(artifact, settings)
+    handle = build_handle(artifact, settings, prepare)  # checks the artifact before the store is created
     store = open_feedback_store(settings.feedback_db, sync=settings.sync)
-    state = ServeState(handle, store, settings, Metrics())
+    if handle.add_refusal is None:
+        added = store.added_items()
+        if added:
+            handle = build_handle(artifact, settings, prepare, added)
+    state = ServeState(handle, artifact, prepare, store, settings, Metrics())
     log.info("serving %s from %s", handle.version, handle.source)
 
     @asynccontextmanager
@@ -141,7 +202,8 @@ def create_app(artifact: str | Path | Recommender, settings: ServeSettings | Non
 
 
 def _add_error_handlers(app: FastAPI) -> None:
-    status_of = {UnknownIdError: 404, ConfigError: 422, DataError: 422, FeedbackStoreError: 503}
+    status_of = {UnknownIdError: 404, ConfigError: 422, DataError: 422, ItemConflictError: 409,
+                 FeedbackStoreError: 503}
 
     @app.exception_handler(RecforgeError)
     async def _recforge_error(request: Request, exc: RecforgeError) -> JSONResponse:
@@ -226,13 +288,13 @@ def _add_routes(app: FastAPI, state: ServeState) -> None:
     async def similar(req: SimilarRequest) -> JSONResponse:
         """Items similar to an item (item vectors when the model has them, else co-occurrence); 404 for an unknown
         item."""
-        return JSONResponse(await state.off_loop(state.handle.similar, req.item_id, req.k))
+        return JSONResponse(await state.off_loop(lambda: state.synced().similar(req.item_id, req.k)))
 
     @app.post("/feedback", response_model=FeedbackResponse, tags=["feedback"],
               responses={**HOST_400, **error_responses(413, 422, 503)})
     def feedback(req: FeedbackRequest) -> dict[str, Any]:
         """Store one event. The response is sent only after the event is committed to the store (503: not stored)."""
-        h = state.handle
+        h = state.synced()
         user = stored_id(h.model.user_vocab, req.user_id)
         item = stored_id(h.model.item_vocab, req.item_id)
         row = state.store.add(user, item, req.event, req.timestamp, req.value, h.version)
@@ -242,7 +304,7 @@ def _add_routes(app: FastAPI, state: ServeState) -> None:
     @app.get("/metrics", response_class=PlainTextResponse, tags=["ops"], responses=HOST_400)
     async def metrics() -> PlainTextResponse:
         """Prometheus text format."""
-        return PlainTextResponse(state.metrics.render(), media_type="text/plain; version=0.0.4")
+        return PlainTextResponse(state.metrics.render(state.llm_counts()), media_type="text/plain; version=0.0.4")
 
     @app.post("/admin/reload", response_model=ModelInfo, tags=["admin"], dependencies=[Depends(admin)],
               responses={**HOST_400, **error_responses(401, 403, 409, 413, 422)})
@@ -253,23 +315,70 @@ def _add_routes(app: FastAPI, state: ServeState) -> None:
         path = req.path or state.handle.source
         with state.reload_lock:
             try:
-                new = _build_handle(path, state.settings)
+                new = build_handle(path, state.settings, state.prepare)
+                if new.add_refusal is None:  # the catalogue additions apply to the new model too
+                    added = state.store.added_items()
+                    new = build_handle(path, state.settings, state.prepare, added) if added else new
             except (RecforgeError, OSError, ValueError) as exc:
                 state.metrics.inc("reloads", "error")
                 log.warning("reload of %s failed, keeping %s: %s: %s", path, state.handle.version,
                             type(exc).__name__, exc)
                 raise HTTPException(409, f"reload failed, still serving {state.handle.version} (see the server "
                                          "log)") from None
-            state.handle = new  # a single reference assignment: atomic for concurrent readers
-            state.publish_model()
+            state.swap(new, path)
             state.metrics.inc("reloads", "ok")
         log.info("reloaded: now serving %s", new.version)
         return new.info()
 
+    @app.post("/admin/items", response_model=AddItemsResponse, tags=["admin"], dependencies=[Depends(admin)],
+              responses={**HOST_400, **error_responses(401, 403, 409, 413, 422, 503)})
+    def add_items(req: AddItemsRequest) -> dict[str, Any]:
+        """Add items to the catalogue without retraining: each item's text fields are rendered with the sentence
+        template and embedded with the embedder the model was trained with, and the model scores the new items
+        from their text (an ``ItemAdder``: ``text_sasrec``, ``text_knn``); they are recommendable at once. The
+        additions are committed to the store before the answer, so every worker, a restart and a reload apply them.
+        409 when the model cannot add items or an id is already in the catalogue (nothing is added)."""
+        return _add_items(state, req)
+
+
+def _add_items(state: ServeState, req: AddItemsRequest) -> dict[str, Any]:
+    """Apply the new items to a fresh copy of the served model (so nothing is stored for a request that cannot be
+    applied), commit them to the store, then serve that copy; rebuilt from the store when another worker's
+    additions came in between (every process applies the store's rows in row order)."""
+    with state.reload_lock:
+        h = state.synced()
+        if h.add_refusal is not None:
+            raise HTTPException(409, h.add_refusal)
+        items = [(stored_id(h.model.item_vocab, it.item_id), it) for it in req.items]
+        known = [i for i, _ in items if lookup(h.model.item_vocab, i) > 0]
+        if known:
+            raise HTTPException(409, f"item_id {known[0]!r} is already in the catalogue ({len(known)} of the "
+                                     f"request's items are); nothing was added")
+        fields = [(i, json.dumps(it.model_dump(exclude={"item_id"}, exclude_none=True), ensure_ascii=False))
+                  for i, it in items]
+        before = state.store.added_items()
+        pending = [*before, *[(before[-1][0] + 1 + j if before else 1 + j, i, f) for j, (i, f) in enumerate(fields)]]
+        try:
+            new = build_handle(state.source, state.settings, state.prepare, pending, strict=True)
+        except Exception as exc:  # whatever the cause (an embedder's missing extra too): nothing is stored
+            log.warning("catalogue addition refused: %s: %s", type(exc).__name__, exc)
+            raise HTTPException(409, f"the items cannot be added to {h.version}: {exc}") from None
+        rows = state.store.add_items(fields)
+        stored = state.store.added_items()
+        if [r[0] for r in stored] != [*(r[0] for r in before), *rows]:  # another process added items meanwhile
+            new = build_handle(state.source, state.settings, state.prepare, stored)
+        elif new.upto != rows[-1]:
+            new = ModelHandle(new.model, f"{new.version.rsplit('+items', 1)[0]}+items{rows[-1]}", new.source,
+                              state.settings, added=new.added, upto=rows[-1], twin=new.twin)
+        state.swap(new, state.source)
+        state.metrics.inc("items_added", "ok")
+    log.info("added %d catalogue items: now serving %s", len(items), new.version)
+    return {"added": [i for i, _ in items], "n_items": new.n_items, "model_version": new.version}
+
 
 def _recommend(state: ServeState, req: RecommendRequest) -> dict[str, Any]:
     """The /recommend work (store read and scoring), run off the event loop."""
-    h = state.handle  # one handle for the whole request, even if a reload swaps it meanwhile
+    h = state.synced()  # one handle for the whole request, even if a reload swaps it meanwhile
     if req.history is not None:
         return h.recommend_history(req.history, req.k, req.exclude, req.exclude_seen, req.times)
     user = stored_id(h.model.user_vocab, req.user_id)

@@ -1,29 +1,43 @@
 """ModelHandle: one loaded model plus what serving derives from it (id lookup, retriever, item-item similarity).
 
 A handle is immutable once built; the app swaps handles atomically on reload, so a request that picked up the old
-handle finishes on it.
+handle finishes on it. :func:`build_handle` loads a model, hands an LLM recommender its language model (through the
+caller's ``prepare``), applies the catalogue additions kept in the store (for an ``ItemAdder``) and builds the handle.
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+import json
 import logging
+import tempfile
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
 
 from recforge.artifacts import META_FILE, load_artifact
+from recforge.data.catalog import ItemCatalog
 from recforge.data.vocab import Vocab, id_variants
-from recforge.errors import ConfigError, DataError, UnknownIdError
+from recforge.errors import ConfigError, DataError, RecforgeError, UnknownIdError
 from recforge.index import Retriever, build_retriever
-from recforge.models.base import Recommender, history_scores, model_from_artifact
+from recforge.models.base import Recommender, history_scores, load_model, model_from_artifact
 from recforge.models.rank import mask_columns, top_k, top_k_candidates
-from recforge.protocols import Embedder, HistoryScorer, TopK
+from recforge.protocols import Embedder, HistoryScorer, ItemAdder, ItemSideConsumer, LLMUser, TopK
 from recforge.serve.settings import ServeSettings
+from recforge.text import add_catalog_items
+from recforge.text.templates import split_year
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+#: ``prepare(model, source)``: called on every model loaded from a path before it serves (the command line hands an
+#: LLM recommender its language model and the run's item texts there)
+Prepare = Callable[[Recommender, Path], None]
 
 #: where a run folder keeps its artifact
 RUN_ARTIFACT_DIR = "artifact"
@@ -92,12 +106,115 @@ def stored_id(vocab: Vocab, external: Any) -> Any:
     return next((form for form in id_variants(external) if isinstance(form, int)), external)
 
 
-class ModelHandle:
-    """A model ready to serve. Built once (possibly slowly: index build, warm-up) before it is swapped in."""
+# ------------------------------------------------------------------------------------------------ new catalogue items
+def add_items_refusal(model: Recommender) -> str | None:
+    """Why ``/admin/items`` cannot add items to ``model`` (None when it can): it must be an ``ItemAdder`` that reads
+    item text (``ItemSideConsumer`` with an embedder) and no attribute matrix (whose columns the server cannot
+    rebuild from genre names without the training catalogue)."""
+    if not (isinstance(model, ItemAdder) and isinstance(model, ItemSideConsumer)):
+        return (f"model {model.name!r} cannot add items after training (it is not an ItemAdder); retrain it with "
+                "the new items")
+    spec = model.item_side_spec()
+    if spec.embedder is None or spec.attributes:
+        return (f"model {model.name!r} reads the catalogue's attribute matrix; only text item towers take new items "
+                "over HTTP (retrain, or use a text tower)")
+    return None
 
-    def __init__(self, model: Recommender, version: str, source: str, settings: ServeSettings):
+
+def new_items_catalog(records: list[tuple[Any, dict[str, Any]]]) -> ItemCatalog:
+    """(external id, text fields ``title`` / ``genres`` / ``tags`` / ``year``) records -> an item catalogue in the
+    MovieLens shape (genres as the "genre" attribute group, tags as the item text joined by ", ", the year as a
+    trailing "(year)" of the title), which the model's own template renders."""
+    titles, genres, tags = [], [], []
+    for _, fields in records:
+        title = (fields.get("title") or "").strip() or None
+        year = fields.get("year")
+        if title is not None and year is not None and split_year(title)[1] is None:
+            title = f"{title} ({year})"
+        titles.append(title)
+        genres.append([g.strip() for g in fields.get("genres") or () if g.strip()])
+        tags.append(", ".join(t.strip() for t in fields.get("tags") or () if t.strip()) or None)
+    ids = [item for item, _ in records]
+    catalog = ItemCatalog.from_records(ids, titles, genres, text=tags, group="genre")
+    return dataclasses.replace(catalog, item_vocab=Vocab(ids, name="item"))  # ids keep their exact JSON type
+
+
+def apply_added_items(model: Recommender, rows: list[tuple[int, Any, str]]) -> list[Any]:
+    """Add the stored catalogue additions ``rows`` ((row id, external id, JSON fields), in row order) that ``model``
+    does not know yet, embedded as the model was trained (its embedder and template). Returns the added ids."""
+    records = [(item, json.loads(record)) for _, item, record in rows]
+    if not records:
+        return []
+    return add_catalog_items(model, new_items_catalog(records), model.item_vocab, model.item_side_spec())
+
+
+def uses_llm(model: Recommender) -> bool:
+    """True for an LLM recommender holding a toolkit with a client: it calls a language model while scoring."""
+    return isinstance(model, LLMUser) and model.toolkit is not None and model.toolkit.client is not None
+
+
+def without_llm(model: Recommender, source: str | Path | None) -> Recommender:
+    """The same fitted model with no language model (its fallback: an LLM model without a toolkit ranks as its base
+    model, or with its rule planner): loaded again from ``source`` (memory-mapped, so the weights are shared), or,
+    for a model given as an object, through a saved copy."""
+    if source is not None:
+        return load_served_model(source)[0]
+    with tempfile.TemporaryDirectory(prefix="recforge-serve-") as tmp:
+        return load_model(model.save(Path(tmp) / "model"))
+
+
+def build_handle(source: str | Path | Recommender, settings: ServeSettings, prepare: Prepare | None = None,
+                 added: list[tuple[int, Any, str]] = (), strict: bool = False) -> ModelHandle:
+    """Load ``source`` (a run folder, an artifact directory, or a fitted model object, which is never modified),
+    ``prepare`` it, apply the catalogue additions ``added`` when the model can take them, and build its handle.
+
+    Additions that cannot be applied raise when ``strict``, else they are logged and left out (the model serves
+    without them); a model that cannot load is a DataError."""
+    model, version, where = _load(source, prepare)
+    twin = without_llm(model, None if isinstance(source, Recommender) else source) if uses_llm(model) else None
+    n_added, upto = 0, (added[-1][0] if added else 0)
+    if added and add_items_refusal(model) is None:
+        target = copy.deepcopy(model) if model is source else model
+        try:
+            n_added = len(apply_added_items(target, list(added)))
+            model = target
+        except (RecforgeError, ValueError, OSError) as exc:
+            if strict:
+                raise
+            log.error("the %d stored catalogue additions could not be added to %s: %s: %s", len(added), version,
+                      type(exc).__name__, exc)
+            if target is model:  # loaded here and possibly half-extended: load it again
+                model, version, where = _load(source, prepare)
+        if n_added:
+            version = f"{version}+items{upto}"
+    return ModelHandle(model, version, where, settings, added=n_added, upto=upto, twin=twin)
+
+
+def _load(source: str | Path | Recommender, prepare: Prepare | None) -> tuple[Recommender, str, str]:
+    """(model, version, where it came from) for a path (loaded, then prepared) or a model object (as it is)."""
+    if isinstance(source, Recommender):
+        return source, f"{source.name}-in-memory", "<in-memory>"
+    model, version = load_served_model(source)
+    if prepare is not None:
+        prepare(model, Path(source))
+    return model, version, str(Path(source).resolve())
+
+
+class ModelHandle:
+    """A model ready to serve. Built once (possibly slowly: index build, warm-up) before it is swapped in.
+
+    ``added``: catalogue additions this model serves; ``upto``: the store row of the last addition considered;
+    ``twin``: for an LLM recommender, the same model without its language model, which answers when the language
+    model path raises (counted in ``llm_exceptions``)."""
+
+    def __init__(self, model: Recommender, version: str, source: str, settings: ServeSettings, *, added: int = 0,
+                 upto: int = 0, twin: Recommender | None = None):
         model._check_fitted()
         self.model, self.version, self.source, self.settings = model, version, source, settings
+        self.added, self.upto, self.twin = added, upto, twin
+        self.add_refusal = add_items_refusal(model)
+        self.llm_exceptions = 0
+        self._llm_lock = threading.Lock()
         self.loaded_at = time.time()
         self.n_items = model.n_items
         self.retriever: Retriever | None = None
@@ -125,9 +242,10 @@ class ModelHandle:
         """Score once so the first real request does not pay for lazy initialisation; fails early on broken models.
 
         (The weights' pages are already mapped: :func:`load_served_model` touches each one.)"""
-        try:
-            if self.model.n_users:
-                self.model.recommend([self.model.user_vocab.ids[0]], k=1)
+        try:  # an LLM recommender warms up its base (no language-model call at start-up)
+            model = self.twin if self.twin is not None else self.model
+            if model.n_users:
+                model.recommend([model.user_vocab.ids[0]], k=1)
         except Exception as exc:
             raise DataError(f"model {self.version} fails to score: {type(exc).__name__}: {exc}") from None
 
@@ -141,7 +259,37 @@ class ModelHandle:
             "supports_histories": isinstance(self.model, HistoryScorer),
             "index": self.retriever.info if self.retriever is not None else None,
             "loaded_at": self.loaded_at,
+            "added_items": self.added,
+            "can_add_items": self.add_refusal is None,
+            "llm": {"backend": self.model.toolkit.client.name} if self.twin is not None else None,
         }
+
+    # ------------------------------------------------------------------ language model
+    def _guarded(self, score: Callable[[Recommender], T]) -> T:
+        """``score(model)``; for an LLM recommender, an exception on the language-model path is logged, counted and
+        answered by ``score(twin)`` (the model without its language model: the base model's ranking)."""
+        if self.twin is None:
+            return score(self.model)
+        try:
+            return score(self.model)
+        except Exception as exc:
+            log.warning("language model path failed (%s: %s); answering with the base ranking", type(exc).__name__, exc)
+            with self._llm_lock:
+                self.llm_exceptions += 1
+            return score(self.twin)
+
+    def llm_counts(self) -> dict[str, float]:
+        """Cumulative counters of the language model this handle calls ({} for other models): requests, errors
+        (failed after the client's retries and timeouts), retries, latency seconds, and fallbacks to the base
+        ranking by reason: ``backend`` (an answer failed: the base order was kept) and ``exception``."""
+        if self.twin is None:
+            return {}
+        report = self.model.toolkit.report()
+        usage = report.get("usage", {})
+        backend = report.get("counts", {}).get("errors", 0) + report.get("ranking", {}).get("errors", 0)
+        return {"requests": usage.get("requests", 0), "errors": usage.get("errors", 0),
+                "retries": usage.get("retries", 0), "latency_seconds": usage.get("latency_s", 0.0),
+                "fallback_backend": backend, "fallback_exception": self.llm_exceptions}
 
     # ------------------------------------------------------------------ recommend
     @torch.inference_mode()
@@ -165,7 +313,7 @@ class ModelHandle:
         seen = model.seen_[[dense_user]].indices.astype(np.int64) if dense_user else np.zeros(0, np.int64)
         if live:
             history = self.recent(np.concatenate([model.history(dense_user), fb]))
-            scores = model.score_histories([history])[0]
+            scores = self._guarded(lambda m: m.score_histories([history]))[0]
             source = "history"
         elif self.retriever is not None:
             return self._retrieve(user, dense_user, k, excl, seen if exclude_seen else None, fb, ignored)
@@ -176,7 +324,7 @@ class ModelHandle:
             return self._result(user, model.item_vocab.decode(items[0][keep]), vals[0][keep].tolist(), "model",
                                 False, ignored)
         else:
-            scores = model.score(np.array([dense_user]))[0]
+            scores = self._guarded(lambda m: m.score(np.array([dense_user])))[0]
             source = "model"
         mask = [excl]
         if exclude_seen:
@@ -211,7 +359,7 @@ class ModelHandle:
             raise ConfigError(f"model {self.model.name!r} cannot score ad-hoc histories; send user_id instead")
         dense = self.recent(dense[known])
         t = self.recent(np.asarray(times, dtype=np.int64)[known]) if times is not None else None
-        scores = history_scores(self.model, [dense], t)[0]
+        scores = self._guarded(lambda m: history_scores(m, [dense], t))[0]
         mask_columns(scores[None], np.concatenate([excl, dense if exclude_seen else excl[:0]]))
         return self._top(None, scores, min(k, self.n_items), "history", ignored + ignored_excl)
 

@@ -37,8 +37,9 @@ class Metrics:
         with self._lock:
             self.counters[(name, label)] += 1
 
-    def render(self) -> str:
-        """The Prometheus text format."""
+    def render(self, llm: dict[str, float] | None = None) -> str:
+        """The Prometheus text format; ``llm``: the served language model's cumulative counters
+        (:meth:`recforge.serve.engine.ModelHandle.llm_counts`), rendered as ``recforge_llm_*``."""
         out = [
             "# HELP recforge_requests_total HTTP requests by route, method and status.",
             "# TYPE recforge_requests_total counter",
@@ -64,6 +65,13 @@ class Metrics:
                         lab = f'{{result="{label}"}}' if label else ""
                         out.append(f"recforge_{name}_total{lab} {v}")
             model = dict(self.model)
+        if llm:
+            for name in ("requests", "errors", "retries", "latency_seconds"):
+                out += [f"# TYPE recforge_llm_{name}_total counter", f"recforge_llm_{name}_total {llm[name]:g}"]
+            out += ["# HELP recforge_llm_fallbacks_total Rankings answered without the language model (base order).",
+                    "# TYPE recforge_llm_fallbacks_total counter",
+                    f'recforge_llm_fallbacks_total{{reason="backend"}} {llm["fallback_backend"]:g}',
+                    f'recforge_llm_fallbacks_total{{reason="exception"}} {llm["fallback_exception"]:g}']
         out += [
             "# HELP recforge_model_info The model being served (value is always 1).",
             "# TYPE recforge_model_info gauge",

@@ -20,6 +20,8 @@ from pydantic import (
     model_validator,
 )
 
+from recforge.data.vocab import id_variants
+
 #: JSON integers are exact in every client up to 2**53 - 1 (I-JSON, RFC 7493); larger integer ids are sent as
 #: strings ("9007199254740993" matches the integer id by the id rule)
 SAFE_INT = 2**53 - 1
@@ -156,13 +158,70 @@ class ReloadRequest(_Strict):
     path: Annotated[StrictStr, Field(min_length=1, max_length=4096, pattern=r"^[^\x00]+$")] = None
 
 
+#: one text value of a new item: visible text without NUL, bounded
+Text = Annotated[StrictStr, Field(min_length=1, max_length=200, pattern=r"^[^\x00]+$")]
+
+
+class NewItem(_Strict):
+    """One item added to the catalogue, described by the fields the model's sentence template renders (the
+    MovieLens shape: ``title: Heat; genres: Action, Crime; year: 1995; tags: ...``). At least one of ``title``,
+    ``genres`` and ``tags`` must hold non-blank text."""
+
+    item_id: Id
+    #: the title; a trailing "(1995)" is read as the year, as in the MovieLens files
+    title: Annotated[StrictStr, Field(max_length=1000, pattern=r"^[^\x00]*$")] = None
+    #: genre names (the catalogue's "genre" attribute group)
+    genres: list[Text] = Field(None, max_length=50)
+    #: free-text tags (the catalogue's item text, rendered as ``tags: a, b``)
+    tags: list[Text] = Field(None, max_length=200)
+    #: release year, appended to the title as "(year)" when the title has none
+    year: Annotated[StrictInt, Field(ge=1000, le=9999), BeforeValidator(_whole)] = None
+
+    @model_validator(mode="after")
+    def _has_text(self) -> NewItem:
+        words = [self.title or "", *(self.genres or ()), *(self.tags or ())]
+        if not any(w.strip() for w in words):
+            raise ValueError("an item needs text: a non-blank title, genres or tags")
+        return self
+
+
+class AddItemsRequest(_Strict):
+    """New catalogue items (1..1000 per request; item ids distinct by the id rule: ``7`` and ``"7"`` are one id)."""
+
+    items: list[NewItem] = Field(min_length=1, max_length=1000)
+
+    @model_validator(mode="after")
+    def _distinct(self) -> AddItemsRequest:
+        seen: set[Any] = set()
+        for item in self.items:
+            key = id_variants(item.item_id)[-1] if isinstance(item.item_id, str) else item.item_id
+            if key in seen:
+                raise ValueError(f"item_id {item.item_id!r} appears more than once")
+            seen.add(key)
+        return self
+
+
+class AddItemsResponse(BaseModel):
+    #: the added ids, as the server now holds them (a canonical decimal string becomes its integer)
+    added: list[StrictStr | StrictInt]
+    n_items: int
+    model_version: str
+
+
 class ModelInfo(BaseModel):
     """The served model (no filesystem path: the version names the artifact)."""
 
     model: str
+    #: the artifact's version, plus ``+items<N>`` when catalogue additions (up to the store's row N) are applied
     version: str
     n_users: int
     n_items: int
     supports_histories: bool
     index: dict | None
     loaded_at: float
+    #: items added to the catalogue over ``/admin/items`` that this model serves
+    added_items: int
+    #: whether ``/admin/items`` can add items to this model
+    can_add_items: bool
+    #: the language model an LLM recommender calls while serving (backend name), or None
+    llm: dict | None

@@ -32,12 +32,23 @@ CREATE TABLE IF NOT EXISTS feedback (
 );
 CREATE INDEX IF NOT EXISTS feedback_user ON feedback(user, id);
 CREATE INDEX IF NOT EXISTS feedback_user_ts ON feedback(user, ts, id);
+CREATE TABLE IF NOT EXISTS added_items (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    item NOT NULL UNIQUE,  -- the external id, with its JSON type
+    record TEXT NOT NULL,  -- the item's text fields as JSON (title, genres, tags, year)
+    received REAL NOT NULL
+);
 """
 
 
 class FeedbackStoreError(RecforgeError):
     """The store could not carry out a valid request (disk full, database locked or damaged): the event was not
     stored. The server answers 503."""
+
+
+class ItemConflictError(RecforgeError):
+    """An item id added to the catalogue is already there (added before, possibly by another worker or replica):
+    nothing of the request was stored. The server answers 409."""
 
 
 def _check_id(value: Any, what: str) -> None:
@@ -199,6 +210,48 @@ class FeedbackStore(_Store):
                 "SELECT id, user, item, event, ts, value, received, model_version FROM feedback ORDER BY id"
             ).fetchall()
 
+    def add_items(self, records: list[tuple[Any, str]]) -> list[int]:
+        """Insert and commit catalogue additions ``(external item id, JSON text fields)`` in one transaction;
+        returns their row ids (the order every server applies them in). :class:`ItemConflictError` when an id is
+        already stored (nothing is stored then); :class:`FeedbackStoreError` when SQLite fails."""
+        for item, _ in records:
+            _check_id(item, "item id")
+        now = time.time()
+        try:
+            with self._lock:
+                self._conn.execute("BEGIN IMMEDIATE")
+                try:
+                    ids = [int(self._conn.execute("INSERT INTO added_items (item, record, received) VALUES (?, ?, ?)",
+                                                  (item, record, now)).lastrowid) for item, record in records]
+                    self._conn.execute("COMMIT")
+                except BaseException:
+                    self._conn.execute("ROLLBACK")
+                    raise
+                return ids
+        except sqlite3.IntegrityError:
+            raise ItemConflictError("an item of the request is already in the catalogue; nothing was added") from None
+        except sqlite3.Error as exc:
+            log.error("feedback store write failed: %s", exc)
+            raise FeedbackStoreError(f"feedback store unavailable ({type(exc).__name__}); nothing was added") from None
+
+    def added_items(self) -> list[tuple[int, Any, str]]:
+        """Every catalogue addition as (row id, external item id, JSON text fields), in insertion order."""
+        try:
+            with self._read_lock:
+                return self._reader.execute("SELECT id, item, record FROM added_items ORDER BY id").fetchall()
+        except sqlite3.Error as exc:
+            log.error("feedback store read failed: %s", exc)
+            raise FeedbackStoreError(f"feedback store unavailable ({type(exc).__name__})") from None
+
+    def last_added(self) -> int:
+        """Row id of the latest catalogue addition (0 when none): a cheap check for additions by other workers."""
+        try:
+            with self._read_lock:
+                return int(self._reader.execute("SELECT COALESCE(MAX(id), 0) FROM added_items").fetchone()[0])
+        except sqlite3.Error as exc:
+            log.error("feedback store read failed: %s", exc)
+            raise FeedbackStoreError(f"feedback store unavailable ({type(exc).__name__})") from None
+
     def close(self) -> None:
         with self._lock, self._read_lock:
             self._reader.close()
@@ -219,6 +272,14 @@ CREATE TABLE IF NOT EXISTS feedback (
     model_version TEXT
 );
 CREATE INDEX IF NOT EXISTS feedback_user_ts ON feedback (user_id, user_is_int, ts, id);
+CREATE TABLE IF NOT EXISTS added_items (
+    id BIGSERIAL PRIMARY KEY,
+    item_id TEXT NOT NULL,
+    item_is_int BOOLEAN NOT NULL,
+    record TEXT NOT NULL,
+    received DOUBLE PRECISION NOT NULL,
+    UNIQUE (item_id, item_is_int)
+);
 """
 
 
@@ -294,6 +355,34 @@ class PostgresFeedbackStore(_Store):
         out = self._run(True, "SELECT id, user_id, user_is_int, item_id, item_is_int, event, ts, value, received, "
                               "model_version FROM feedback ORDER BY id")
         return [(r[0], int(r[1]) if r[2] else r[1], int(r[3]) if r[4] else r[3], *r[5:]) for r in out]
+
+    def add_items(self, records: list[tuple[Any, str]]) -> list[int]:
+        """As :meth:`FeedbackStore.add_items`: one statement (one transaction), committed before it returns."""
+        for item, record in records:
+            _check_id(item, "item id")
+            if "\x00" in record:
+                raise DataError("an item record cannot hold NUL characters")
+        now = time.time()
+        values = ", ".join(["(%s, %s, %s, %s)"] * len(records))
+        params = tuple(v for item, record in records for v in (str(item), isinstance(item, int), record, now))
+        try:
+            rows = self._run(False, f"INSERT INTO added_items (item_id, item_is_int, record, received) VALUES {values} "
+                                    "RETURNING id", params)
+        except FeedbackStoreError as exc:
+            if isinstance(exc.__context__, self._psycopg.errors.UniqueViolation):
+                raise ItemConflictError("an item of the request is already in the catalogue; nothing was added"
+                                        ) from None
+            raise
+        return sorted(int(r[0]) for r in rows)
+
+    def added_items(self) -> list[tuple[int, Any, str]]:
+        """Every catalogue addition as (row id, external item id, JSON text fields), in insertion order."""
+        rows = self._run(True, "SELECT id, item_id, item_is_int, record FROM added_items ORDER BY id")
+        return [(int(r[0]), int(r[1]) if r[2] else r[1], r[3]) for r in rows]
+
+    def last_added(self) -> int:
+        """Row id of the latest catalogue addition (0 when none)."""
+        return int(self._run(True, "SELECT COALESCE(MAX(id), 0) FROM added_items")[0][0])
 
     def setting(self, name: str) -> str:
         """A server setting as this store's connection sees it (e.g. ``synchronous_commit``, ``fsync``)."""

@@ -18,6 +18,7 @@ from fastapi import FastAPI
 
 from recforge.errors import ConfigError
 from recforge.serve.app import create_app
+from recforge.serve.engine import Prepare
 from recforge.serve.settings import ServeSettings
 
 #: environment variable holding {"run": ..., "settings": {...}, "torch_threads": int}
@@ -38,8 +39,9 @@ def worker_config(run: str, settings: ServeSettings, torch_threads: int) -> str:
     return json.dumps({"run": run, "settings": dataclasses.asdict(settings), "torch_threads": torch_threads})
 
 
-def app_from_env() -> FastAPI:
-    """uvicorn's app factory in each worker process."""
+def app_from_env(prepare: Prepare | None = None) -> FastAPI:
+    """The app of one worker process (``prepare``: as for :func:`recforge.serve.create_app`; the command line's
+    factory passes the one that attaches LLM recommenders' language models)."""
     raw = os.environ.get(CONFIG_ENV)
     if raw is None:
         raise ConfigError(f"{CONFIG_ENV} is not set (start workers with `recforge serve --workers N`)")
@@ -48,4 +50,4 @@ def app_from_env() -> FastAPI:
     fields = cfg["settings"]
     fields["negative_events"] = tuple(fields["negative_events"])
     fields["allowed_hosts"] = tuple(fields["allowed_hosts"])
-    return create_app(cfg["run"], ServeSettings(**fields))
+    return create_app(cfg["run"], ServeSettings(**fields), prepare=prepare)
