@@ -20,15 +20,19 @@ projection head (when trained with ``head=projection``) on the same model, and b
 from __future__ import annotations
 
 import argparse
+import cProfile
 import dataclasses
+import io
 import json
 import logging
 import os
+import pstats
 import resource
 import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from recforge.config import apply_overrides, from_dict, to_dict
 from recforge.data.datasets import load_dataset
@@ -36,6 +40,7 @@ from recforge.data.jagged import gather_jagged
 from recforge.data.split import leave_last_out
 from recforge.evaluate.evaluator import evaluate
 from recforge.metrics.stats import paired_bootstrap, paired_t_test
+from recforge.models.base import load_model
 from recforge.models.generative.inspect import inspect_sids
 from recforge.models.generative.semantic_ids import SidConfig, build_semantic_ids
 from recforge.models.generative.tiger_decoder import TigerDecoder, TigerDecoderConfig
@@ -183,6 +188,53 @@ def stage_baseline(args: argparse.Namespace) -> None:
     write(args.out, row)
 
 
+def _rank_all(model, split, users: np.ndarray, k: int = 10, batch: int = 1024) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of this process) to rank the full catalogue for ``users`` (test histories, seen
+    items masked, top-k): the model's scoring plus the shared masking and top-k, without the evaluator's metrics and
+    bootstrap. On a shared machine the CPU seconds are the steadier figure."""
+    hist = split.train.concat(split.valid)
+    items, offsets = hist.sequences()
+    seen = hist.to_csr()
+    t0, c0 = time.perf_counter(), time.process_time()
+    for s in range(0, len(users), batch):
+        b = users[s : s + batch]
+        scores = model.score_histories(gather_jagged(items, offsets, b)).clone()
+        mask_seen(scores, seen[b])
+        top_k(scores, k)
+    return time.perf_counter() - t0, time.process_time() - c0
+
+
+def stage_decode(args: argparse.Namespace) -> None:
+    """Decoding speed and quality of a saved tiger/tiger_decoder: every test user ranked by each decoding (the
+    ranking alone and the whole evaluator), and beam vs exact on a seeded sample of test users."""
+    split = leave_last_out(load_dataset(args.data).interactions)
+    model = load_model(args.model_dir)
+    users = np.unique(split.test.user)
+    load = {"start": os.getloadavg()[0]}
+    cpu0 = _cpu_s()
+    row = {"model": model.name, "model_dir": str(args.model_dir), "data": args.data, "users": len(users)}
+    for mode in args.decodings:
+        model.config = dataclasses.replace(model.config, decoding=mode)
+        if args.profile:
+            prof = cProfile.Profile()
+            prof.runcall(_rank_all, model, split, users[: args.profile])
+            buf = io.StringIO()
+            pstats.Stats(prof, stream=buf).sort_stats("cumulative").print_stats(30)
+            log.info("%s, %d users:\n%s", mode, args.profile, buf.getvalue())
+        load_before = os.getloadavg()[0]
+        rank_s, rank_cpu_s = _rank_all(model, split, users)
+        t1 = time.perf_counter()
+        rep = evaluate(model, split, metrics=METRICS, on="test", progress=False)
+        row[mode] = {"rank_s": round(rank_s, 2), "rank_cpu_s": round(rank_cpu_s, 2), "eval_s": round(time.perf_counter() - t1, 1), "test": rep.metrics,
+                     "load_avg_1m": [load_before, os.getloadavg()[0]]}
+        _save_per_user(args.per_user, f"{model.name}-{mode}", rep)
+    if args.exact_users:
+        sample = np.random.default_rng(0).choice(users, min(args.exact_users, len(users)), replace=False)
+        row["beam_vs_exact"] = _agreement(model, split, np.sort(sample))
+    row.update(_resources(cpu0, load, torch.get_num_threads()))
+    write(args.out, row)
+
+
 def stage_compare(args: argparse.Namespace) -> None:
     """Paired test of per-user test values saved by ``train``/``baseline`` (``--per-user``): a minus b."""
     a, b = np.load(args.a), np.load(args.b)
@@ -229,6 +281,15 @@ def main() -> None:
         t.add_argument("--set", nargs="*", default=[], help="config overrides, e.g. head=projection dim=128")
         t.add_argument("--per-user", type=Path, default=None, help="save per-user test values here (for compare)")
         t.add_argument("--out", type=Path, default=None)
+    d = sub.add_parser("decode")
+    d.add_argument("model_dir", type=Path, help="a saved tiger / tiger_decoder (the train stage's --save)")
+    d.add_argument("--data", default="amazon-beauty")
+    d.add_argument("--decodings", nargs="+", default=["beam", "projection"])
+    d.add_argument("--exact-users", type=int, default=0, help="beam vs exact on this many seeded test users")
+    d.add_argument("--profile", type=int, default=0, help="log a cProfile of ranking this many users per decoding")
+    d.add_argument("--threads", type=int, default=1)
+    d.add_argument("--per-user", type=Path, default=None)
+    d.add_argument("--out", type=Path, default=None)
     c = sub.add_parser("compare")
     c.add_argument("a", type=Path)
     c.add_argument("b", type=Path)
@@ -236,7 +297,11 @@ def main() -> None:
     c.add_argument("--out", type=Path, default=None)
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    {"sids": stage_sids, "train": stage_train, "baseline": stage_baseline, "compare": stage_compare}[args.stage](args)
+    if args.stage == "decode":
+        torch.set_num_threads(args.threads)
+    stages = {"sids": stage_sids, "train": stage_train, "baseline": stage_baseline, "decode": stage_decode,
+              "compare": stage_compare}
+    stages[args.stage](args)
 
 
 if __name__ == "__main__":

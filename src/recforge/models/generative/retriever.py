@@ -341,31 +341,41 @@ class SidRetriever(HistoryScoring, TrainerFit):
         tokens = self._tokens(items, offsets)
         return self.net_.context(tokens, self._inference_prefix(users, len(tokens)), first_pos)
 
+    @torch.inference_mode()
     def _score_histories(self, items: np.ndarray, offsets: np.ndarray, users: np.ndarray | None = None
                          ) -> torch.Tensor:
         """(B, n_items+1): beam log-likelihoods (items outside the beam at FLOOR; the history's own items are not
-        decoded), every item's exact log-likelihood, or the projection head's scores."""
+        decoded), every item's exact log-likelihood, or the projection head's scores (every history's final hidden
+        state first, then one product with the item table)."""
         self.net_.eval()
-        out = []
-        for s in range(0, len(offsets) - 1, SCORE_BATCH):
-            rows = np.arange(s, min(s + SCORE_BATCH, len(offsets) - 1))
-            sub_items, sub_off = gather_jagged(items, offsets, rows)
-            out.append(self._decode(sub_items, sub_off, None if users is None else users[rows]))
-        return torch.cat(out) if out else torch.zeros((0, self.n_items + 1))
-
-    @torch.inference_mode()
-    def _decode(self, items: np.ndarray, offsets: np.ndarray, users: np.ndarray | None) -> torch.Tensor:
-        ctx = self._context(items, offsets, users)
+        n = len(offsets) - 1
         mode = self.config.decoding
-        if mode == "exact":
-            return exact_log_likelihood(self.net_, self.trie_, ctx, self.n_items)
-        if mode == "projection":
-            return self.net_.item_scores(ctx.last)
-        found, score = beam_search(self.net_, self.trie_, ctx, self.config.beam, self._banned(items, offsets))
-        out = torch.full((len(found), self.n_items + 1), FLOOR)
-        hit = found > 0
-        out[torch.nonzero(hit, as_tuple=True)[0], found[hit]] = score[hit]
-        return out
+        # batches of similar length: a batch is padded to its longest history, and on Amazon Beauty a random batch
+        # of 256 nearly always holds a 20-item history while the mean is 7 (2.8x the tokens of sorted batches)
+        order = np.argsort(np.minimum(np.diff(offsets), self.config.max_items), kind="stable")
+        out = torch.full((n, self.n_items + 1), FLOOR) if mode != "projection" else torch.empty(0)
+        last = []
+        for s in range(0, n, SCORE_BATCH):
+            rows = order[s : s + SCORE_BATCH]
+            sub_items, sub_off = gather_jagged(items, offsets, rows)
+            ctx = self._context(sub_items, sub_off, None if users is None else users[rows])
+            r = torch.from_numpy(rows)
+            if mode == "projection":
+                last.append(ctx.last)
+            elif mode == "exact":
+                out[r] = exact_log_likelihood(self.net_, self.trie_, ctx, self.n_items)
+            else:
+                found, score = beam_search(self.net_, self.trie_, ctx, self.config.beam,
+                                           self._banned(sub_items, sub_off))
+                hit = found > 0
+                out[r[:, None].expand_as(found)[hit], found[hit]] = score[hit]
+        if mode != "projection":
+            return out
+        if not last:
+            return torch.zeros((0, self.n_items + 1))
+        hidden = torch.empty((n, last[0].shape[1]))
+        hidden[torch.from_numpy(order)] = torch.cat(last)
+        return self.net_.item_scores(hidden)
 
     def _banned(self, items: np.ndarray, offsets: np.ndarray) -> torch.Tensor:
         """(B, n_items+1) bool: each history's own items."""
@@ -490,7 +500,9 @@ class SidRetriever(HistoryScoring, TrainerFit):
             raise DataError(f"the stored SID table does not match the hash the model was trained with "
                             f"({sids.hash} != {meta['hash']})")
         self._set_sids(codes, sids.sizes, meta["hash"], meta["train_fingerprint"])
-        self._set_preferences(state["preference.table"].numpy(), meta["preference_names"])
+        # a model saved before preference steering existed holds no preference table: it loads unsteerable
+        pref = state.get("preference.table", torch.zeros((len(codes), 0), dtype=torch.int64))
+        self._set_preferences(pref.numpy(), meta.get("preference_names", []))
         self.net_ = self._make_net(len(self.item_vocab), self._n_prefix())
         self.net_.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("net.")})
         self.net_.eval()

@@ -82,9 +82,13 @@ class _Block(nn.Module):
         q, k, v = qkv.movedim(-3, 0).unbind(0)
         return q.transpose(-3, -2), k.transpose(-3, -2), v.transpose(-3, -2)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """x (B, S, D), mask (B, 1, S, S) -> (new x, keys, values (B, H, S, dh))."""
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, last_only: bool = False
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """x (B, S, D), mask (B, 1, S, S) -> (new x (B, S, D), or (B, 1, D) for the last position only with
+        ``last_only``, keys, values (B, H, S, dh))."""
         q, k, v = self._split(x)
+        if last_only:  # every position's keys and values, but only the last position's output
+            q, mask, x = q[:, :, -1:], mask[:, :, -1:], x[:, -1:]
         att = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.p if self.training else 0.0)
         x = x + self.drop(self.out(att.transpose(1, 2).flatten(2)))
         return x + self.drop(self.ffn(self.norm2(x))), k, v
@@ -156,16 +160,17 @@ class TigerDecoderNet(SidNet):
         valid = torch.cat([valid[:, :at], prefix > 0, valid[:, at:]], 1)
         return x, valid, prefix.shape[1]
 
-    def _run(self, x: torch.Tensor, valid: torch.Tensor
+    def _run(self, x: torch.Tensor, valid: torch.Tensor, last_only: bool = False
              ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
         """Embedded tokens (B, S, D) with key validity (B, S) -> (hidden (B, S, D), keys, values); causal, every
-        position may attend to itself."""
+        position may attend to itself. ``last_only``: the last layer computes only the last position's output
+        (hidden (B, 1, D)), all decoding needs besides the keys and values."""
         s = valid.shape[1]
         mask = (valid[:, None, None, :] & torch.ones(s, s, dtype=torch.bool, device=x.device).tril()) | torch.eye(
             s, dtype=torch.bool, device=x.device)
         keys, values = [], []
-        for block in self.blocks:
-            x, k, v = block(x, mask)
+        for i, block in enumerate(self.blocks):
+            x, k, v = block(x, mask, last_only and i == len(self.blocks) - 1)
             keys.append(k)
             values.append(v)
         return self.norm(x), keys, values
@@ -202,7 +207,7 @@ class TigerDecoderNet(SidNet):
         first token. ``first_pos`` items follow the history (list mode): the first of them has position
         ``first_pos - 1``, the last position 0."""
         x, valid, _ = self._with_prefix(self._embed(tokens, first_pos), tokens > 0, prefix, tokens.shape[1])
-        hidden, keys, values = self._run(x, valid)
+        hidden, keys, values = self._run(x, valid, last_only=True)
         return _Context(keys=keys, values=values, valid=valid, last=hidden[:, -1], first_pos=first_pos)
 
     def extend(self, ctx: _Context, seq: torch.Tensor) -> torch.Tensor:
