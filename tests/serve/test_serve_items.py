@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import uuid
 from pathlib import Path
 
 import httpx
@@ -26,7 +27,7 @@ from recforge.data.interactions import Interactions
 from recforge.models.popular import MostPopular
 from recforge.models.text_knn import TextKNN
 from recforge.serve import ServeSettings, create_app
-from recforge.serve.store import open_feedback_store
+from recforge.serve.store import ItemConflictError, open_feedback_store
 from recforge.text import bind_items
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -177,5 +178,25 @@ def test_every_worker_and_a_killed_server_serve_the_added_items(knn_dir, tmp_pat
     store = open_feedback_store(db)  # acknowledged means committed: the next start applies it (tested above)
     try:
         assert [item for _, item, _ in store.added_items()] == ["new-western"]
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_the_stores_keep_additions_in_order_with_their_id_types_and_refuse_repeats(kind, request, tmp_path):
+    where = str(tmp_path / "fb.sqlite") if kind == "sqlite" else request.getfixturevalue("postgres_url")
+    store = open_feedback_store(where)
+    try:
+        tag = uuid.uuid4().hex[:8]  # the PostgreSQL server is shared by the session's tests
+        before = store.last_added()
+        rows = store.add_items([(f"a-{tag}", '{"title": "A"}'), (f"b-{tag}", "{}")])
+        assert rows == sorted(rows) and rows[0] > before and store.last_added() == rows[-1]
+        with pytest.raises(ItemConflictError):  # one repeated id: nothing of the request is stored
+            store.add_items([(f"c-{tag}", "{}"), (f"a-{tag}", "{}")])
+        mine = [(item, record) for _, item, record in store.added_items() if str(item).endswith(tag)]
+        assert mine == [(f"a-{tag}", '{"title": "A"}'), (f"b-{tag}", "{}")]
+        number = int(tag, 16)
+        store.add_items([(number, "{}"), (str(number), "{}")])  # 7 and "7" are distinct stored values
+        assert [item for _, item, _ in store.added_items()][-2:] == [number, str(number)]
     finally:
         store.close()
