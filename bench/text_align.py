@@ -6,10 +6,15 @@ against ``aux = none`` for the same seed. Item text vectors: the ``kv`` sentence
 
 Hyper-parameters are chosen on validation only: for each objective, ``aux_weight`` on the grid ``--weights`` with
 seed 0 (best validation NDCG@10 of the early-stopped fit); then every chosen configuration is fitted with each of
-``--seeds`` and evaluated once on test. The BPR part is fixed (``BASE``) and identical for every row. Torch runs on
+``--seeds`` and evaluated once on test. The two stages can run as two processes (each under the machine's per-run
+time limit): ``--search-only`` writes the validation search to ``..._search.json``; ``--chosen aux=weight,...`` skips
+the search and takes the weights from it. The BPR part is fixed (``BASE``) and identical for every row. Torch runs on
 one thread; the 1-minute load average is recorded next to every fit's time (the machine is shared).
 
     RECFORGE_DATA_DIR=... python bench/text_align.py --data ml-100k --embedder minilm
+    RECFORGE_DATA_DIR=... python bench/text_align.py --data ml-100k --embedder minilm --search-only
+    RECFORGE_DATA_DIR=... python bench/text_align.py --data ml-100k --embedder minilm --post \
+        --chosen contrastive=0.01,generative=0.1,ilm=0.1
     python bench/text_align.py --data ml-latest-small --embedder hashing --seeds 0
 
 Writes ``bench/results/text_align_<data>_<embedder>.json`` and prints a markdown table.
@@ -25,7 +30,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from recforge.data.datasets import load_dataset
@@ -64,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--post", action="store_true", help="also a row with Molar user post-alignment (aux=none)")
     ap.add_argument("--n-boot", type=int, default=1000)
+    ap.add_argument("--search-only", action="store_true", help="only the validation search (writes ..._search.json)")
+    ap.add_argument("--chosen", default="", help="aux=weight,... chosen by an earlier search: skip the search")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -76,7 +82,10 @@ def main(argv: list[str] | None = None) -> int:
 
     search = []
     chosen: list[tuple[str, float, dict]] = [("none", 0.0, {})]
-    for aux in args.aux.split(","):
+    given = dict(pair.split("=") for pair in args.chosen.split(",")) if args.chosen else {}
+    chosen += [(aux, float(w), {}) for aux, w in given.items()]
+    command = "python bench/text_align.py " + shlex.join(sys.argv[1:] if argv is None else argv)
+    for aux in ([] if given else args.aux.split(",")):
         trials = []
         for w in weights:
             _, info = fit(split, ds.catalog, embedder, aux, w, 0, {})
@@ -85,6 +94,13 @@ def main(argv: list[str] | None = None) -> int:
         search += trials
         best = max(trials, key=lambda r: r["valid_ndcg@10"])
         chosen.append((aux, best["aux_weight"], {}))
+    if args.search_only:
+        out = RESULTS / f"text_align_{args.data}_{args.embedder}_search.json"
+        out.write_text(json.dumps({"command": command, "data": args.data, "embedder": args.embedder, "base": BASE,
+                                   "train": TRAIN, "weights": weights, "search": search,
+                                   "chosen": {aux: w for aux, w, _ in chosen[1:]}}, indent=1))
+        print(f"chosen on validation: {chosen[1:]}; wrote {out}")
+        return 0
     if args.post:
         chosen.append(("none", 0.0, {"user_align": "post"}))
 
@@ -105,8 +121,7 @@ def main(argv: list[str] | None = None) -> int:
 
     out = RESULTS / f"text_align_{args.data}_{args.embedder}.json"
     out.write_text(json.dumps({
-        "command": "python bench/text_align.py " + shlex.join(sys.argv[1:] if argv is None else argv),
-        "data": args.data, "embedder": args.embedder, "base": BASE, "train": TRAIN, "weights": weights,
+        "command": command, "data": args.data, "embedder": args.embedder, "base": BASE, "train": TRAIN, "weights": weights,
         "search": search, "rows": rows, "torch_threads": 1, "cpus": os.cpu_count()}, indent=1))
     print("\n| objective (aux_weight) | seed | test NDCG@10 | test Recall@10 | NDCG@10 - none | fit s (load) |")
     print("|---|---|---|---|---|---|")
