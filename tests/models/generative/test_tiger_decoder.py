@@ -63,6 +63,23 @@ def test_narrow_beam_returns_valid_unseen_items_with_exact_scores(model, split):
         assert np.allclose(vals, exact[u - 1, row].numpy(), atol=1e-4)
 
 
+def test_excluded_items_never_take_a_place_in_the_beam(model, split):
+    """Excluding the beam's best 8 of 10 still returns 10 items: the beam prunes prefixes whose items are all banned
+    (without the pruning, excluded items take beam slots and 4 of these 19 users get 8 or 9 items); the scores stay
+    exact log-likelihoods."""
+    users = np.arange(1, 20)
+    first, _ = model.topk(users, 10)
+    excluded = [row[:8] for row in first]
+    items, scores = model.topk(users, 10, exclude=excluded)
+    model.config = dataclasses.replace(model.config, decoding="exact")
+    exact = model.score(users)
+    model.config = dataclasses.replace(model.config, decoding="beam")
+    seen = split.train.to_csr()
+    for u, row, vals, ban in zip(users, items, scores, excluded):
+        assert (row > 0).all() and not set(row) & set(ban) and not set(row) & set(seen[[u]].indices)
+        assert np.allclose(vals, exact[u - 1, row].numpy(), atol=1e-4)
+
+
 def test_projection_head_scores_every_item(model):
     model.config = dataclasses.replace(model.config, decoding="projection")
     s = model.score(np.arange(1, 5))

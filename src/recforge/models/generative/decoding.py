@@ -89,8 +89,9 @@ def beam_search(net: TokenDecoder, trie: PrefixTrie, ctx: Any, beam: int, banned
     """Constrained beam search from a history's context -> (items int64 (B, beam), log-likelihoods float32
     (B, beam)), best first; a slot without a valid ID holds item 0 and -inf.
 
-    Only trie paths are expanded, so every returned item is a real one. ``banned`` bool (B, n_items+1) masks items at
-    the last level (the history's own items), so the beam is spent on items that can be recommended. ``generated``
+    Only trie paths are expanded, so every returned item is a real one. ``banned`` bool (B, n_items+1) masks items
+    (the history's own, excluded ones): a prefix all of whose items are banned is never kept in the beam, so the beam
+    is spent on items that can be recommended (the scores stay the items' log-likelihoods). ``generated``
     (B, j*T) holds the tokens of items already generated after the history (list mode): the search names the next
     one, and the scores are conditional on them."""
     b = ctx.last.shape[0]
@@ -100,12 +101,13 @@ def beam_search(net: TokenDecoder, trie: PrefixTrie, ctx: Any, beam: int, banned
         first = ctx.last
     else:
         first = net.extend(ctx, generated[:, None])[:, 0, -1]
+    alive = _alive_prefixes(trie, banned)
     # level 0: one prefix (the empty one) per history
     lp = _masked_log_softmax(net.level_logits(first, 0), trie.child[0][0] >= 0)  # (B, K0)
     if trie.depth == 1:
         return _finish(lp, trie.child[0][0].expand(b, -1), beam, banned, rows)
     w = min(beam, lp.shape[1])
-    score, tok = torch.topk(lp, w, dim=1)
+    score, tok = torch.topk(_prune(lp, trie.child[0][0].expand(b, -1), alive, 1), w, dim=1)
     node = trie.child[0][0][tok].clamp_min(0)  # (B, W) prefix ids at level 1
     seq = tok[:, :, None]
     for t in range(1, trie.depth):
@@ -118,11 +120,33 @@ def beam_search(net: TokenDecoder, trie: PrefixTrie, ctx: Any, beam: int, banned
             return _finish(cand.flatten(1), table.flatten(1), beam, banned, rows)
         k_t = cand.shape[2]
         w = min(beam, cand.shape[1] * k_t)
-        score, flat = torch.topk(cand.flatten(1), w, dim=1)
+        score, flat = torch.topk(_prune(cand.flatten(1), table.flatten(1), alive, t + 1), w, dim=1)
         parent, tok = flat // k_t, flat % k_t
         node = table.flatten(1).gather(1, flat).clamp_min(0)
         seq = torch.cat([seq[rows, parent], tok[:, :, None]], dim=2)
     raise AssertionError("unreachable: the loop returns at the last level")
+
+
+def _alive_prefixes(trie: PrefixTrie, banned: torch.Tensor | None) -> list[torch.Tensor] | None:
+    """Per history, which prefixes still lead to an item that is not banned: ``alive[t]`` bool (B, P_t) for levels
+    t = 1..depth-1 (index 0 unused); None when nothing is banned."""
+    if banned is None:
+        return None
+    free = (~banned[:, 1:]).float()  # (B, n_items)
+    alive = [torch.zeros(0)]
+    for t in range(1, trie.depth):
+        count = free.new_zeros((len(free), len(trie.prefix_tokens[t])))
+        alive.append(count.index_add_(1, trie.prefix_of[t][1:], free) > 0)
+    return alive
+
+
+def _prune(cand: torch.Tensor, nodes: torch.Tensor, alive: list[torch.Tensor] | None, level: int) -> torch.Tensor:
+    """Candidate scores (B, C) whose next prefix ids at ``level`` (B, C) (-1 invalid) lead only to banned items
+    -> -inf."""
+    if alive is None:
+        return cand
+    dead = ~alive[level].gather(1, nodes.clamp_min(0))
+    return cand.masked_fill(dead, -torch.inf)
 
 
 def _finish(cand: torch.Tensor, items: torch.Tensor, beam: int, banned: torch.Tensor | None, rows: torch.Tensor

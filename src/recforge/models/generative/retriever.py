@@ -342,11 +342,11 @@ class SidRetriever(HistoryScoring, TrainerFit):
         return self.net_.context(tokens, self._inference_prefix(users, len(tokens)), first_pos)
 
     @torch.inference_mode()
-    def _score_histories(self, items: np.ndarray, offsets: np.ndarray, users: np.ndarray | None = None
-                         ) -> torch.Tensor:
-        """(B, n_items+1): beam log-likelihoods (items outside the beam at FLOOR; the history's own items are not
-        decoded), every item's exact log-likelihood, or the projection head's scores (every history's final hidden
-        state first, then one product with the item table)."""
+    def _score_histories(self, items: np.ndarray, offsets: np.ndarray, users: np.ndarray | None = None,
+                         exclude: list[np.ndarray] | None = None) -> torch.Tensor:
+        """(B, n_items+1): beam log-likelihoods (items outside the beam at FLOOR; the history's own items and
+        ``exclude[b]`` (dense ids) are not decoded), every item's exact log-likelihood, or the projection head's
+        scores (every history's final hidden state first, then one product with the item table)."""
         self.net_.eval()
         n = len(offsets) - 1
         mode = self.config.decoding
@@ -365,8 +365,8 @@ class SidRetriever(HistoryScoring, TrainerFit):
             elif mode == "exact":
                 out[r] = exact_log_likelihood(self.net_, self.trie_, ctx, self.n_items)
             else:
-                found, score = beam_search(self.net_, self.trie_, ctx, self.config.beam,
-                                           self._banned(sub_items, sub_off))
+                banned = self._banned(sub_items, sub_off, None if exclude is None else [exclude[i] for i in rows])
+                found, score = beam_search(self.net_, self.trie_, ctx, self.config.beam, banned)
                 hit = found > 0
                 out[r[:, None].expand_as(found)[hit], found[hit]] = score[hit]
         if mode != "projection":
@@ -377,12 +377,17 @@ class SidRetriever(HistoryScoring, TrainerFit):
         hidden[torch.from_numpy(order)] = torch.cat(last)
         return self.net_.item_scores(hidden)
 
-    def _banned(self, items: np.ndarray, offsets: np.ndarray) -> torch.Tensor:
-        """(B, n_items+1) bool: each history's own items."""
+    def _banned(self, items: np.ndarray, offsets: np.ndarray, exclude: list[np.ndarray] | None = None
+                ) -> torch.Tensor:
+        """(B, n_items+1) bool: each history's own items, and ``exclude[b]`` (dense ids) when given."""
         b = len(offsets) - 1
         banned = torch.zeros((b, self.n_items + 1), dtype=torch.bool)
         rows = np.repeat(np.arange(b), np.diff(offsets))
         banned[torch.from_numpy(rows), torch.from_numpy(items.astype(np.int64))] = True
+        for row, ban in enumerate(exclude or []):
+            ban = np.asarray(ban, dtype=np.int64)
+            banned[row, torch.from_numpy(ban[(ban > 0) & (ban <= self.n_items)])] = True
+        banned[:, 0] = False
         return banned
 
     def _score(self, users: np.ndarray) -> torch.Tensor:
@@ -441,9 +446,12 @@ class SidRetriever(HistoryScoring, TrainerFit):
         users = np.asarray(users, dtype=np.int64)
         if users.size and (users.min() < 1 or users.max() > self.n_users):
             raise UnknownIdError(f"dense user ids must be in 1..{self.n_users}")
-        scores = self.score(users)
-        if self.config.decoding == "beam":
+        if self.config.decoding == "beam":  # the excluded items never take a place in the beam
+            items, offsets = gather_jagged(self.seq_items_.numpy(), self.seq_offsets_.numpy(), users)
+            scores = self._score_histories(items, offsets, users, exclude)
             scores = scores.masked_fill(scores <= FLOOR, -torch.inf)
+        else:
+            scores = self.score(users)
         ranked = top_k_candidates(torch.arange(scores.shape[1]).expand_as(scores), scores, k, exclude)
         return ranked.items.numpy().astype(np.int64), ranked.scores.numpy().astype(np.float32)
 
