@@ -120,8 +120,8 @@ def _mlp(d_in: int, d_out: int, hidden: int) -> nn.Sequential:
 def _first_rows(ids: torch.Tensor) -> torch.Tensor:
     """Row indices of the first occurrence of each distinct value of ``ids`` (B,), in value order."""
     uniq, inverse = torch.unique(ids, return_inverse=True)
-    first = torch.full((len(uniq),), len(ids), dtype=torch.long)
-    return first.scatter_reduce(0, inverse, torch.arange(len(ids)), reduce="amin")
+    first = torch.full((len(uniq),), len(ids), dtype=torch.long, device=ids.device)
+    return first.scatter_reduce(0, inverse, torch.arange(len(ids), device=ids.device), reduce="amin")
 
 
 class RLMRecNet(BPRNet):
@@ -318,9 +318,10 @@ class RLMRec(TrainerFit):
 
     # ------------------------------------------------------------------ scoring
     def _score(self, users: np.ndarray) -> torch.Tensor:
-        """(U,) dense user ids -> (U, n_items+1)."""
+        """(U,) dense user ids -> (U, n_items+1) (on CPU; while training the tables may sit on the Trainer's device)."""
         with torch.no_grad():
-            return self.user_[torch.from_numpy(users)] @ self.item_.T + self.bias_
+            u = self.user_[torch.from_numpy(users).to(self.user_.device)]
+            return (u @ self.item_.T + self.bias_).cpu()
 
     def user_embeddings(self, users: np.ndarray) -> torch.Tensor:
         """Dense user ids (U,) -> [u_u, 1] (U, factors+1)."""
