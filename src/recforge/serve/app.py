@@ -129,7 +129,9 @@ class ServeState:
                     self.swap(build_handle(self.source, self.settings, self.prepare, self.store.added_items()),
                               self.source)
                     log.info("catalogue additions applied: now serving %s", self.handle.version)
-                except (RecforgeError, OSError, ValueError) as exc:
+                except FeedbackStoreError:  # transient: the next request tries again (logged by the store)
+                    pass
+                except (RecforgeError, OSError, ValueError) as exc:  # the source broke: retried after a new addition
                     self.sync_failed_at = last
                     log.error("could not apply the stored catalogue additions, still serving %s: %s: %s",
                               self.handle.version, type(exc).__name__, exc)
