@@ -15,6 +15,16 @@ projection head (when trained with ``head=projection``) on the same model, and b
 
     RECFORGE_DATA_DIR=../shared/data .venv/bin/python bench/generative.py train --data amazon-beauty \
         --sid bench/out/beauty-sid --budget-min 12 --set head=projection --out bench/results/generative-beauty.jsonl
+
+``baseline``: a registered sequential model (``--model sasrec``) under the same budget, split and evaluator, with its
+learning curve; ``--per-user DIR`` (here and in ``train``) keeps every test user's values for ``compare``, a paired
+test of two such files (bootstrap CI of the difference, paired t-test).
+
+``decode``: a saved model's decodings timed on every test user (the ranking alone, wall and CPU seconds, and the whole
+evaluator), ``--profile N`` logs where the ranking time goes, ``--exact-users N`` beam vs exact on a seeded sample.
+
+    RECFORGE_DATA_DIR=../shared/data .venv/bin/python bench/generative.py decode bench/out/beauty-tiger \
+        --exact-users 500 --out bench/results/generative-beauty-decode.jsonl
 """
 
 from __future__ import annotations
@@ -284,7 +294,7 @@ def main() -> None:
     d = sub.add_parser("decode")
     d.add_argument("model_dir", type=Path, help="a saved tiger / tiger_decoder (the train stage's --save)")
     d.add_argument("--data", default="amazon-beauty")
-    d.add_argument("--decodings", nargs="+", default=["beam", "projection"])
+    d.add_argument("--decodings", nargs="*", default=["beam", "projection"], help="decodings to time ([] = none)")
     d.add_argument("--exact-users", type=int, default=0, help="beam vs exact on this many seeded test users")
     d.add_argument("--profile", type=int, default=0, help="log a cProfile of ranking this many users per decoding")
     d.add_argument("--threads", type=int, default=1)
