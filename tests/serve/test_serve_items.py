@@ -96,6 +96,20 @@ def test_a_new_item_enters_its_clusters_top_k_and_survives_reload_and_restart(kn
         assert all("new-horror" in top(c, u) for u in horror_users)
 
 
+def test_a_second_process_on_the_same_store_applies_the_additions_before_its_next_answer(knn_dir, tmp_path):
+    s = ServeSettings(feedback_db=str(tmp_path / "fb.sqlite"), admin_token=TOKEN)
+    with TestClient(create_app(knn_dir, s)) as one, TestClient(create_app(knn_dir, s)) as two:  # two "workers"
+        comedy = [u for u in range(1, 41) if cluster_of(u) == 0]
+        assert "c1" not in top(two, comedy[0])
+        assert one.post("/admin/items", json={"items": [new_item("c1", "Comedy")]}, headers=AUTH).status_code == 200
+        assert two.app.state.recforge.handle.n_items == 40  # nothing pushed to it...
+        assert all("c1" in top(two, u) for u in comedy)  # ...it reads the store before answering
+        assert two.post("/admin/items", json={"items": [new_item("c2", "Comedy", 98)]}, headers=AUTH).status_code == 200
+        assert two.post("/admin/items", json={"items": [new_item("c1", "Drama")]}, headers=AUTH).status_code == 409
+        versions = {c.post("/recommend", json={"user_id": 1}).json()["model_version"] for c in (one, two)}
+        assert len(versions) == 1 and versions.pop().endswith("+items2")  # same items, same order, same version
+
+
 def test_a_model_object_is_never_modified(planted, tmp_path):
     train, catalog = planted
     model = TextKNN(embedder={"name": "hashing"})
