@@ -26,6 +26,7 @@ from recforge.data.catalog import ItemCatalog
 from recforge.data.interactions import Interactions
 from recforge.models.popular import MostPopular
 from recforge.models.text_knn import TextKNN
+from recforge.models.text_sasrec import TextSASRec
 from recforge.serve import ServeSettings, create_app
 from recforge.serve.store import ItemConflictError, open_feedback_store
 from recforge.text import bind_items
@@ -108,6 +109,19 @@ def test_a_second_process_on_the_same_store_applies_the_additions_before_its_nex
         assert two.post("/admin/items", json={"items": [new_item("c1", "Drama")]}, headers=AUTH).status_code == 409
         versions = {c.post("/recommend", json={"user_id": 1}).json()["model_version"] for c in (one, two)}
         assert len(versions) == 1 and versions.pop().endswith("+items2")  # same items, same order, same version
+
+
+def test_text_sasrec_places_a_new_item_in_its_cluster(planted, tmp_path):
+    train, catalog = planted
+    model = TextSASRec(**TextSASRec.test_config)  # hashing vectors through a trained adapter, SASRec block
+    bind_items(model, catalog, train)
+    path = model.fit(train).save(tmp_path / "artifact")
+    with TestClient(create_app(path, ServeSettings(feedback_db=str(tmp_path / "fb.sqlite"), admin_token=TOKEN))) as c:
+        r = c.post("/admin/items", json={"items": [new_item("new-horror", "Horror")]}, headers=AUTH)
+        assert r.status_code == 200 and r.json()["n_items"] == 41, r.text
+        assert all("new-horror" in top(c, u) for u in range(1, 41) if cluster_of(u) == 1)
+        near = c.post("/similar", json={"item_id": "new-horror", "k": 3}).json()["items"]
+        assert all(11 <= x["item"] <= 20 for x in near)  # its nearest items are the Horror ones
 
 
 def test_a_model_object_is_never_modified(planted, tmp_path):
