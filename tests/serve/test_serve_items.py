@@ -82,6 +82,7 @@ def test_a_new_item_enters_its_clusters_top_k_and_survives_reload_and_restart(kn
         assert body["added"] == ["new-horror"] and body["n_items"] == 41 and body["model_version"].endswith("+items1")
         assert all("new-horror" in top(c, u) for u in horror_users)  # every Horror user gets it in the top 10
         assert all("new-horror" not in top(c, u, k=4) for u in range(1, 41) if cluster_of(u) != 1)
+        assert "recforge_items_added_total 1" in c.get("/metrics").text
         ready = c.get("/ready").json()
         assert ready["n_items"] == 41 and ready["added_items"] == 1 and ready["can_add_items"]
         # the one id rule: "7" is item 7 (known: 409), "077" is another id; the new id is an item like any other

@@ -364,7 +364,8 @@ def _add_items(state: ServeState, req: AddItemsRequest) -> dict[str, Any]:
             new = build_handle(state.source, state.settings, state.prepare, pending, strict=True)
         except Exception as exc:  # whatever the cause (an embedder's missing extra too): nothing is stored
             log.warning("catalogue addition refused: %s: %s", type(exc).__name__, exc)
-            raise HTTPException(409, f"the items cannot be added to {h.version}: {exc}") from None
+            why = f": {exc}" if isinstance(exc, ConfigError) else " (see the server log)"  # config errors name no path
+            raise HTTPException(409, f"the items cannot be added to {h.version}{why}") from None
         rows = state.store.add_items(fields)
         stored = state.store.added_items()
         if [r[0] for r in stored] != [*(r[0] for r in before), *rows]:  # another process added items meanwhile
@@ -373,7 +374,7 @@ def _add_items(state: ServeState, req: AddItemsRequest) -> dict[str, Any]:
             new = ModelHandle(new.model, f"{new.version.rsplit('+items', 1)[0]}+items{rows[-1]}", new.source,
                               state.settings, added=new.added, upto=rows[-1], twin=new.twin)
         state.swap(new, state.source)
-        state.metrics.inc("items_added", "ok")
+        state.metrics.inc("items_added", n=len(items))
     log.info("added %d catalogue items: now serving %s", len(items), new.version)
     return {"added": [i for i, _ in items], "n_items": new.n_items, "model_version": new.version}
 

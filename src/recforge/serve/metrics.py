@@ -33,9 +33,9 @@ class Metrics:
                 hist[len(BUCKETS)] += 1
             hist[-1] += seconds
 
-    def inc(self, name: str, label: str = "") -> None:
+    def inc(self, name: str, label: str = "", n: int = 1) -> None:
         with self._lock:
-            self.counters[(name, label)] += 1
+            self.counters[(name, label)] += n
 
     def render(self, llm: dict[str, float] | None = None) -> str:
         """The Prometheus text format; ``llm``: the served language model's cumulative counters
