@@ -17,7 +17,7 @@ from recforge.serve import ServeSettings, create_app
 TOKEN = "s3cret-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}", "content-type": "application/json"}
 JSON = {"content-type": "application/json"}
-ROUTES = ("/recommend", "/similar", "/feedback", "/admin/reload")
+ROUTES = ("/recommend", "/similar", "/feedback", "/admin/reload", "/admin/items")
 
 
 @pytest.fixture(scope="module")
