@@ -9,7 +9,7 @@ on the batch's distinct items (and, with ``align_users``, users):
 - ``generative`` (RLMRec-Gen): the CF vector mapped into the text space by a trained MLP must reconstruct its text
   vector (1 - cosine). Matrix factorisation has no graph to propagate a masked node from, so nothing is masked.
 - ``ilm`` (ILM's item-item and item-text terms): CF item vectors mapped into the text space; items that co-occur in
-  a user's history are positives of each other (a random other item of the user per batch row), plus the
+  a user's history are positives of each other (a random item of the user's history per batch row), plus the
   item-text InfoNCE of the mapped vector against the item's own text vector.
 - ``none``: plain BPR-MF.
 
