@@ -168,7 +168,13 @@ class HFLocalClient:
         one pass over the context, then the K continuations (right-padded, but their last token, which predicts
         nothing) as one batch reusing the context's key/value cache -> (K,) float64."""
         dev = self.config.device
-        first = model(input_ids=torch.tensor([ctx], device=dev), use_cache=True)
+        params = inspect.signature(model.forward).parameters
+        # only the last position's logits are needed from the context pass (the output layer over a 49k-token
+        # vocabulary at every context position is a fifth of a small model's work); newer transformers name the
+        # cache argument ``cache`` (``past_key_values`` is deprecated there)
+        keep = {"logits_to_keep": 1} if "logits_to_keep" in params else {}
+        arg = "cache" if "cache" in params else "past_key_values"
+        first = model(input_ids=torch.tensor([ctx], device=dev), use_cache=True, **keep)
         out = torch.log_softmax(first.logits[0, -1].float(), -1)[[c[0] for c in conts]].double()  # (K,)
         width = max(map(len, conts)) - 1
         if width == 0:
@@ -181,8 +187,6 @@ class HFLocalClient:
             mask[j, len(ctx) + len(c) - 1 :] = 0
         cache = first.past_key_values
         cache.batch_repeat_interleave(k)
-        # newer transformers name the argument ``cache`` (``past_key_values`` is deprecated there)
-        arg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
         logp = torch.log_softmax(model(input_ids=inputs, attention_mask=mask, **{arg: cache}).logits.float(), -1)
         for j, c in enumerate(conts):
             targets = torch.tensor(c[1:], device=dev)
