@@ -234,7 +234,7 @@ def test_coverage(run_dir: Path, n_items: int) -> float:
 
 def ipa_bench(data: str, rounds: int, lr: float, epochs: int, beta: float, out_dir: Path, seed: int,
               constraint: str, model: str = "sasrec", rec_run: str | None = None, rm_run: str | None = None,
-              settings: tuple[str, ...] = ("ipa", "constrained")) -> dict[str, Any]:
+              settings: tuple[str, ...] = ("ipa", "constrained"), dual_step: float = 5.0) -> dict[str, Any]:
     """IPA without and with ``constraint`` on the recommender run and reward model that ``dpo`` used (``rec_run`` /
     ``rm_run``, else the ones ``dpo`` trained); a finished run folder of the same name is reused."""
     from recforge.cli.align import align_run
@@ -251,11 +251,12 @@ def ipa_bench(data: str, rounds: int, lr: float, epochs: int, beta: float, out_d
         if key not in settings:
             continue
         t1, l1 = time.perf_counter(), _load()
-        setting = f"{label.replace('@', '').replace('>=', '-ge-')}-r{rounds}"
+        setting = f"{label.replace('@', '').replace('>=', '-ge-')}-r{rounds}" + (
+            f"-ds{dual_step:g}" if constraints and dual_step != 5.0 else "")
         out = out_dir / _run_name(sas, data, model, seed, rec_run, setting)
         if not (out / "run.json").is_file():
             align_run(str(sas.path), "ipa", "model-hard", 1, "last", beta, epochs, lr, 256, str(rm), seed, str(out),
-                      keep="reward", rounds=rounds, candidates=10, constraints=constraints)
+                      keep="reward", rounds=rounds, candidates=10, constraints=constraints, dual_step=dual_step)
         run = load_run(out)
         al = run.meta["alignment"]
         row = {"setting": label, "rounds": rounds, "best_round": al["best_round"], "history": al["history"],
@@ -272,7 +273,7 @@ def ipa_bench(data: str, rounds: int, lr: float, epochs: int, beta: float, out_d
         rows.append(row)
         print(json.dumps({k: v for k, v in row.items() if k not in ("history", "paired")}), flush=True)
     return {"data": data, "model": model, "seed": seed, "sasrec": base, "rows": rows, "lr": lr, "align_epochs": epochs, "beta": beta,
-            "constraint": constraint}
+            "constraint": constraint, "dual_step": dual_step}
 
 
 def _cost_child(what: str, run_dir: str, queue: Any) -> None:
@@ -438,6 +439,7 @@ def main() -> None:
     p.add_argument("--betas", type=float, nargs="*", default=[0.05, 0.1, 0.5, 1.0])
     p.add_argument("--lr", type=float, default=1e-3, help="alignment learning rate")
     p.add_argument("--ipa-beta", type=float, default=0.1, help="beta of IPA's per-round DPO pass")
+    p.add_argument("--dual-step", type=float, default=5.0, help="constrained IPA: dual-ascent step")
     p.add_argument("--align-epochs", type=int, default=5, help="alignment epochs (the best on validation is kept)")
     p.add_argument("--positions", choices=("last", "all"), default="last", help="alignment pairs per user")
     p.add_argument("--runs", default="bench/out/align", help="where run folders go")
@@ -456,7 +458,8 @@ def main() -> None:
         result = {"rows": [cost(args.data, runs, s, args.rec_run) for s in args.seeds]}
     elif args.what == "ipa":
         result = {"rows": [ipa_bench(args.data, args.rounds, args.lr, args.align_epochs, args.ipa_beta, runs, s,
-                                     args.constraint, args.model, args.rec_run, args.rm_run, tuple(args.settings))
+                                     args.constraint, args.model, args.rec_run, args.rm_run, tuple(args.settings),
+                                     args.dual_step)
                            for s in args.seeds]}
     elif args.what == "summary":
         results = [seed_result for f in args.inputs for seed_result in json.loads(Path(f).read_text())["rows"]]
