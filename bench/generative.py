@@ -185,12 +185,13 @@ def stage_baseline(args: argparse.Namespace) -> None:
     t0 = time.perf_counter()
     model = cls(cfg).fit(split.train, split.valid)
     fit_s = time.perf_counter() - t0
+    fit_cpu_s = round(_cpu_s() - cpu0, 1)
     load["after_fit"] = os.getloadavg()[0]
     t1 = time.perf_counter()
     rep = evaluate(model, split, metrics=METRICS, on="test")
     _save_per_user(args.per_user, args.model, rep)
     row = {"model": args.model, "data": args.data, "config": to_dict(cfg), "fit_s": round(fit_s, 1),
-           "fit_cpu_s": round(_cpu_s() - cpu0, 1), "epochs_run": len(model.train_result_.history),
+           "fit_cpu_s": fit_cpu_s, "epochs_run": len(model.train_result_.history),
            "best_epoch": model.train_result_.best_epoch, "best_valid": model.train_result_.best_metric,
            "out_of_budget": model.train_result_.out_of_budget, "curve": model.train_result_.history,
            "test": rep.metrics, "eval_s": round(time.perf_counter() - t1, 1), "users": len(rep.users)}
