@@ -125,7 +125,7 @@ def test_score_method_ranks_by_the_log_prob_of_each_id():
     failing = LLMRanker(ScoresListedIds(fail=True), TEXTS, RankerConfig(method="score"))
     assert failing.rerank([np.array([1])], np.array([[5, 9, 7]])).tolist() == [[0, 1, 2]]   # base order kept
     assert failing.stats.to_dict()["errors"] == 1 and failing.stats.to_dict()["fill_rate"] == 1.0
-    with pytest.raises(ConfigError, match="needs the 'generate' verb"):
+    with pytest.raises(ConfigError, match="reranking needs 'generate'"):
         LLMRanker(client, TEXTS)
     with pytest.raises(ConfigError, match="method must be"):
         LLMRanker(client, TEXTS, RankerConfig(method="vote"))

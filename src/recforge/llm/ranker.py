@@ -51,8 +51,8 @@ class LLMRanker:
         if method not in ("generate", "score"):
             raise ConfigError(f"ranker method must be 'generate' or 'score', got {method!r}")
         if method not in client.capabilities:
-            raise ConfigError(f"reranking with method {method!r} needs the {method!r} verb, which the {client.name} "
-                              f"backend does not support (it supports {sorted(client.capabilities)})")
+            raise ConfigError(f"reranking needs {method!r} (method {method!r}), which the {client.name} backend "
+                              f"does not support (it supports {sorted(client.capabilities)})")
         self.client, self.texts, self.config = client, list(texts), config or RankerConfig()
         self.stats = RankingStats()
         self.history_dropped = 0
