@@ -391,7 +391,6 @@ class SidRetriever(HistoryScoring, TrainerFit):
         for row, ban in enumerate(exclude or []):
             ban = np.asarray(ban, dtype=np.int64)
             banned[row, torch.from_numpy(ban[(ban > 0) & (ban <= self.n_items)])] = True
-        banned[:, 0] = False
         return banned
 
     def _score(self, users: np.ndarray) -> torch.Tensor:
