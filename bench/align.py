@@ -24,6 +24,13 @@
     # paired bootstrap (same test users) of NDCG@10 / Recall@10 between aligned runs and their reference
     .venv/bin/python bench/align.py paired --data ml-100k --out bench/results/align_paired_ml-100k.json
 
+    # on a given fitted run and reward model (alignment seed only), e.g. Amazon Beauty; then the seeds merged
+    RECFORGE_DATA_DIR=../shared/data .venv/bin/python bench/align.py dpo --data amazon-beauty \
+        --rec-run bench/out/align/sasrec-amazon-beauty-tuned-s0 --rm-run bench/out/align/rm_bt-amazon-beauty-big \
+        --seeds 0 --lr 1e-4 --align-epochs 1 --out bench/results/align_dpo_beauty_s0.json
+    .venv/bin/python bench/align.py summary --inputs bench/results/align_dpo_beauty_s0.json ... \
+        --out bench/results/align_dpo_beauty.json
+
 Every record carries the load average (1 min) at its start and end: the machine is shared.
 """
 
