@@ -7,9 +7,12 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from fastapi.testclient import TestClient
 
 from recforge.cli import main
 from recforge.experiments.runs import load_run
+from recforge.serve.app import create_app
+from recforge.serve.settings import ServeSettings
 
 SASREC = ["--set", "model.dim=16", "--set", "model.n_layers=1", "--set", "model.n_heads=1", "--set", "model.max_len=10",
           "--set", "model.train.epochs=2", "--set", "eval.n_boot=50"]
@@ -50,6 +53,20 @@ def test_align_writes_a_normal_recommender_run(runs: dict[str, Path], method: st
     assert main(["evaluate", str(out)]) == 0
     assert main(["compare", str(runs["sasrec"]), str(out)]) == 0
     assert main(["recommend", str(out), "--user", "u1", "--json"]) == 0
+
+
+def test_an_aligned_run_serves_its_own_ranking(runs: dict[str, Path], tmp_path: Path) -> None:
+    out = runs["root"] / "aligned-served"
+    assert main(["align", str(runs["sasrec"]), "--method", "dpo", "--pairs", "model-hard", "--reward", str(runs["rm"]),
+                 "--epochs", "2", "--lr", "1e-2", "--out", str(out)]) == 0
+    aligned, reference = load_run(out).model, load_run(runs["sasrec"]).model
+    users = ["u1", "u7", "u30"]
+    expected = aligned.recommend(users, k=5).items
+    assert expected != reference.recommend(users, k=5).items  # alignment moved the ranking, so serving can tell them apart
+    with TestClient(create_app(out, ServeSettings(feedback_db=str(tmp_path / "feedback.sqlite")))) as client:
+        served = [[r["item"] for r in client.post("/recommend", json={"user_id": u, "k": 5}).json()["items"]]
+                  for u in users]
+    assert served == expected
 
 
 def test_rm_bench_scores_a_run_on_the_split_suite(runs: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
