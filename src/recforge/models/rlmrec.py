@@ -42,7 +42,7 @@ from recforge.config import check_choices
 from recforge.data.interactions import Interactions
 from recforge.errors import ConfigError
 from recforge.models.base import TrainerFit, check_bound_side
-from recforge.models.bpr import BPRNet, PairData
+from recforge.models.bpr import BPRConfig, BPRNet, PairData
 from recforge.models.validation import early_stopping_metric, validation_metric
 from recforge.nn.alignment_losses import (
     info_nce,
@@ -51,7 +51,7 @@ from recforge.nn.alignment_losses import (
     user_post_alignment,
 )
 from recforge.protocols import ItemSide, ItemSideSpec
-from recforge.train.trainer import TrainConfig, Trainer
+from recforge.train.trainer import Trainer
 
 log = logging.getLogger(__name__)
 
@@ -61,22 +61,15 @@ UserAlign = Literal["none", "post"]
 MIX_GRID = (0.0, 0.25, 0.5, 1.0, 2.0)
 
 
-def _default_train() -> TrainConfig:
-    return TrainConfig(epochs=30, batch_size=4096, lr=5e-3, clip=0.0, patience=3)
-
-
 @dataclass(frozen=True)
-class RLMRecConfig:
-    """BPR-MF plus an alignment objective with the item text vectors."""
+class RLMRecConfig(BPRConfig):
+    """BPR-MF (``factors``, ``reg``, ``init_std``, ``train`` as :class:`BPRConfig`) plus an alignment objective with
+    the item text vectors."""
 
     #: hyper-parameter search space (see recforge.experiments.tune)
     search_space: ClassVar[dict[str, tuple[Any, ...]]] = {
-        "factors": ("choice", (32, 64, 128)), "reg": ("log", 1e-6, 1e-2), "train.lr": ("log", 1e-3, 5e-2),
-        "aux_weight": ("log", 1e-3, 1.0), "temperature": ("float", 0.05, 0.5)}
+        **BPRConfig.search_space, "aux_weight": ("log", 1e-3, 1.0), "temperature": ("float", 0.05, 0.5)}
 
-    factors: int = 64  #: latent dimension of the CF embeddings
-    reg: float = 1e-4  #: L2 penalty on the user / positive / negative embeddings of each BPR triple
-    init_std: float = 0.1  #: std of the initial embeddings
     aux: Aux = "contrastive"  #: alignment objective: none | contrastive | generative | ilm
     aux_weight: float = 0.1  #: weight of the alignment objective next to the BPR loss (>= 0)
     temperature: float = 0.2  #: temperature of the contrastive objectives (> 0)
@@ -86,16 +79,10 @@ class RLMRecConfig:
     post_epochs: int = 10  #: epochs of the post-alignment stage
     embedder: dict[str, Any] = field(default_factory=lambda: {"name": "minilm"})  #: {"name": <embedder key>, ...}
     template: str = "kv"  #: item sentence template (recforge.text.TEMPLATES)
-    train: TrainConfig = field(default_factory=_default_train)  #: the Trainer's settings (epochs, lr, seed, ...)
 
     def __post_init__(self) -> None:
         check_choices(self)
-        if self.factors < 1:
-            raise ConfigError(f"factors must be >= 1, got {self.factors}")
-        if self.reg < 0:
-            raise ConfigError(f"reg must be >= 0, got {self.reg}")
-        if not self.init_std > 0:
-            raise ConfigError(f"init_std must be > 0, got {self.init_std}")
+        super().__post_init__()
         if not self.aux_weight >= 0:
             raise ConfigError(f"aux_weight must be >= 0, got {self.aux_weight}")
         if not self.temperature > 0:
