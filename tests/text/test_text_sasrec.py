@@ -4,6 +4,8 @@ state round-trips with added items."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
@@ -65,6 +67,16 @@ def test_calibration_lifts_cold_items_among_all(world):
     plain, calibrated = fit(world, calibration="none"), fit(world, calibration="valid")
     assert calibrated.cold_offset_ > 0
     assert cold_hits(calibrated, split, among_all=True) > cold_hits(plain, split, among_all=True) + 0.1
+
+
+def test_calibration_without_signal_keeps_the_scores(world):
+    split, _ = world
+    model = fit(world, calibration="none")
+    users = np.unique(split.train.user)[:20]
+    # every target is one of the user's own training items: masked, so no offset can rank it and all tie at NDCG 0
+    targets = np.array([model.seen_[[u]].indices[0] for u in users])
+    model._calibrate(SimpleNamespace(user=users, item=targets))
+    assert model.cold_offset_ == 0.0
 
 
 def test_added_items_are_ranked_from_their_text(world, tmp_path):

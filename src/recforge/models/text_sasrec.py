@@ -281,7 +281,7 @@ class TextSASRec(SequentialRecommender):
         target = scores[torch.arange(len(users)), torch.from_numpy(targets)]
         t_cold = cold[torch.from_numpy(targets)]
         best, best_ndcg = 0.0, -1.0
-        for c in OFFSET_GRID:
+        for c in sorted(OFFSET_GRID, key=abs):  # on ties the smallest shift wins: no signal leaves the scores as they are
             off = float(c) / self.config.temperature
             shifted = scores + off * cold.float()
             tgt = target + off * t_cold.float()
