@@ -14,6 +14,7 @@ states.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import inspect
 import time
@@ -72,6 +73,17 @@ def _load(path: Path, device: str) -> tuple[Any, Any]:
     except (OSError, ValueError) as exc:  # missing files, or GGUF support packages (gguf, accelerate) absent
         raise DataError(f"cannot load the model: {str(exc).splitlines()[0]}", path=str(path)) from None
     return model.to(device).eval(), tokenizer
+
+
+@functools.cache
+def _forward_options(model_type: type) -> tuple[dict[str, int], str]:
+    """(extra arguments of the scoring context pass, the name of the key/value cache argument) for a model class,
+    read once from its ``forward`` signature: only the last position's logits are needed from the context pass (the
+    output layer over a 49k-token vocabulary at every context position is a fifth of a small model's work); newer
+    transformers name the cache argument ``cache`` (``past_key_values`` is deprecated there)."""
+    params = inspect.signature(model_type.forward).parameters
+    keep = {"logits_to_keep": 1} if "logits_to_keep" in params else {}
+    return keep, ("cache" if "cache" in params else "past_key_values")
 
 
 class HFLocalClient:
@@ -168,12 +180,7 @@ class HFLocalClient:
         one pass over the context, then the K continuations (right-padded, but their last token, which predicts
         nothing) as one batch reusing the context's key/value cache -> (K,) float64."""
         dev = self.config.device
-        params = inspect.signature(model.forward).parameters
-        # only the last position's logits are needed from the context pass (the output layer over a 49k-token
-        # vocabulary at every context position is a fifth of a small model's work); newer transformers name the
-        # cache argument ``cache`` (``past_key_values`` is deprecated there)
-        keep = {"logits_to_keep": 1} if "logits_to_keep" in params else {}
-        arg = "cache" if "cache" in params else "past_key_values"
+        keep, arg = _forward_options(type(model))
         first = model(input_ids=torch.tensor([ctx], device=dev), use_cache=True, **keep)
         out = torch.log_softmax(first.logits[0, -1].float(), -1)[[c[0] for c in conts]].double()  # (K,)
         width = max(map(len, conts)) - 1
