@@ -1,17 +1,27 @@
-"""RLMRec: BPR matrix factorisation whose embeddings are aligned with item text vectors by an auxiliary objective.
+"""RLMRec: collaborative-filtering embeddings (BPR-MF or LightGCN) aligned with item text vectors by an auxiliary
+objective.
 
-The collaborative part is BPR-MF (``s_ui = p_u . q_i + b_i``, the BPR loss with sampled negatives, L2 on the batch's
-embeddings). ``aux`` adds, with weight ``aux_weight``, one alignment objective from ``recforge.nn.alignment_losses``
-on the batch's distinct items (and, with ``align_users``, users):
+The collaborative part (``backbone``) is trained with the BPR loss (sampled negatives, L2 on the batch's ID
+embeddings):
+
+- ``mf`` (default): BPR-MF, ``s_ui = p_u . q_i + b_i``.
+- ``lightgcn`` (He et al., SIGIR 2020): the user / item vectors are the mean over layers 0..``layers`` of the ID
+  embeddings propagated over the symmetric-normalised user-item graph of the training log
+  (:func:`recforge.nn.graph.propagate`), ``s_ui = e_u . e_i`` with no bias. With ``aux = "none"`` this is plain
+  LightGCN.
+
+``aux`` adds, with weight ``aux_weight``, one alignment objective from ``recforge.nn.alignment_losses`` on the CF
+vectors (the propagated ones for ``lightgcn``) of the batch's distinct items (and, with ``align_users``, users):
 
 - ``contrastive`` (RLMRec-Con): InfoNCE between each CF vector and its text vector mapped into the CF space by a
   trained MLP; the other rows of the batch are negatives.
 - ``generative`` (RLMRec-Gen): the CF vector mapped into the text space by a trained MLP must reconstruct its text
-  vector (1 - cosine). Matrix factorisation has no graph to propagate a masked node from, so nothing is masked.
+  vector (1 - cosine). Nothing is masked (RLMRec-Gen masks graph nodes; here the objective is the same for both
+  backbones).
 - ``ilm`` (ILM's item-item and item-text terms): CF item vectors mapped into the text space; items that co-occur in
   a user's history are positives of each other (a random item of the user's history per batch row), plus the
   item-text InfoNCE of the mapped vector against the item's own text vector.
-- ``none``: plain BPR-MF.
+- ``none``: plain BPR-MF or plain LightGCN.
 
 A user's text vector is the normalised mean of the text vectors of their training items (the stand-in for an LLM
 user profile; an item's is its catalogue sentence's vector). Items without text (zero vectors) are left out of the
@@ -23,7 +33,8 @@ user's text vector) is trained with the CF embeddings fixed, pulled toward each 
 with ``mix`` chosen on a grid by validation NDCG@10 (0 keeps the CF vector; without validation data it stays 0).
 
 The model reads item text vectors through ``ItemSideConsumer`` (the run path or ``recforge.text.bind_items`` binds
-them before ``fit``); a saved model holds only its user / item tables and needs no catalogue.
+them before ``fit``); a saved model holds only its user / item tables (for ``lightgcn`` the propagated vectors,
+computed once after the fit) and needs no catalogue and no graph.
 """
 
 from __future__ import annotations
@@ -50,6 +61,7 @@ from recforge.nn.alignment_losses import (
     reconstruction_loss,
     user_post_alignment,
 )
+from recforge.nn.graph import normalized_adjacency, propagate
 from recforge.protocols import ItemSide, ItemSideSpec
 from recforge.train.trainer import Trainer
 
@@ -57,19 +69,23 @@ log = logging.getLogger(__name__)
 
 Aux = Literal["none", "contrastive", "generative", "ilm"]
 UserAlign = Literal["none", "post"]
+Backbone = Literal["mf", "lightgcn"]
 #: mixes of the post-aligned content user vector tried on validation (0 = the CF vector alone)
 MIX_GRID = (0.0, 0.25, 0.5, 1.0, 2.0)
 
 
 @dataclass(frozen=True)
 class RLMRecConfig(BPRConfig):
-    """BPR-MF (``factors``, ``reg``, ``init_std``, ``train`` as :class:`BPRConfig`) plus an alignment objective with
-    the item text vectors."""
+    """A BPR-trained backbone (``factors``, ``reg``, ``init_std``, ``train`` as :class:`BPRConfig`; ``backbone``
+    mf or lightgcn) plus an alignment objective with the item text vectors. ``layers`` is not in the search space:
+    it only matters for ``lightgcn`` and the space is shared with ``mf``."""
 
     #: hyper-parameter search space (see recforge.experiments.tune)
     search_space: ClassVar[dict[str, tuple[Any, ...]]] = {
         **BPRConfig.search_space, "aux_weight": ("log", 1e-3, 1.0), "temperature": ("float", 0.05, 0.5)}
 
+    backbone: Backbone = "mf"  #: the CF part: mf (BPR-MF) | lightgcn (graph-propagated ID embeddings, no bias)
+    layers: int = 3  #: LightGCN propagation depth K (>= 1; used by backbone = "lightgcn")
     aux: Aux = "contrastive"  #: alignment objective: none | contrastive | generative | ilm
     aux_weight: float = 0.1  #: weight of the alignment objective next to the BPR loss (>= 0)
     temperature: float = 0.2  #: temperature of the contrastive objectives (> 0)
@@ -83,6 +99,8 @@ class RLMRecConfig(BPRConfig):
     def __post_init__(self) -> None:
         check_choices(self)
         super().__post_init__()
+        if self.layers < 1:
+            raise ConfigError(f"layers (LightGCN propagation depth) must be >= 1, got {self.layers}")
         if not self.aux_weight >= 0:
             raise ConfigError(f"aux_weight must be >= 0, got {self.aux_weight}")
         if not self.temperature > 0:
@@ -113,46 +131,66 @@ def _first_rows(ids: torch.Tensor) -> torch.Tensor:
 
 class RLMRecNet(BPRNet):
     """BPRNet plus the alignment heads. Buffers: ``item_text`` (n_items+1, d_t), ``user_text`` (n_users+1, d_t)
-    (zero rows: no text). ``to_cf`` maps text into the CF space (contrastive), ``to_text`` CF into the text space
-    (generative, ilm)."""
+    (zero rows: no text); for ``lightgcn`` also ``adjacency``, the normalised graph (n_users+1 + n_items+1 nodes,
+    padding rows isolated; not saved). ``to_cf`` maps text into the CF space (contrastive), ``to_text`` CF into the
+    text space (generative, ilm)."""
 
     def __init__(self, cfg: RLMRecConfig, n_users: int, n_items: int, item_text: torch.Tensor,
-                 user_text: torch.Tensor):
+                 user_text: torch.Tensor, adjacency: torch.Tensor | None = None):
         super().__init__(n_users, n_items, cfg.factors, cfg.reg, cfg.init_std)
         self.cfg = cfg
         self.register_buffer("item_text", item_text.float())
         self.register_buffer("user_text", user_text.float())
+        self.register_buffer("adjacency", adjacency, persistent=False)
+        if adjacency is not None:
+            self.bias.requires_grad_(False)  # LightGCN scores e_u . e_i: the item bias stays 0
         d_t, f = item_text.shape[1], cfg.factors
         if cfg.aux == "contrastive":
             self.to_cf = _mlp(d_t, f, f)
         elif cfg.aux in ("generative", "ilm"):
             self.to_text = _mlp(f, d_t, f)
 
+    def tables(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The CF vectors (users (n_users+1, f), items (n_items+1, f)): the ID embeddings (mf) or their LightGCN
+        propagation over ``adjacency`` (lightgcn)."""
+        if self.adjacency is None:
+            return self.user.weight, self.item.weight
+        return propagate(self.adjacency, self.user.weight, self.item.weight, self.cfg.layers)
+
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """batch: user, pos, neg (B,) (+ partner (B,) for ilm) -> BPR loss + aux_weight * alignment loss."""
-        loss = super().forward(batch)
+        user_cf, item_cf = self.tables()  # one propagation per step, shared by both losses
+        loss = super().forward(batch) if self.adjacency is None else self._graph_bpr(batch, user_cf, item_cf)
         if self.cfg.aux == "none" or self.cfg.aux_weight == 0:
             return loss
-        return loss + self.cfg.aux_weight * self.alignment(batch)
+        return loss + self.cfg.aux_weight * self.alignment(batch, user_cf, item_cf)
 
-    def alignment(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """The ``aux`` objective on the distinct items (and users) of the batch's first ``aux_batch`` rows."""
+    def _graph_bpr(self, batch: dict[str, torch.Tensor], user_cf: torch.Tensor, item_cf: torch.Tensor) -> torch.Tensor:
+        """LightGCN's loss: BPR on the propagated vectors user_cf (n_users+1, f), item_cf (n_items+1, f) (no bias),
+        L2 on the batch's layer-0 ID embeddings."""
+        u, i, j = batch["user"], batch["pos"], batch["neg"]
+        diff = (user_cf[u] * (item_cf[i] - item_cf[j])).sum(1)
+        penalty = (self.user(u).pow(2).sum(1) + self.item(i).pow(2).sum(1) + self.item(j).pow(2).sum(1)).mean()
+        return -F.logsigmoid(diff).mean() + self.reg * penalty
+
+    def alignment(self, batch: dict[str, torch.Tensor], user_cf: torch.Tensor, item_cf: torch.Tensor) -> torch.Tensor:
+        """The ``aux`` objective on the CF vectors user_cf (n_users+1, f), item_cf (n_items+1, f) of the distinct
+        items (and users) of the batch's first ``aux_batch`` rows."""
         cfg = self.cfg
         head = {k: v[: cfg.aux_batch] for k, v in batch.items()}
         rows = _first_rows(head["pos"])
         rows = rows[self.item_text[head["pos"][rows]].abs().sum(1) > 0]  # items without text are left out
         items = head["pos"][rows]
         if cfg.aux == "ilm":
-            anchors = self.to_text(self.item.weight[items])
+            anchors = self.to_text(item_cf[items])
             partners = head["partner"][rows]
-            return (item_item_contrastive(anchors, self.to_text(self.item.weight[partners]), partners,
-                                          cfg.temperature)
+            return (item_item_contrastive(anchors, self.to_text(item_cf[partners]), partners, cfg.temperature)
                     + info_nce(anchors, self.item_text[items], cfg.temperature))
-        loss = self._align(self.item.weight[items], self.item_text[items])
+        loss = self._align(item_cf[items], self.item_text[items])
         if cfg.align_users:
             users = torch.unique(head["user"])
             users = users[self.user_text[users].abs().sum(1) > 0]
-            loss = loss + self._align(self.user.weight[users], self.user_text[users])
+            loss = loss + self._align(user_cf[users], self.user_text[users])
         return loss
 
     def _align(self, cf: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
@@ -215,8 +253,9 @@ class UserRows:
 
 
 class RLMRec(TrainerFit):
-    """BPR-MF with a text alignment objective (RLMRec / ILM) and optional Molar user post-alignment. An Embedder:
-    the score u_u . q_i + b_i is the inner product of [u_u, 1] and [q_i, b_i]."""
+    """BPR-MF or LightGCN (``backbone``) with a text alignment objective (RLMRec / ILM) and optional Molar user
+    post-alignment; ``aux = "none"`` is plain BPR-MF or plain LightGCN. An Embedder: the score u_u . q_i + b_i is the
+    inner product of [u_u, 1] and [q_i, b_i] (for lightgcn, the propagated vectors and b_i = 0)."""
 
     name = "rlmrec"
     config_class = RLMRecConfig
@@ -259,20 +298,36 @@ class RLMRec(TrainerFit):
         csr = train.to_csr(binary=True)
         item_text, user_text = self._text(train, csr)
         torch.manual_seed(cfg.train.seed)  # the initial weights are part of what the seed fixes
-        net = RLMRecNet(cfg, train.n_users, train.n_items, item_text, user_text)
         rows = np.repeat(np.arange(csr.shape[0]), np.diff(csr.indptr))
+        # dense ids index the graph's nodes directly: users 0..n_users, items 0..n_items (row 0 of each: padding)
+        adjacency = (normalized_adjacency(rows, csr.indices, train.n_users + 1, train.n_items + 1)
+                     if cfg.backbone == "lightgcn" else None)
+        net = RLMRecNet(cfg, train.n_users, train.n_items, item_text, user_text, adjacency)
         data = AlignData(rows, csr.indices, train.n_items, csr if cfg.aux == "ilm" else None)
-        self.user_, self.item_, self.bias_ = net.user.weight, net.item.weight, net.bias  # live views while training
         self.mix_ = 0.0
-        evaluate_fn = early_stopping_metric(self, train, valid, cfg.train.eval_metric, cfg.train.eval_users,
-                                            cfg.train.seed)
-        log.info("rlmrec: %d pairs, %d users x %d items, %d factors, aux %s (weight %g)", len(data), train.n_users,
-                 train.n_items, cfg.factors, cfg.aux, cfg.aux_weight)
-        self._train(net, data, evaluate_fn)
-        self.user_, self.item_, self.bias_ = (t.detach().clone() for t in (net.user.weight, net.item.weight, net.bias))
+        self._take_tables(net)
+        metric_fn = early_stopping_metric(self, train, valid, cfg.train.eval_metric, cfg.train.eval_users,
+                                          cfg.train.seed)
+
+        def evaluate_fn() -> float:  # validation scores the current CF vectors (propagated, for lightgcn)
+            self._take_tables(net)
+            return metric_fn()
+
+        log.info("rlmrec: %d pairs, %d users x %d items, %s backbone%s, %d factors, aux %s (weight %g)", len(data),
+                 train.n_users, train.n_items, cfg.backbone,
+                 f" ({cfg.layers} layers)" if cfg.backbone == "lightgcn" else "", cfg.factors, cfg.aux, cfg.aux_weight)
+        self._train(net, data, evaluate_fn if metric_fn is not None else None)
+        self._take_tables(net)  # computed once: scoring never propagates again
         self.side_ = None  # what scoring needs is in the tables now
         if cfg.user_align == "post":
             self._post_align(train, valid, user_text)
+
+    def _take_tables(self, net: RLMRecNet) -> None:
+        """The scoring tables from ``net``: its CF vectors (for lightgcn, one propagation over the graph) and the item
+        bias, detached copies (on the net's device)."""
+        with torch.no_grad():
+            user, item = net.tables()
+            self.user_, self.item_, self.bias_ = user.detach().clone(), item.detach().clone(), net.bias.detach().clone()
 
     def _post_align(self, train: Interactions, valid: Interactions | None, user_text: torch.Tensor) -> None:
         """Molar post-alignment: train the content user tower toward the fixed CF user vectors, then choose the mix
