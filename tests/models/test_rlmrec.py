@@ -1,8 +1,11 @@
 """rlmrec: the alignment objectives pull CF embeddings toward planted text clusters, the post-alignment's mix is
-chosen on validation, save/load keeps the scores, and bad inputs are clear errors."""
+chosen on validation, save/load keeps the scores, and bad inputs are clear errors; the LightGCN backbone finds the
+planted clusters better than BPR-MF on a sparse log, its propagated vectors are aligned, scored and saved, and it
+passes the recommender contract."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import cache
 
 import numpy as np
@@ -17,6 +20,7 @@ from recforge.models.base import load_model
 from recforge.models.rlmrec import MIX_GRID, RLMRec
 from recforge.models.validation import validation_metric
 from recforge.protocols import ItemSide
+from recforge.testing import check_recommender, contract_config
 
 TRAIN = {"epochs": 30, "batch_size": 256, "lr": 0.02, "clip": 0.0, "patience": 0, "threads": 1}
 
@@ -38,7 +42,8 @@ def _world() -> tuple[Split, np.ndarray, np.ndarray]:
 
 def _fit(aux: str, weight: float = 0.1, valid: bool = False, **kw) -> RLMRec:
     split, vectors, _ = _world()
-    model = RLMRec(aux=aux, aux_weight=weight, factors=16, embedder={"name": "hashing"}, train=TRAIN, **kw)
+    kw.setdefault("train", TRAIN)
+    model = RLMRec(aux=aux, aux_weight=weight, factors=16, embedder={"name": "hashing"}, **kw)
     model.bind_items(ItemSide(item_ids=list(split.train.item_vocab.ids), vectors=vectors))
     return model.fit(split.train, split.valid if valid else None)
 
@@ -53,8 +58,12 @@ def _purity(model: RLMRec) -> float:
 
 
 @cache
-def _fitted(aux: str) -> RLMRec:
-    return _fit(aux)
+def _fitted(aux: str, backbone: str = "mf") -> RLMRec:
+    return _fit(aux, backbone=backbone)
+
+
+def _ndcg(model: RLMRec) -> float:
+    return evaluate(model, _world()[0], metrics=("ndcg@10",), n_boot=0, progress=False).metrics["ndcg@10"]["mean"]
 
 
 @pytest.mark.parametrize("aux", ["contrastive", "generative", "ilm"])
@@ -101,6 +110,9 @@ def test_save_load_roundtrip(tmp_path):
     ({"aux_batch": 1}, "aux_batch"),
     ({"user_align": "pre"}, "user_align"),
     ({"embedder": {}}, "embedder"),
+    ({"backbone": "gcn"}, "backbone"),
+    ({"backbone": "lightgcn", "layers": 0}, "layers"),
+    ({"layers": -1}, "layers"),
 ])
 def test_bad_config_is_a_config_error(fields, message):
     with pytest.raises(ConfigError, match=message):
@@ -119,3 +131,43 @@ def test_text_must_be_bound_when_the_objective_reads_it():
         model.fit(split.train)
     assert RLMRec(aux="none").item_side_spec().embedder is None  # plain BPR reads no text
     RLMRec(aux="none", factors=8, train={**TRAIN, "epochs": 1}).fit(split.train)
+
+
+def test_lightgcn_finds_the_planted_clusters_better_than_mf():
+    """On 6 events per user, propagating over the graph reaches 2-hop neighbours that BPR-MF only sees through
+    its factors: the item vectors cluster better and test NDCG@10 is higher (plain LightGCN: aux none)."""
+    mf, gcn = _fitted("none"), _fitted("none", "lightgcn")
+    assert _purity(gcn) > _purity(mf) + 0.2  # measured: mf 0.42, lightgcn 0.72
+    assert _ndcg(gcn) > 1.5 * _ndcg(mf)  # measured: mf 0.104, lightgcn 0.223
+    assert _ndcg(gcn) > 5 * 10 / 300  # chance NDCG@10 over 300 items is below 10 / 300
+    assert not gcn.bias_.any()  # LightGCN scores e_u . e_i
+
+
+@pytest.mark.parametrize("aux", ["contrastive", "generative", "ilm"])
+def test_alignment_acts_on_the_propagated_vectors(aux):
+    plain, aligned = _fitted("none", "lightgcn"), _fitted(aux, "lightgcn")
+    assert _purity(aligned) > _purity(plain) + 0.05  # measured: none 0.72; aligned 0.81-0.85
+
+
+def test_lightgcn_validation_scores_the_propagated_vectors():
+    """Early stopping measured the same vectors that scoring uses after the fit (best epoch restored, propagated
+    once): the recorded best validation NDCG@10 is the final model's."""
+    split = _world()[0]
+    model = _fit("contrastive", backbone="lightgcn", valid=True, train={**TRAIN, "epochs": 8, "patience": 3})
+    assert model.train_result_.best_metric == pytest.approx(validation_metric(model, split.train, split.valid,
+                                                                              "ndcg@10"), abs=1e-12)
+
+
+def test_lightgcn_save_load_roundtrip(tmp_path):
+    model = _fitted("generative", "lightgcn")
+    model.save(tmp_path / "m")
+    loaded = load_model(tmp_path / "m")
+    users = np.arange(1, _world()[0].train.n_users + 1)
+    assert loaded.config.backbone == "lightgcn" and loaded.config == model.config
+    assert torch.equal(loaded.score(users), model.score(users))
+    assert torch.equal(loaded.item_embeddings(), model.item_embeddings())
+
+
+def test_lightgcn_passes_the_recommender_contract():
+    config = replace(contract_config(RLMRec), backbone="lightgcn", layers=2)
+    check_recommender(RLMRec, config)

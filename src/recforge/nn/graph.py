@@ -41,7 +41,7 @@ def normalized_adjacency(users: np.ndarray | torch.Tensor, items: np.ndarray | t
     degree = torch.bincount(rows, minlength=n).float()
     inv_sqrt = torch.where(degree > 0, degree.clamp_min(1.0).rsqrt(), torch.zeros_like(degree))
     values = inv_sqrt[rows] * inv_sqrt[cols]
-    return torch.sparse_coo_tensor(torch.stack([rows, cols]), values, (n, n)).coalesce()
+    return torch.sparse_coo_tensor(torch.stack([rows, cols]), values, (n, n), check_invariants=True).coalesce()
 
 
 def propagate(adjacency: torch.Tensor, user_emb: torch.Tensor, item_emb: torch.Tensor,
