@@ -1,4 +1,4 @@
-"""Aligning CF embeddings with item text: rlmrec (BPR-MF) with aux = none | contrastive | generative | ilm.
+"""Aligning CF embeddings with item text: rlmrec (BPR-MF or LightGCN) with aux = none | contrastive | generative | ilm.
 
 Leave-last-out split (validation = each user's second-to-last event, test = the last), full ranking over all items,
 seen items masked; NDCG@10 and Recall@10 with bootstrap 95 % CIs, and the paired bootstrap difference of NDCG@10
@@ -11,13 +11,21 @@ time limit): ``--search-only`` writes the validation search to ``..._search.json
 the search and takes the weights from it. The BPR part is fixed (``BASE``) and identical for every row. Torch runs on
 one thread; the 1-minute load average is recorded next to every fit's time (the machine is shared).
 
+``--backbone lightgcn`` runs the same protocol on rlmrec's LightGCN backbone (``aux = none`` is plain LightGCN). Its
+propagation depth is chosen first, on validation with seed 0 and ``aux = none``, from ``--layers`` (a single value
+skips that search); the aux weights are then searched with the chosen depth. With ``--aux ''`` and
+``--search-only`` only the depth is searched (``..._lightgcn_layers_search.json``). Results go to
+``..._lightgcn.json``.
+
     RECFORGE_DATA_DIR=... python bench/text_align.py --data ml-100k --embedder minilm
     RECFORGE_DATA_DIR=... python bench/text_align.py --data ml-100k --embedder minilm --search-only
     RECFORGE_DATA_DIR=... python bench/text_align.py --data ml-100k --embedder minilm --post \
         --chosen contrastive=0.01,generative=0.1,ilm=0.1
     python bench/text_align.py --data ml-latest-small --embedder hashing --seeds 0
+    RECFORGE_DATA_DIR=... python bench/text_align.py --data ml-100k --embedder minilm --backbone lightgcn \
+        --aux contrastive,generative --layers 1,2,3 --search-only
 
-Writes ``bench/results/text_align_<data>_<embedder>.json`` and prints a markdown table.
+Writes ``bench/results/text_align_<data>_<embedder>[_lightgcn].json`` and prints a markdown table.
 """
 
 from __future__ import annotations
@@ -46,7 +54,10 @@ BASE = {"factors": 64, "reg": 1e-4, "temperature": 0.2, "align_users": True}
 TRAIN = {"epochs": 100, "batch_size": 4096, "lr": 5e-3, "clip": 0.0, "patience": 5, "threads": 1}
 
 
-def fit(split, catalog, embedder: dict, aux: str, weight: float, seed: int, extra: dict) -> tuple[RLMRec, dict]:
+def fit(split, catalog, embedder: dict, aux: str, weight: float, seed: int, extra: dict,
+        cf: dict | None = None) -> tuple[RLMRec, dict]:
+    """One early-stopped fit; ``cf`` holds the backbone fields (empty: BPR-MF), ``extra`` other model fields."""
+    extra = {**(cf or {}), **extra}
     model = RLMRec(**BASE, **extra, aux=aux, aux_weight=weight, embedder=embedder, train={**TRAIN, "seed": seed})
     if model.config.reads_text:
         bind_items(model, catalog, split.train)
@@ -63,13 +74,16 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", default="ml-100k")
     ap.add_argument("--embedder", default="minilm", help="minilm (needs the [text] extra) or hashing")
-    ap.add_argument("--aux", default="contrastive,generative,ilm")
+    ap.add_argument("--aux", default="contrastive,generative,ilm", help="objectives searched; '' for none")
     ap.add_argument("--weights", default="0.01,0.1,1.0", help="aux_weight grid searched on validation (seed 0)")
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--post", action="store_true", help="also a row with Molar user post-alignment (aux=none)")
     ap.add_argument("--n-boot", type=int, default=1000)
     ap.add_argument("--search-only", action="store_true", help="only the validation search (writes ..._search.json)")
     ap.add_argument("--chosen", default="", help="aux=weight,... chosen by an earlier search: skip the search")
+    ap.add_argument("--backbone", default="mf", choices=("mf", "lightgcn"))
+    ap.add_argument("--layers", default="1,2,3",
+                    help="LightGCN depths searched on validation with aux none (seed 0); one value: no search")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -81,25 +95,42 @@ def main(argv: list[str] | None = None) -> int:
           flush=True)
 
     search = []
+    cf: dict = {}
+    tag = "" if args.backbone == "mf" else f"_{args.backbone}"
+    if args.backbone == "lightgcn":
+        depths = [int(k) for k in args.layers.split(",")]
+        cf = {"backbone": "lightgcn", "layers": depths[0]}
+        if len(depths) > 1:
+            trials = []
+            for k in depths:
+                _, info = fit(split, ds.catalog, embedder, "none", 0.0, 0, {}, {**cf, "layers": k})
+                print("valid", json.dumps(info), flush=True)
+                trials.append(info)
+            search += trials
+            cf["layers"] = max(trials, key=lambda r: r["valid_ndcg@10"])["layers"]
+            print(f"layers chosen on validation: {cf['layers']}", flush=True)
     chosen: list[tuple[str, float, dict]] = [("none", 0.0, {})]
     given = dict(pair.split("=") for pair in args.chosen.split(",")) if args.chosen else {}
     chosen += [(aux, float(w), {}) for aux, w in given.items()]
     command = "python bench/text_align.py " + shlex.join(sys.argv[1:] if argv is None else argv)
-    for aux in ([] if given else args.aux.split(",")):
+    search_aux = [] if given else [a for a in args.aux.split(",") if a]
+    for aux in search_aux:
         trials = []
         for w in weights:
-            _, info = fit(split, ds.catalog, embedder, aux, w, 0, {})
+            _, info = fit(split, ds.catalog, embedder, aux, w, 0, {}, cf)
             print("valid", json.dumps(info), flush=True)
             trials.append(info)
         search += trials
         best = max(trials, key=lambda r: r["valid_ndcg@10"])
         chosen.append((aux, best["aux_weight"], {}))
     if args.search_only:
-        out = RESULTS / f"text_align_{args.data}_{args.embedder}_search.json"
-        out.write_text(json.dumps({"command": command, "data": args.data, "embedder": args.embedder, "base": BASE,
+        stage = "" if search_aux else "_layers"  # a search of the LightGCN depth alone
+        out = RESULTS / f"text_align_{args.data}_{args.embedder}{tag}{stage}_search.json"
+        out.write_text(json.dumps({"command": command, "data": args.data, "embedder": args.embedder,
+                                   "base": {**BASE, **cf},
                                    "train": TRAIN, "weights": weights, "search": search,
-                                   "chosen": {aux: w for aux, w, _ in chosen[1:]}}, indent=1))
-        print(f"chosen on validation: {chosen[1:]}; wrote {out}")
+                                   "chosen": {**cf, **{aux: w for aux, w, _ in chosen[1:]}}}, indent=1))
+        print(f"chosen on validation: {cf} {chosen[1:]}; wrote {out}")
         return 0
     if args.post:
         chosen.append(("none", 0.0, {"user_align": "post"}))
@@ -108,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     for seed in seeds:
         reports = {}
         for aux, weight, extra in chosen:
-            model, info = fit(split, ds.catalog, embedder, aux, weight, seed, extra)
+            model, info = fit(split, ds.catalog, embedder, aux, weight, seed, extra, cf)
             report = evaluate(model, split, metrics=METRICS, n_boot=args.n_boot, progress=False)
             label = aux + (" + post" if extra else "")
             reports[label] = report
@@ -119,9 +150,10 @@ def main(argv: list[str] | None = None) -> int:
             print("test", json.dumps(row), flush=True)
             rows.append(row)
 
-    out = RESULTS / f"text_align_{args.data}_{args.embedder}.json"
+    out = RESULTS / f"text_align_{args.data}_{args.embedder}{tag}.json"
     out.write_text(json.dumps({
-        "command": command, "data": args.data, "embedder": args.embedder, "base": BASE, "train": TRAIN, "weights": weights,
+        "command": command, "data": args.data, "embedder": args.embedder, "base": {**BASE, **cf}, "train": TRAIN,
+        "weights": weights,
         "search": search, "rows": rows, "torch_threads": 1, "cpus": os.cpu_count()}, indent=1))
     print("\n| objective (aux_weight) | seed | test NDCG@10 | test Recall@10 | NDCG@10 - none | fit s (load) |")
     print("|---|---|---|---|---|---|")
