@@ -12,10 +12,10 @@ the search and takes the weights from it. The BPR part is fixed (``BASE``) and i
 one thread; the 1-minute load average is recorded next to every fit's time (the machine is shared).
 
 ``--backbone lightgcn`` runs the same protocol on rlmrec's LightGCN backbone (``aux = none`` is plain LightGCN). Its
-propagation depth is chosen first, on validation with seed 0 and ``aux = none``, from ``--layers`` (a single value
-skips that search); the aux weights are then searched with the chosen depth. With ``--aux ''`` and
-``--search-only`` only the depth is searched (``..._lightgcn_layers_search.json``). Results go to
-``..._lightgcn.json``.
+propagation depth, learning rate and L2 weight are chosen first, on validation with seed 0 and ``aux = none``, from
+the product of ``--layers``, ``--lrs`` and ``--regs`` (single values skip that search); the aux weights are then
+searched with the chosen settings. With ``--aux ''`` and ``--search-only`` only the LightGCN settings are searched
+(``..._lightgcn_layers_search.json``). Results go to ``..._lightgcn.json``.
 
     RECFORGE_DATA_DIR=... python bench/text_align.py --data ml-100k --embedder minilm
     RECFORGE_DATA_DIR=... python bench/text_align.py --data ml-100k --embedder minilm --search-only
@@ -23,7 +23,7 @@ skips that search); the aux weights are then searched with the chosen depth. Wit
         --chosen contrastive=0.01,generative=0.1,ilm=0.1
     python bench/text_align.py --data ml-latest-small --embedder hashing --seeds 0
     RECFORGE_DATA_DIR=... python bench/text_align.py --data ml-100k --embedder minilm --backbone lightgcn \
-        --aux contrastive,generative --layers 1,2,3 --search-only
+        --aux '' --layers 1,2,3 --lrs 1e-3,5e-3 --regs 1e-4,1e-3 --search-only
 
 Writes ``bench/results/text_align_<data>_<embedder>[_lightgcn].json`` and prints a markdown table.
 """
@@ -56,9 +56,12 @@ TRAIN = {"epochs": 100, "batch_size": 4096, "lr": 5e-3, "clip": 0.0, "patience":
 
 def fit(split, catalog, embedder: dict, aux: str, weight: float, seed: int, extra: dict,
         cf: dict | None = None) -> tuple[RLMRec, dict]:
-    """One early-stopped fit; ``cf`` holds the backbone fields (empty: BPR-MF), ``extra`` other model fields."""
+    """One early-stopped fit; ``cf`` holds the backbone's settings over ``BASE`` (empty: BPR-MF; ``lr`` goes to the
+    trainer), ``extra`` other model fields."""
     extra = {**(cf or {}), **extra}
-    model = RLMRec(**BASE, **extra, aux=aux, aux_weight=weight, embedder=embedder, train={**TRAIN, "seed": seed})
+    fields = {**BASE, **extra}
+    lr = fields.pop("lr", TRAIN["lr"])
+    model = RLMRec(**fields, aux=aux, aux_weight=weight, embedder=embedder, train={**TRAIN, "lr": lr, "seed": seed})
     if model.config.reads_text:
         bind_items(model, catalog, split.train)
     start, load = time.perf_counter(), os.getloadavg()[0]
@@ -84,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--backbone", default="mf", choices=("mf", "lightgcn"))
     ap.add_argument("--layers", default="1,2,3",
                     help="LightGCN depths searched on validation with aux none (seed 0); one value: no search")
+    ap.add_argument("--lrs", default="5e-3", help="LightGCN learning rates searched with --layers")
+    ap.add_argument("--regs", default="1e-4", help="LightGCN L2 weights searched with --layers")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -98,17 +103,19 @@ def main(argv: list[str] | None = None) -> int:
     cf: dict = {}
     tag = "" if args.backbone == "mf" else f"_{args.backbone}"
     if args.backbone == "lightgcn":
-        depths = [int(k) for k in args.layers.split(",")]
-        cf = {"backbone": "lightgcn", "layers": depths[0]}
-        if len(depths) > 1:
+        grid = [{"backbone": "lightgcn", "layers": int(k), "lr": float(lr), "reg": float(reg)}
+                for k in args.layers.split(",") for lr in args.lrs.split(",") for reg in args.regs.split(",")]
+        cf = grid[0]
+        if len(grid) > 1:
             trials = []
-            for k in depths:
-                _, info = fit(split, ds.catalog, embedder, "none", 0.0, 0, {}, {**cf, "layers": k})
+            for point in grid:
+                _, info = fit(split, ds.catalog, embedder, "none", 0.0, 0, {}, point)
                 print("valid", json.dumps(info), flush=True)
                 trials.append(info)
             search += trials
-            cf["layers"] = max(trials, key=lambda r: r["valid_ndcg@10"])["layers"]
-            print(f"layers chosen on validation: {cf['layers']}", flush=True)
+            best = max(trials, key=lambda r: r["valid_ndcg@10"])
+            cf = {k: best[k] for k in grid[0]}
+            print(f"LightGCN settings chosen on validation: {cf}", flush=True)
     chosen: list[tuple[str, float, dict]] = [("none", 0.0, {})]
     given = dict(pair.split("=") for pair in args.chosen.split(",")) if args.chosen else {}
     chosen += [(aux, float(w), {}) for aux, w in given.items()]
