@@ -20,6 +20,7 @@ from recforge.models.base import load_model
 from recforge.models.rlmrec import MIX_GRID, RLMRec
 from recforge.models.validation import validation_metric
 from recforge.protocols import ItemSide
+from recforge.registry import configured
 from recforge.testing import check_recommender, contract_config
 
 TRAIN = {"epochs": 30, "batch_size": 256, "lr": 0.02, "clip": 0.0, "patience": 0, "threads": 1}
@@ -166,6 +167,14 @@ def test_lightgcn_save_load_roundtrip(tmp_path):
     assert loaded.config.backbone == "lightgcn" and loaded.config == model.config
     assert torch.equal(loaded.score(users), model.score(users))
     assert torch.equal(loaded.item_embeddings(), model.item_embeddings())
+
+
+def test_lightgcn_builds_from_its_registry_spelling():
+    cls, config = configured("model", {"name": "rlmrec", "backbone": "lightgcn", "layers": 2, "aux": "none"})
+    assert cls is RLMRec and (config.backbone, config.layers) == ("lightgcn", 2)
+    assert RLMRec().config.backbone == "mf"  # the default keeps BPR-MF
+    with pytest.raises(ConfigError, match="model.layers"):
+        configured("model", {"name": "rlmrec", "backbone": "lightgcn", "layers": "two"}, prefix="model.")
 
 
 def test_lightgcn_passes_the_recommender_contract():
