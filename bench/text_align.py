@@ -89,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="LightGCN depths searched on validation with aux none (seed 0); one value: no search")
     ap.add_argument("--lrs", default="5e-3", help="LightGCN learning rates searched with --layers")
     ap.add_argument("--regs", default="1e-4", help="LightGCN L2 weights searched with --layers")
+    ap.add_argument("--suffix", default="", help="appended to the result file's name (e.g. an extension of a grid)")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -101,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
 
     search = []
     cf: dict = {}
-    tag = "" if args.backbone == "mf" else f"_{args.backbone}"
+    tag = ("" if args.backbone == "mf" else f"_{args.backbone}") + (f"_{args.suffix}" if args.suffix else "")
     if args.backbone == "lightgcn":
         grid = [{"backbone": "lightgcn", "layers": int(k), "lr": float(lr), "reg": float(reg)}
                 for k in args.layers.split(",") for lr in args.lrs.split(",") for reg in args.regs.split(",")]
@@ -131,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         best = max(trials, key=lambda r: r["valid_ndcg@10"])
         chosen.append((aux, best["aux_weight"], {}))
     if args.search_only:
-        stage = "" if search_aux else "_layers"  # a search of the LightGCN depth alone
+        stage = "" if search_aux else "_layers"  # a search of the LightGCN settings alone
         out = RESULTS / f"text_align_{args.data}_{args.embedder}{tag}{stage}_search.json"
         out.write_text(json.dumps({"command": command, "data": args.data, "embedder": args.embedder,
                                    "base": {**BASE, **cf},
