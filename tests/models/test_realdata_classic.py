@@ -1,4 +1,4 @@
-"""Classic models on real data (RECFORGE_DATA_DIR): quick ML-100K sanity, and the tuned Amazon Beauty EASE preset (slow)."""
+"""Classic models on real data (RECFORGE_DATA_DIR): quick ML-100K sanity, and the tuned Amazon Beauty presets reproduced (slow)."""
 
 from __future__ import annotations
 
@@ -48,4 +48,21 @@ def test_beauty_ease_tuned_preset_reproduces_the_documented_figure(data_dir, tmp
     about = tomllib.loads(preset_path("tuned", "ease", "amazon-beauty").read_text())["preset"]
     ndcg = run.metrics["test"]["ndcg@10"]
     assert f"{ndcg['mean']:.4f}" == f"{about['test']:.4f}" and ndcg["mean"] >= 0.050, ndcg
+    assert run.metrics["test"]["_info"]["n_users"] == 22363
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(3600)  # BPR's refit is 10 epochs of 688 steps: minutes on one core, longer under load
+@pytest.mark.parametrize("model", ["bpr"])
+def test_beauty_trainer_presets_reproduce_their_recorded_test_figures(model, data_dir, tmp_path):
+    """`recforge train MODEL --data amazon-beauty --preset tuned` refits the shipped Trainer-based setting for its
+    recorded epoch count (no validation left to stop on) and reproduces the refit's test figure that `recforge tune`
+    wrote into the preset, to the printed decimals: the seeded trainer makes the refit deterministic."""
+    assert main(["train", model, "--data", "amazon-beauty", "--preset", "tuned", "--out", str(tmp_path / "run")]) == 0
+    run = load_run(tmp_path / "run")
+    preset = tomllib.loads(preset_path("tuned", model, "amazon-beauty").read_text())
+    assert run.meta["fit_on"] == "train+valid" and run.config.refit
+    assert run.config.model["train"]["epochs"] == preset["model"]["train"]["epochs"]
+    ndcg = run.metrics["test"]["ndcg@10"]
+    assert f"{ndcg['mean']:.4f}" == f"{preset['preset']['test']:.4f}", ndcg
     assert run.metrics["test"]["_info"]["n_users"] == 22363
