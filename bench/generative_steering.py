@@ -15,9 +15,13 @@ instead of training, writes where its steering goes for every genre (seeded test
 - the genre's **likelihood mass** under exact decoding (the sum of its items' normalised likelihoods), unsteered and
   steered: whether the model's distribution moves at all, or only the beam misses it;
 - the genre's share of the top-10 by **beam** and by **exact** decoding, steered;
-- the **first-level mass** on the first codes the genre dominates (at least half their items), unsteered and steered;
+- the **first-level mass** on the first codes the genre dominates (at least half their items), unsteered and steered,
+  and how concentrated the genre's items are in the SID table (first codes holding 80% of them, the mean share of the
+  genre among the items of its items' first codes);
 - the three genres that fill the steered top-10, and the genre's share when steered together with its most frequent
-  companion genre (what the training prefixes of its items usually hold).
+  companion genre (what the training prefixes of its items usually hold);
+- the training windows whose last item (the one the preference tokens condition) holds the genre, and the norm of
+  the genre's learnt preference embedding.
 
     RECFORGE_DATA_DIR=../shared/data .venv/bin/python bench/generative_steering.py --data ml-100k \
         --model tiger_decoder --diagnose bench/out/ml100k-steer --eval-users 300 \
@@ -148,9 +152,15 @@ def diagnose(args: argparse.Namespace, split, sids) -> dict:
     train_items = split.train.item
     events = has[train_items].sum(0)
     pair = has[train_items].T.astype(np.int64) @ has[train_items].astype(np.int64)  # (G, G) co-occurrence in events
+    # the preference tokens condition only the last item of each training window: how many windows end on the genre
+    windows = model._training_rows(*split.train.sequences())
+    conditioned = has[windows.windows[:, windows.target_col].numpy()].sum(0)
+    token = {n: i + 1 for i, n in enumerate(model.preference_values())}
+    norms = model.net_.prefix.weight.detach().norm(dim=1).numpy()  # (values+1,) the learnt preference embeddings
     t0 = time.perf_counter()
     base_exact, _ = _ranked(model, jag, seen, "exact", [])
     base_p = base_exact.exp().numpy()  # (B, n_items+1) normalised item likelihoods
+    _, beam_base_top = _ranked(model, jag, seen, "beam", [])
     load0 = os.getloadavg()[0]
     rows = []
     for g, name in enumerate(names):
@@ -159,9 +169,9 @@ def diagnose(args: argparse.Namespace, split, sids) -> dict:
             continue
         ex, ex_top = _ranked(model, jag, seen, "exact", [name])
         _, beam_top = _ranked(model, jag, seen, "beam", [name])
-        _, beam_base_top = _ranked(model, jag, seen, "beam", [])
         p = ex.exp().numpy()
-        purity = np.bincount(first[1:], weights=has[1:, g], minlength=n_codes) / np.maximum(code_items, 1)
+        per_code = np.bincount(first[1:], weights=has[1:, g], minlength=n_codes)  # the genre's items per first code
+        purity = per_code / np.maximum(code_items, 1)
         dominated = purity >= 0.5
         on_codes = dominated[first]  # (n_items+1,) items under a first code the genre dominates
         on_codes[0] = False
@@ -172,7 +182,8 @@ def diagnose(args: argparse.Namespace, split, sids) -> dict:
         partner = int(np.argmax(row_pairs))
         _, pair_top = _ranked(model, jag, seen, "beam", [name, names[partner]])
         rows.append({
-            "genre": name, "items": n_g, "train_events": int(events[g]),
+            "genre": name, "items": n_g, "train_events": int(events[g]), "train_windows": len(windows),
+            "conditioned_windows": int(conditioned[g]), "token_norm": float(norms[token[name]]),
             "single_genre_items": float((has[1:, g] & (has[1:].sum(1) == 1)).sum() / n_g),
             "mass_unsteered": float((base_p * has[:, g]).sum(1).mean()),
             "mass_steered": float((p * has[:, g]).sum(1).mean()),
@@ -180,6 +191,8 @@ def diagnose(args: argparse.Namespace, split, sids) -> dict:
             "share_beam_steered": float(has[beam_top, g].mean()),
             "share_exact_steered": float(has[ex_top, g].mean()),
             "dominated_first_codes": int(dominated.sum()),
+            "first_codes_for_80pct": int(np.searchsorted(np.cumsum(np.sort(per_code)[::-1]) / n_g, 0.8) + 1),
+            "own_first_code_purity": float(purity[first[1:]][has[1:, g]].mean()),
             "first_level_mass_unsteered": float(base_p[:, on_codes].sum(1).mean()),
             "first_level_mass_steered": float(p[:, on_codes].sum(1).mean()),
             "steered_top10_filled_by": {names[j]: float(fill[j]) for j in others},
