@@ -1,4 +1,4 @@
-"""Classic models on real data (RECFORGE_DATA_DIR): quick ML-100K sanity, and the tuned Amazon Beauty presets reproduced (slow)."""
+"""Models on real data (RECFORGE_DATA_DIR): quick ML-100K sanity, and the tuned Amazon Beauty presets reproduced (slow)."""
 
 from __future__ import annotations
 
@@ -52,8 +52,8 @@ def test_beauty_ease_tuned_preset_reproduces_the_documented_figure(data_dir, tmp
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(3600)  # BPR's refit is 10 epochs of 688 steps: minutes on one core, longer under load
-@pytest.mark.parametrize("model", ["bpr"])
+@pytest.mark.timeout(3600)  # each refit is 4-12 CPU minutes (BPR 10 epochs, SASRec 32), far longer in wall time under load
+@pytest.mark.parametrize("model", ["bpr", "sasrec"])
 def test_beauty_trainer_presets_reproduce_their_recorded_test_figures(model, data_dir, tmp_path):
     """`recforge train MODEL --data amazon-beauty --preset tuned` refits the shipped Trainer-based setting for its
     recorded epoch count (no validation left to stop on) and reproduces the refit's test figure that `recforge tune`
