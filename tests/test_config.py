@@ -71,3 +71,18 @@ def test_toml_errors(tmp_path):
     (tmp_path / "bad.toml").write_text("a = = 1")
     with pytest.raises(ConfigError, match="invalid TOML"):
         load_toml(tmp_path / "bad.toml")
+
+
+def test_a_nested_table_overrides_the_fields_own_default():
+    """A model whose trainer defaults differ from the trainer's class defaults keeps them when a config table sets
+    only some trainer fields (the run seed alone, say)."""
+    from recforge.models.bpr import BPRConfig
+    from recforge.train.trainer import TrainConfig
+
+    own = BPRConfig().train
+    assert own.batch_size != TrainConfig().batch_size  # the premise: BPR's trainer defaults are its own
+    cfg = from_dict(BPRConfig, {"train": {"seed": 3, "lr": 0.02}})
+    assert (cfg.train.seed, cfg.train.lr) == (3, 0.02)
+    assert (cfg.train.batch_size, cfg.train.clip, cfg.train.patience) == (own.batch_size, own.clip, own.patience)
+    with pytest.raises(ConfigError, match=r"train\.lrr"):
+        from_dict(BPRConfig, {"train": {"lrr": 0.02}})
