@@ -106,8 +106,8 @@ def from_dict(cls: type[T], data: dict[str, Any], prefix: str = "") -> T:
     hints = typing.get_type_hints(cls)
     kwargs = {k: _coerce(v, hints[k], prefix + k) for k, v in data.items()}
     for k, v in data.items():  # a nested table overrides the field's own default, not its class's defaults
-        default = _field_default(fields[k])
-        if isinstance(v, dict) and dataclasses.is_dataclass(default) and not isinstance(default, type):
+        default = _field_default(fields[k]) if isinstance(v, dict) else None
+        if dataclasses.is_dataclass(default) and not isinstance(default, type):
             kwargs[k] = dataclasses.replace(default, **{name: getattr(kwargs[k], name) for name in v})
     try:
         return cls(**kwargs)

@@ -64,9 +64,14 @@ class BPRNet(nn.Module):
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """batch: user, pos, neg, each (B,) int64 -> scalar loss."""
-        p, qi, qj = self.user(batch["user"]), self.item(batch["pos"]), self.item(batch["neg"])
-        diff = (p * (qi - qj)).sum(1) + self.bias[batch["pos"]] - self.bias[batch["neg"]]
-        penalty = (p.pow(2).sum(1) + qi.pow(2).sum(1) + qj.pow(2).sum(1)).mean()
+        return self.pair_loss(batch, self.user.weight, self.item.weight)
+
+    def pair_loss(self, batch: dict[str, torch.Tensor], users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """The mean BPR loss of the batch's (user, pos, neg) triples scored by the vectors users (n_users+1, f) and
+        items (n_items+1, f) plus the item bias, with L2 on the triples' own (layer-0) embeddings -> scalar."""
+        u, i, j = batch["user"], batch["pos"], batch["neg"]
+        diff = (users[u] * (items[i] - items[j])).sum(1) + self.bias[i] - self.bias[j]
+        penalty = (self.user(u).pow(2).sum(1) + self.item(i).pow(2).sum(1) + self.item(j).pow(2).sum(1)).mean()
         return -nn.functional.logsigmoid(diff).mean() + self.reg * penalty
 
     def scores(self, users: torch.Tensor) -> torch.Tensor:

@@ -160,18 +160,10 @@ class RLMRecNet(BPRNet):
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """batch: user, pos, neg (B,) (+ partner (B,) for ilm) -> BPR loss + aux_weight * alignment loss."""
         user_cf, item_cf = self.tables()  # one propagation per step, shared by both losses
-        loss = super().forward(batch) if self.adjacency is None else self._graph_bpr(batch, user_cf, item_cf)
+        loss = self.pair_loss(batch, user_cf, item_cf)  # lightgcn: no bias (it stays 0), L2 on layer 0
         if self.cfg.aux == "none" or self.cfg.aux_weight == 0:
             return loss
         return loss + self.cfg.aux_weight * self.alignment(batch, user_cf, item_cf)
-
-    def _graph_bpr(self, batch: dict[str, torch.Tensor], user_cf: torch.Tensor, item_cf: torch.Tensor) -> torch.Tensor:
-        """LightGCN's loss: BPR on the propagated vectors user_cf (n_users+1, f), item_cf (n_items+1, f) (no bias),
-        L2 on the batch's layer-0 ID embeddings."""
-        u, i, j = batch["user"], batch["pos"], batch["neg"]
-        diff = (user_cf[u] * (item_cf[i] - item_cf[j])).sum(1)
-        penalty = (self.user(u).pow(2).sum(1) + self.item(i).pow(2).sum(1) + self.item(j).pow(2).sum(1)).mean()
-        return -F.logsigmoid(diff).mean() + self.reg * penalty
 
     def alignment(self, batch: dict[str, torch.Tensor], user_cf: torch.Tensor, item_cf: torch.Tensor) -> torch.Tensor:
         """The ``aux`` objective on the CF vectors user_cf (n_users+1, f), item_cf (n_items+1, f) of the distinct
