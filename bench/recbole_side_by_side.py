@@ -68,9 +68,9 @@ def lr_tag(lr: float) -> str:
     return f"{mant}e{int(exp)}"
 
 
-def run_path(side: str, dataset: str, lr: float) -> Path:
-    """Where one side's run for (dataset, lr) is written (per epoch while it runs, final when it ends)."""
-    return OUT_DIR / f"{side}-{tag(dataset)}-sasrec-lr{lr_tag(lr)}.json"
+def run_path(side: str, dataset: str, lr: float, variant: str = "") -> Path:
+    """Where one side's run for (dataset, lr[, variant]) is written (per epoch while it runs, final when it ends)."""
+    return OUT_DIR / f"{side}-{tag(dataset)}-sasrec-lr{lr_tag(lr)}{'-' + variant if variant else ''}.json"
 
 
 # ---------------------------------------------------------------------------------------------- data
@@ -171,7 +171,7 @@ def run_ours(args: argparse.Namespace) -> dict[str, Any]:
     model = cls(from_dict(cls.config_class, raw))
     curve: list[dict[str, Any]] = []
     best: dict[str, Any] = {"valid": -1.0, "state": None, "epoch": 0}
-    out_path = run_path("ours", args.dataset, args.lr)
+    out_path = run_path("ours", args.dataset, args.lr, args.variant)
     w0, c0 = time.perf_counter(), time.process_time()
 
     def on_epoch(epoch: int, row: dict[str, float]) -> None:
@@ -218,6 +218,7 @@ def _ours_result(args: argparse.Namespace, raw: dict[str, Any], curve: list[dict
     best = max(curve, key=lambda c: c["valid_ndcg@10"]) if curve else None
     return {
         "library": "recforge",
+        "variant": args.variant,
         "model": "sasrec",
         "dataset": args.dataset,
         "lr": args.lr,
@@ -303,13 +304,19 @@ def _fmt_s(x: float | None) -> str:
     return "never" if x is None else f"{x:,.0f}" if x >= 100 else f"{x:.1f}"
 
 
-def table(dataset: str, ours: dict[str, Any], rb: dict[str, Any], cmp: dict[str, Any]) -> str:
-    """The markdown tables of the study page: one row per library, then time-to-quality both ways."""
+def ours_label(variant: str) -> str:
+    """``recforge`` for our defaults, ``recforge (sliding)`` for a named variant."""
+    return f"recforge ({variant})" if variant else "recforge"
+
+
+def table(rb: dict[str, Any], ours: dict[str, dict[str, Any]]) -> str:
+    """The markdown tables of the study page: one row per run (RecBole, then each of our variants by label), then
+    time-to-quality both ways between RecBole and each of ours."""
     rows = ["| library | lr | epochs (best / run) | stopped by | epoch wall / CPU s (median) | best valid NDCG@10 | "
             "time to best, wall / CPU s | test NDCG@10 / Recall@10 (best-valid weights) | peak RSS | "
             "load 1m start / end |",
             "|---|---|---|---|---|---|---|---|---|---|"]
-    for name, r in (("RecBole 1.2.1", rb), ("recforge", ours)):
+    for name, r in (("RecBole 1.2.1", rb), *ours.items()):
         b = time_to(r["curve"], r["best_valid_ndcg@10"])
         rows.append(f"| {name} | {r['lr']:g} | {r['best_epoch']} / {r['epochs_run']} | {r['stopped_by']} | "
                     f"{_fmt_s(_median_step(r['curve'], 'elapsed_s'))} / "
@@ -319,28 +326,33 @@ def table(dataset: str, ours: dict[str, Any], rb: dict[str, Any], cmp: dict[str,
                     f"{r.get('load_avg_1m_start', float('nan')):.1f} / {r['load_avg_1m']:.1f} |")
     rows += ["", "| time to quality | target (valid NDCG@10) | reached at epoch | wall / CPU s | "
              "the other side's time to it, wall / CPU s | ratio wall / CPU |", "|---|---|---|---|---|---|"]
-    for label, key in (("recforge to RecBole's best", "ours_to_recbole_best"),
-                       ("RecBole to recforge's best", "recbole_to_ours_best")):
-        c = cmp[key]
-        ratio = (f"{c['speedup_wall']:.1f}x / {c['speedup_cpu']:.1f}x faster" if c["epoch"] else
-                 "never (within its run)")
-        rows.append(f"| {label} | {c['target_valid_ndcg@10']:.4f} | {c['epoch'] or 'never'} | "
-                    f"{_fmt_s(c['wall_s'])} / {_fmt_s(c['cpu_s'])} | {_fmt_s(c['other_wall_s'])} / "
-                    f"{_fmt_s(c['other_cpu_s'])} | {ratio} |")
+    for name, r in ours.items():
+        cmp = compare(r, rb)
+        for label, key in ((f"{name} to RecBole's best", "ours_to_recbole_best"),
+                           (f"RecBole to {name}'s best", "recbole_to_ours_best")):
+            c = cmp[key]
+            ratio = (f"{c['speedup_wall']:.1f}x / {c['speedup_cpu']:.1f}x faster" if c["epoch"] else
+                     "never (within its run)")
+            rows.append(f"| {label} | {c['target_valid_ndcg@10']:.4f} | {c['epoch'] or 'never'} | "
+                        f"{_fmt_s(c['wall_s'])} / {_fmt_s(c['cpu_s'])} | {_fmt_s(c['other_wall_s'])} / "
+                        f"{_fmt_s(c['other_cpu_s'])} | {ratio} |")
     return "\n".join(rows)
 
 
-def plot(dataset: str, ours: dict[str, Any], rb: dict[str, Any], paths: list[Path]) -> None:
-    """Validation NDCG@10 per epoch against wall-clock (left) and process CPU seconds (right), both libraries."""
+def plot(dataset: str, rb: dict[str, Any], ours: dict[str, dict[str, Any]], paths: list[Path]) -> None:
+    """Validation NDCG@10 per epoch against wall-clock (left) and process CPU seconds (right), every run."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    colors = ("tab:blue", "tab:green", "tab:purple", "tab:orange")
+    runs = [(rb, "RecBole 1.2.1", "tab:red")] + [(r, name, colors[i % len(colors)])
+                                                  for i, (name, r) in enumerate(ours.items())]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
     for ax, key, label in ((axes[0], "elapsed_s", "wall-clock seconds since training began"),
                            (axes[1], "elapsed_cpu_s", "process CPU seconds since training began")):
-        for r, name, color in ((rb, "RecBole 1.2.1", "tab:red"), (ours, "recforge", "tab:blue")):
+        for r, name, color in runs:
             x = [c[key] for c in r["curve"]]
             y = [c["valid_ndcg@10"] for c in r["curve"]]
             ax.plot(x, y, marker=".", color=color, label=f"{name} (lr {r['lr']:g}; {r['stopped_by']})")
@@ -361,22 +373,24 @@ def plot(dataset: str, ours: dict[str, Any], rb: dict[str, Any], paths: list[Pat
 
 
 def report(args: argparse.Namespace) -> dict[str, Any]:
-    """Combine the two runs of each lr of the grid; each side keeps its best-validation lr. Writes the results JSON,
-    the plot (bench/results/ and docs/img/) and prints the tables."""
-    runs = {side: [json.loads(run_path(side, args.dataset, lr).read_text(encoding="utf-8")) for lr in args.lr_grid]
-            for side in ("ours", "recbole")}
-    for side, rs in runs.items():
+    """Combine the runs of each lr of the grid; each side (RecBole, our defaults, each of our ``--variants``) keeps
+    its best-validation lr. Writes the results JSON, the plot (bench/results/ and docs/img/), prints the tables."""
+    sides = [("recbole", "")] + [("ours", v) for v in ["", *args.variants]]
+    runs = {f"{side}{'-' + v if v else ''}": [json.loads(run_path(side, args.dataset, lr, v).read_text(encoding="utf-8"))
+                                             for lr in args.lr_grid] for side, v in sides}
+    for key, rs in runs.items():
         for r in rs:
             if "test_ndcg@10" not in r:
-                raise SystemExit(f"{side} lr {r['lr']:g} on {args.dataset} has not finished (no test figures yet)")
-    ours = max(runs["ours"], key=lambda r: r["best_valid_ndcg@10"])
-    rb = max(runs["recbole"], key=lambda r: r["best_valid_ndcg@10"])
-    cmp = compare(ours, rb)
+                raise SystemExit(f"{key} lr {r['lr']:g} on {args.dataset} has not finished (no test figures yet)")
+    best = {key: max(rs, key=lambda r: r["best_valid_ndcg@10"]) for key, rs in runs.items()}
+    rb = best.pop("recbole")
+    ours = {ours_label(v): best[f"ours{'-' + v if v else ''}"] for _, v in sides[1:]}
     name = f"recbole-side-by-side-{tag(args.dataset)}"
-    text = table(args.dataset, ours, rb, cmp)
-    plot(args.dataset, ours, rb, [RESULTS_DIR / f"{name}.png", IMG_DIR / f"{name}.png"])
-    results = {"dataset": args.dataset, "lr_grid": args.lr_grid, "chosen": {"ours": ours["lr"], "recbole": rb["lr"]},
-               "compare": cmp, "table": text, "runs": runs}
+    text = table(rb, ours)
+    plot(args.dataset, rb, ours, [RESULTS_DIR / f"{name}.png", IMG_DIR / f"{name}.png"])
+    results = {"dataset": args.dataset, "lr_grid": args.lr_grid,
+               "chosen": {"recbole": rb["lr"]} | {key: r["lr"] for key, r in best.items()},
+               "compare": {label: compare(r, rb) for label, r in ours.items()}, "table": text, "runs": runs}
     _save(results, RESULTS_DIR / f"{name}.json")
     sys.stdout.write(text + "\n")
     return results
@@ -403,6 +417,8 @@ def main() -> None:
                    help="wall-clock cap: stop once the next epoch would end past it (0 = none)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--set", nargs="*", default=[], help="ours: config overrides, e.g. dropout=0.5")
+    p.add_argument("--variant", default="", help="ours: a name for a run with --set overrides (kept apart in files)")
+    p.add_argument("--variants", nargs="*", default=[], help="report: our variants to add beside our defaults")
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     if args.task == "ours":

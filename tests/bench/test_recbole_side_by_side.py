@@ -102,7 +102,7 @@ def test_compare_times_to_quality_both_ways_from_the_curves() -> None:
 
 def test_table_reports_never_and_ratios() -> None:
     bench = _bench()
-    text = bench.table("ml-100k", OURS, RB, bench.compare(OURS, RB))
+    text = bench.table(RB, {"recforge": OURS})
     lines = text.splitlines()
     rb_row = next(line for line in lines if line.startswith("| RecBole 1.2.1"))
     assert "| 3 / 4 | wall-clock cap | 100 / 200 | 0.0500 | 300 / 600 | 0.0450 / 0.0900 |" in rb_row
@@ -113,17 +113,25 @@ def test_table_reports_never_and_ratios() -> None:
 
 
 def test_report_keeps_each_sides_best_lr_and_draws_the_plot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each side keeps its best-validation lr; a named variant of ours gets its own rows, compared with RecBole."""
     bench = _bench()
     for name in ("OUT_DIR", "RESULTS_DIR", "IMG_DIR"):
         monkeypatch.setattr(bench, name, tmp_path / name.lower())
     worse = _run(2e-3, [(10, 5, 0.01), (20, 10, 0.02)], 0.01, "early stopping")
-    for side, runs in (("ours", (OURS, worse)), ("recbole", (RB, {**worse, "lr": 2e-3}))):
+    # the variant is best at lr 2e-3 and beats RecBole's best (0.05) at its second epoch
+    sliding = (_run(1e-3, [(10, 5, 0.01)], 0.01, "early stopping"),
+               _run(2e-3, [(30, 15, 0.04), (60, 30, 0.055)], 0.05, "early stopping"))
+    for side, variant, runs in (("ours", "", (OURS, worse)), ("recbole", "", (RB, {**worse, "lr": 2e-3})),
+                                ("ours", "sliding", sliding)):
         for run in runs:
-            path = bench.run_path(side, "ml-100k", run["lr"])
+            path = bench.run_path(side, "ml-100k", run["lr"], variant)
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(run), encoding="utf-8")
-    out = bench.report(argparse.Namespace(dataset="ml-100k", lr_grid=[1e-3, 2e-3]))
-    assert out["chosen"] == {"ours": 1e-3, "recbole": 1e-3}
+    out = bench.report(argparse.Namespace(dataset="ml-100k", lr_grid=[1e-3, 2e-3], variants=["sliding"]))
+    assert out["chosen"] == {"ours": 1e-3, "recbole": 1e-3, "ours-sliding": 2e-3}
+    assert out["compare"]["recforge (sliding)"]["ours_to_recbole_best"]["epoch"] == 2
+    assert "| recforge (sliding) | 0.002 | 2 / 2 |" in out["table"]
+    assert "| RecBole to recforge (sliding)'s best | 0.0550 |" in out["table"]
     png = tmp_path / "img_dir" / "recbole-side-by-side-ml100k.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
     assert (tmp_path / "results_dir" / "recbole-side-by-side-ml100k.json").is_file()
@@ -136,7 +144,7 @@ def test_report_refuses_an_unfinished_run(tmp_path: Path, monkeypatch: pytest.Mo
     for side, run in (("ours", unfinished), ("recbole", RB)):
         bench.run_path(side, "ml-100k", 1e-3).write_text(json.dumps(run), encoding="utf-8")
     with pytest.raises(SystemExit, match="has not finished"):
-        bench.report(argparse.Namespace(dataset="ml-100k", lr_grid=[1e-3]))
+        bench.report(argparse.Namespace(dataset="ml-100k", lr_grid=[1e-3], variants=[]))
 
 
 def test_ours_stops_by_recboles_rule_and_tests_the_best_weights(tmp_path: Path,
@@ -159,7 +167,7 @@ def test_ours_stops_by_recboles_rule_and_tests_the_best_weights(tmp_path: Path,
     monkeypatch.setattr(bench, "PATIENCE", 2)
     monkeypatch.setattr(bench, "OUR_CONFIG", {"dim": 16, "n_layers": 1, "n_heads": 1, "max_len": 10, "loss": "ce"})
     args = argparse.Namespace(dataset="ml-100k", lr=2e-2, epochs=40, batch_size=16, threads=1, set=["dropout=0.0"],
-                              max_seconds=0.0)
+                              max_seconds=0.0, variant="")
     out = bench.run_ours(args)
     assert out["best_valid_ndcg@10"] > 0.5  # the rule is learnt (random ranking of 30 items: ~0.1)
     # the rule saturates validation NDCG at 1.0 within a few epochs: no later epoch improves on it
