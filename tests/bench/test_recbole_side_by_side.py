@@ -107,9 +107,14 @@ def test_table_reports_never_and_ratios() -> None:
     rb_row = next(line for line in lines if line.startswith("| RecBole 1.2.1"))
     assert "| 3 / 4 | wall-clock cap | 100 / 200 | 0.0500 | 300 / 600 | 0.0450 / 0.0900 |" in rb_row
     ours_to = next(line for line in lines if line.startswith("| recforge to RecBole's best"))
-    assert "15.0x / 60.0x faster" in ours_to
+    assert "| 15.0x / 60.0x |" in ours_to
     rb_to = next(line for line in lines if line.startswith("| RecBole to recforge's best"))
     assert "| never |" in rb_to and "never (within its run)" in rb_to
+    # a slower recforge run (best 0.045 after 1,000 s / 500 CPU-s), which RecBole reaches at epoch 3 (300 / 600)
+    slow = _run(1e-3, [(500, 250, 0.03), (1000, 500, 0.045)], 0.04, "early stopping")
+    rb_to_slow = next(line for line in bench.table(RB, {"recforge": slow}).splitlines()
+                      if line.startswith("| RecBole to recforge's best"))
+    assert "| 0.0450 | 3 | 300 / 600 | 1,000 / 500 | 0.3x / 1.2x |" in rb_to_slow
 
 
 def test_report_keeps_each_sides_best_lr_and_draws_the_plot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -131,7 +136,10 @@ def test_report_keeps_each_sides_best_lr_and_draws_the_plot(tmp_path: Path, monk
     assert out["chosen"] == {"ours": 1e-3, "recbole": 1e-3, "ours-sliding": 2e-3}
     assert out["compare"]["recforge (sliding)"]["ours_to_recbole_best"]["epoch"] == 2
     assert "| recforge (sliding) | 0.002 | 2 / 2 |" in out["table"]
-    assert "| RecBole to recforge (sliding)'s best | 0.0550 |" in out["table"]
+    # RecBole never reaches 0.055; the variant reaches RecBole's best (300 s / 600 CPU-s) in 60 s / 30 CPU-s
+    assert "| RecBole to recforge (sliding)'s best | 0.0550 | never |" in out["table"]
+    assert "| recforge (sliding) to RecBole's best | 0.0500 | 2 | 60.0 / 30.0 | 300 / 600 | 5.0x / 20.0x |" in \
+        out["table"]
     png = tmp_path / "img_dir" / "recbole-side-by-side-ml100k.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
     assert (tmp_path / "results_dir" / "recbole-side-by-side-ml100k.json").is_file()
