@@ -366,7 +366,7 @@ def plot(dataset: str, rb: dict[str, Any], ours: dict[str, dict[str, Any]], path
         ax.set_xlabel(label + " (log)")
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("validation NDCG@10 (full ranking, unmasked)")
-    axes[0].legend(fontsize=8, loc="lower right")
+    axes[0].legend(fontsize=8, loc="best")
     fig.suptitle(f"SASRec on {dataset}, 1 thread each: learning curves (star = best, kept for test)")
     fig.tight_layout()
     for p in paths:
