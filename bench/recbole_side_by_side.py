@@ -16,12 +16,14 @@ via bench/recbole_driver.py. The splits:
 - ``amazon-beauty``: Amazon Beauty (S3-Rec 5-core, under RECFORGE_DATA_DIR), leave-last-out by position: the last item
   of each user is the test item, the one before it the validation item, on both sides.
 
-    # each side to its own optimum (RecBole capped at 4,300 s of wall-clock), then the report (table + plot)
+    # each side to its own optimum (RecBole capped at 5,400 s of wall-clock), a variant of ours, then the report
     OMP_NUM_THREADS=1 RECFORGE_DATA_DIR=../shared/data .venv/bin/python bench/recbole_side_by_side.py recbole \
-        --dataset ml-100k --lr 1e-3 --max-seconds 4300
+        --dataset ml-100k --lr 1e-3 --max-seconds 5400
     OMP_NUM_THREADS=1 RECFORGE_DATA_DIR=../shared/data .venv/bin/python bench/recbole_side_by_side.py ours \
         --dataset ml-100k --lr 1e-3
-    .venv/bin/python bench/recbole_side_by_side.py report --dataset ml-100k --lr 1e-3
+    OMP_NUM_THREADS=1 RECFORGE_DATA_DIR=../shared/data .venv/bin/python bench/recbole_side_by_side.py ours \
+        --dataset ml-100k --lr 1e-3 --variant sliding --set sliding=true
+    .venv/bin/python bench/recbole_side_by_side.py report --dataset ml-100k --lr-grid 1e-3 --variants sliding
 """
 
 from __future__ import annotations
@@ -68,9 +70,14 @@ def lr_tag(lr: float) -> str:
     return f"{mant}e{int(exp)}"
 
 
+def run_key(side: str, variant: str = "") -> str:
+    """``ours``, ``recbole``, or ``ours-<variant>`` for a named variant of our side."""
+    return f"{side}-{variant}" if variant else side
+
+
 def run_path(side: str, dataset: str, lr: float, variant: str = "") -> Path:
     """Where one side's run for (dataset, lr[, variant]) is written (per epoch while it runs, final when it ends)."""
-    return OUT_DIR / f"{side}-{tag(dataset)}-sasrec-lr{lr_tag(lr)}{'-' + variant if variant else ''}.json"
+    return OUT_DIR / f"{run_key(side, variant)}-{tag(dataset)}-sasrec-lr{lr_tag(lr)}.json"
 
 
 # ---------------------------------------------------------------------------------------------- data
@@ -379,15 +386,15 @@ def report(args: argparse.Namespace) -> dict[str, Any]:
     """Combine the runs of each lr of the grid; each side (RecBole, our defaults, each of our ``--variants``) keeps
     its best-validation lr. Writes the results JSON, the plot (bench/results/ and docs/img/), prints the tables."""
     sides = [("recbole", "")] + [("ours", v) for v in ["", *args.variants]]
-    runs = {f"{side}{'-' + v if v else ''}": [json.loads(run_path(side, args.dataset, lr, v).read_text(encoding="utf-8"))
-                                             for lr in args.lr_grid] for side, v in sides}
+    runs = {run_key(side, v): [json.loads(run_path(side, args.dataset, lr, v).read_text(encoding="utf-8"))
+                               for lr in args.lr_grid] for side, v in sides}
     for key, rs in runs.items():
         for r in rs:
             if "test_ndcg@10" not in r:
                 raise SystemExit(f"{key} lr {r['lr']:g} on {args.dataset} has not finished (no test figures yet)")
     best = {key: max(rs, key=lambda r: r["best_valid_ndcg@10"]) for key, rs in runs.items()}
     rb = best.pop("recbole")
-    ours = {ours_label(v): best[f"ours{'-' + v if v else ''}"] for _, v in sides[1:]}
+    ours = {ours_label(v): best[run_key("ours", v)] for _, v in sides[1:]}
     name = f"recbole-side-by-side-{tag(args.dataset)}"
     text = table(rb, ours)
     plot(args.dataset, rb, ours, [RESULTS_DIR / f"{name}.png", IMG_DIR / f"{name}.png"])
