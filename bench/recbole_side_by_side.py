@@ -316,9 +316,9 @@ def ours_label(variant: str) -> str:
     return f"recforge ({variant})" if variant else "recforge"
 
 
-def table(rb: dict[str, Any], ours: dict[str, dict[str, Any]]) -> str:
+def table(rb: dict[str, Any], ours: dict[str, dict[str, Any]], cmps: dict[str, dict[str, Any]]) -> str:
     """The markdown tables of the study page: one row per run (RecBole, then each of our variants by label), then
-    time-to-quality both ways between RecBole and each of ours."""
+    time-to-quality both ways between RecBole and each of ours (``cmps[label]``: :func:`compare` of that run)."""
     rows = ["| library | lr | epochs (best / run) | stopped by | epoch wall / CPU s (median) | best valid NDCG@10 | "
             "time to best, wall / CPU s | test NDCG@10 / Recall@10 (best-valid weights) | peak RSS | "
             "load 1m start / end |",
@@ -334,8 +334,7 @@ def table(rb: dict[str, Any], ours: dict[str, dict[str, Any]]) -> str:
     rows += ["", "| time to quality | target (valid NDCG@10) | reached at epoch | wall / CPU s | "
              "the other side's time to it, wall / CPU s | RecBole's time / recforge's, wall / CPU |",
              "|---|---|---|---|---|---|"]
-    for name, r in ours.items():
-        cmp = compare(r, rb)
+    for name, cmp in cmps.items():
         for label, key in ((f"{name} to RecBole's best", "ours_to_recbole_best"),
                            (f"RecBole to {name}'s best", "recbole_to_ours_best")):
             c = cmp[key]
@@ -396,11 +395,12 @@ def report(args: argparse.Namespace) -> dict[str, Any]:
     rb = best.pop("recbole")
     ours = {ours_label(v): best[run_key("ours", v)] for _, v in sides[1:]}
     name = f"recbole-side-by-side-{tag(args.dataset)}"
-    text = table(rb, ours)
+    cmps = {label: compare(r, rb) for label, r in ours.items()}
+    text = table(rb, ours, cmps)
     plot(args.dataset, rb, ours, [RESULTS_DIR / f"{name}.png", IMG_DIR / f"{name}.png"])
     results = {"dataset": args.dataset, "lr_grid": args.lr_grid,
                "chosen": {"recbole": rb["lr"]} | {key: r["lr"] for key, r in best.items()},
-               "compare": {label: compare(r, rb) for label, r in ours.items()}, "table": text, "runs": runs}
+               "compare": cmps, "table": text, "runs": runs}
     _save(results, RESULTS_DIR / f"{name}.json")
     sys.stdout.write(text + "\n")
     return results

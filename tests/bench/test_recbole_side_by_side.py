@@ -102,7 +102,7 @@ def test_compare_times_to_quality_both_ways_from_the_curves() -> None:
 
 def test_table_reports_never_and_ratios() -> None:
     bench = _bench()
-    text = bench.table(RB, {"recforge": OURS})
+    text = bench.table(RB, {"recforge": OURS}, {"recforge": bench.compare(OURS, RB)})
     lines = text.splitlines()
     rb_row = next(line for line in lines if line.startswith("| RecBole 1.2.1"))
     assert "| 3 / 4 | wall-clock cap | 100 / 200 | 0.0500 | 300 / 600 | 0.0450 / 0.0900 |" in rb_row
@@ -112,7 +112,8 @@ def test_table_reports_never_and_ratios() -> None:
     assert "| never |" in rb_to and "never (within its run)" in rb_to
     # a slower recforge run (best 0.045 after 1,000 s / 500 CPU-s), which RecBole reaches at epoch 3 (300 / 600)
     slow = _run(1e-3, [(500, 250, 0.03), (1000, 500, 0.045)], 0.04, "early stopping")
-    rb_to_slow = next(line for line in bench.table(RB, {"recforge": slow}).splitlines()
+    rb_to_slow = next(line for line in bench.table(RB, {"recforge": slow},
+                                                  {"recforge": bench.compare(slow, RB)}).splitlines()
                       if line.startswith("| RecBole to recforge's best"))
     assert "| 0.0450 | 3 | 300 / 600 | 1,000 / 500 | 0.3x / 1.2x |" in rb_to_slow
 
