@@ -142,7 +142,7 @@ def stage_train(args: argparse.Namespace) -> None:
     base = {"sid": str(args.sid) if args.sid else "", "beam": args.beam,
             "train": {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "patience": args.patience,
                       "threads": args.threads, "seed": args.seed, "eval_users": args.eval_users,
-                      "budget_s": args.budget_min * 60}}
+                      "budget_s": args.budget_min * 60, "budget_clock": args.budget_clock}}
     cfg = from_dict(TigerDecoderConfig, apply_overrides(base, args.set))
     load = {"start": os.getloadavg()[0]}
     cpu0 = _cpu_s()
@@ -178,7 +178,7 @@ def stage_baseline(args: argparse.Namespace) -> None:
     cls = get_model(args.model)
     base = {"train": {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "patience": args.patience,
                       "threads": args.threads, "seed": args.seed, "eval_users": args.eval_users,
-                      "budget_s": args.budget_min * 60}}
+                      "budget_s": args.budget_min * 60, "budget_clock": args.budget_clock}}
     cfg = from_dict(cls.config_class, apply_overrides(base, args.set))
     load = {"start": os.getloadavg()[0]}
     cpu0 = _cpu_s()
@@ -286,6 +286,8 @@ def main() -> None:
         t.add_argument("--lr", type=float, default=1e-3)
         t.add_argument("--patience", type=int, default=3)
         t.add_argument("--budget-min", type=float, default=12)
+        t.add_argument("--budget-clock", choices=["wall", "cpu"], default="wall",
+                       help="what --budget-min counts: wall minutes or this process's CPU minutes")
         t.add_argument("--eval-users", type=int, default=2000)
         t.add_argument("--threads", type=int, default=1)
         t.add_argument("--seed", type=int, default=0)

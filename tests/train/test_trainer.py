@@ -202,3 +202,14 @@ def test_time_budget_stops_after_the_epoch_that_spends_it():
     module = _Linear()
     result = Trainer(TrainConfig(epochs=50, batch_size=4, budget_s=1e-9, threads=1)).fit(module, _Rows())
     assert result.out_of_budget and len(result.history) == 1
+
+
+def test_cpu_time_budget_counts_this_process_cpu_seconds():
+    # A CPU budget no epoch can spend on this tiny module never stops the fit; one any epoch spends stops it at once.
+    roomy = Trainer(TrainConfig(epochs=3, batch_size=4, budget_s=3600, budget_clock="cpu", threads=1))
+    assert not roomy.fit(_Linear(), _Rows()).out_of_budget
+    tight = Trainer(TrainConfig(epochs=50, batch_size=4, budget_s=1e-9, budget_clock="cpu", threads=1))
+    result = tight.fit(_Linear(), _Rows())
+    assert result.out_of_budget and len(result.history) == 1
+    with pytest.raises(ConfigError, match="budget_clock"):
+        TrainConfig(budget_clock="gpu")

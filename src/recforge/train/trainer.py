@@ -56,6 +56,9 @@ class TrainConfig:
     eval_every: int = 1  # evaluate on validation every this many epochs
     eval_users: int = 0  # early-stop on a seeded sample of this many validation users (0 = all of them)
     budget_s: float = 0.0  # stop after the first epoch that ends past this many seconds of fitting (0 = no limit)
+    # what budget_s counts: wall seconds, or this process's CPU seconds (every thread; the steadier budget when
+    # several fits share a machine's cores)
+    budget_clock: Literal["wall", "cpu"] = "wall"
     seed: int = 0  # seeds initialisation, data order, negatives, masks and dropout
     threads: int = 0  # torch CPU threads; 0 keeps torch's default
     device: Literal["auto", "cpu", "cuda"] = "auto"  # auto = CUDA when available
@@ -166,6 +169,7 @@ class Trainer:
     ) -> TrainResult:
         cfg = self.config
         t_start = time.perf_counter()
+        budget_start = self._budget_clock()
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         rank, world = distributed_context()
@@ -257,8 +261,9 @@ class Trainer:
                     self._save_checkpoint(ckpt, module, optimizer, state, result, best_state, improved)
                 for cb in self.callbacks:
                     cb(epoch + 1, row)
-                if cfg.budget_s and not stop and self._over_budget(t_start, cfg.budget_s, world, device):
-                    log.info("time budget of %.0f s spent after epoch %d", cfg.budget_s, epoch + 1)
+                if cfg.budget_s and not stop and self._over_budget(budget_start, world, device):
+                    log.info("time budget of %.0f %s s spent after epoch %d", cfg.budget_s, cfg.budget_clock,
+                             epoch + 1)
                     result.out_of_budget = True
                     break
                 if stop:
@@ -298,9 +303,12 @@ class Trainer:
         module.train()
         return float(value.cpu()[0])
 
-    @staticmethod
-    def _over_budget(t_start: float, budget: float, world: int, device: torch.device) -> bool:
-        over = torch.tensor([float(time.perf_counter() - t_start > budget)], device=device)
+    def _budget_clock(self) -> float:
+        return time.process_time() if self.config.budget_clock == "cpu" else time.perf_counter()
+
+    def _over_budget(self, budget_start: float, world: int, device: torch.device) -> bool:
+        spent = self._budget_clock() - budget_start
+        over = torch.tensor([float(spent > self.config.budget_s)], device=device)
         if world > 1:  # rank 0's clock decides, so every process stops after the same epoch
             import torch.distributed as dist
 
