@@ -1,6 +1,6 @@
 """Generative retrieval over semantic IDs on real data (leave-last-out, full catalogue, seen items masked).
 
-Two stages, one JSON line per result in --out:
+Stages, one JSON line per result in --out:
 
 ``sids``: semantic-ID tables for each (features, tokenizer, collisions) asked; build time, collisions before/after,
 largest group, codes used per level, prefix coherence vs random pairs.
@@ -18,7 +18,10 @@ projection head (when trained with ``head=projection``) on the same model, and b
 
 ``baseline``: a registered sequential model (``--model sasrec``) under the same budget, split and evaluator, with its
 learning curve; ``--per-user DIR`` (here and in ``train``) keeps every test user's values for ``compare``, a paired
-test of two such files (bootstrap CI of the difference, paired t-test).
+test of such files (``--a``/``--b``, one file a seed on each side: per-seed differences with a t CI over seeds, and the
+bootstrap CI and t-test over users of the seed-averaged values). ``--budget-clock cpu`` counts the budget in the
+process's CPU seconds, so fits sharing the machine's cores get equal budgets. ``curves`` plots the validation curves
+of result files against CPU seconds.
 
 ``decode``: a saved model's decodings timed on every test user (the ranking alone, wall and CPU seconds, and the whole
 evaluator), ``--profile N`` logs where the ranking time goes, ``--exact-users N`` beam vs exact on a seeded sample.
@@ -49,6 +52,7 @@ from recforge.data.datasets import load_dataset
 from recforge.data.jagged import gather_jagged
 from recforge.data.split import leave_last_out
 from recforge.evaluate.evaluator import evaluate
+from recforge.experiments.seeds import seed_ci
 from recforge.metrics.stats import paired_bootstrap, paired_t_test
 from recforge.models.base import load_model
 from recforge.models.generative.inspect import inspect_sids
@@ -247,15 +251,61 @@ def stage_decode(args: argparse.Namespace) -> None:
 
 
 def stage_compare(args: argparse.Namespace) -> None:
-    """Paired test of per-user test values saved by ``train``/``baseline`` (``--per-user``): a minus b."""
-    a, b = np.load(args.a), np.load(args.b)
-    if not np.array_equal(a["users"], b["users"]):
-        raise SystemExit(f"{args.a} and {args.b} hold different test users")
-    row = {"a": args.a.stem, "b": args.b.stem, "users": len(a["users"])}
+    """Paired test of per-user test values saved by ``train``/``baseline`` (``--per-user``): A minus B.
+
+    Several files a side are seeds, paired by position. One row: each seed's means and difference, the mean of the
+    per-seed differences with its Student-t 95% CI over seeds and how many seeds A is ahead, and over users (each
+    user's value averaged over the seeds) the paired bootstrap CI and t-test of the difference."""
+    if len(args.a) != len(args.b):
+        raise SystemExit(f"compare: {len(args.a)} files for A but {len(args.b)} for B (one a seed on each side)")
+    loaded = [(np.load(a), np.load(b)) for a, b in zip(args.a, args.b)]
+    users = loaded[0][0]["users"]
+    for (a, b), path_a, path_b in zip(loaded, args.a, args.b):
+        if not (np.array_equal(a["users"], users) and np.array_equal(b["users"], users)):
+            raise SystemExit(f"{path_a} and {path_b} hold other test users than {args.a[0]}")
+    row = {"a": [str(x) for x in args.a], "b": [str(x) for x in args.b], "seeds": len(loaded), "users": len(users)}
     for m in args.metrics:
-        row[m] = {"a": float(a[m].mean()), "b": float(b[m].mean()), "ratio": float(a[m].mean() / b[m].mean()),
-                  **paired_bootstrap(a[m], b[m]), "t_test_p": paired_t_test(a[m], b[m])["p_value"]}
+        per_seed = [{"a": float(a[m].mean()), "b": float(b[m].mean())} for a, b in loaded]
+        diff = seed_ci([s["a"] - s["b"] for s in per_seed])
+        a_users = np.mean([a[m] for a, _ in loaded], axis=0)  # (users,) each user's value averaged over seeds
+        b_users = np.mean([b[m] for _, b in loaded], axis=0)
+        row[m] = {"a": float(a_users.mean()), "b": float(b_users.mean()),
+                  "ratio": float(a_users.mean() / b_users.mean()), "per_seed": per_seed,
+                  "seed_diff": diff, "a_ahead_seeds": sum(s["a"] > s["b"] for s in per_seed),
+                  **paired_bootstrap(a_users, b_users), "t_test_p": paired_t_test(a_users, b_users)["p_value"]}
     write(args.out, row)
+
+
+def stage_curves(args: argparse.Namespace) -> None:
+    """One plot of the validation curves in ``train``/``baseline`` result files: the early-stopping metric after
+    each epoch against the CPU seconds of fitting so far (epochs' wall seconds scaled to the fit's CPU seconds, as
+    the budget counted), one line per model and seed."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display on servers and CI
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    colours: dict[str, str] = {}
+    for path in args.files:
+        for line in path.read_text(encoding="utf-8").splitlines():
+            row = json.loads(line)
+            key = next(k for k in row["curve"][0] if k.startswith("valid_"))
+            wall = np.cumsum([r["train_s"] for r in row["curve"]])
+            cpu = wall * row["fit_cpu_s"] / max(row["fit_s"], 1e-9)
+            name = row["model"] + (f" ({row['valid_decoding']})" if "valid_decoding" in row else "")
+            label = None if name in colours else name  # one legend entry a model, one colour for all its seeds
+            colour = colours.setdefault(name, f"C{len(colours)}")
+            ax.plot(cpu, [r[key] for r in row["curve"]], marker="o", ms=3, color=colour, alpha=0.8, label=label)
+    ax.set_xlabel("CPU seconds of fitting")
+    ax.set_ylabel(key.removeprefix("valid_") + " (validation)")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    args.plot.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(args.plot, dpi=110)
+    plt.close(fig)
+    log.info("plot written to %s", args.plot)
 
 
 def main() -> None:
@@ -304,16 +354,19 @@ def main() -> None:
     d.add_argument("--per-user", type=Path, default=None)
     d.add_argument("--out", type=Path, default=None)
     c = sub.add_parser("compare")
-    c.add_argument("a", type=Path)
-    c.add_argument("b", type=Path)
+    c.add_argument("--a", type=Path, nargs="+", required=True, help="A's per-user files, one a seed")
+    c.add_argument("--b", type=Path, nargs="+", required=True, help="B's per-user files, the same seeds in order")
     c.add_argument("--metrics", nargs="+", default=["recall@10", "ndcg@10"])
     c.add_argument("--out", type=Path, default=None)
+    v = sub.add_parser("curves")
+    v.add_argument("files", type=Path, nargs="+", help="result files of train / baseline")
+    v.add_argument("--plot", type=Path, required=True, metavar="PNG")
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     if args.stage == "decode":
         torch.set_num_threads(args.threads)
     stages = {"sids": stage_sids, "train": stage_train, "baseline": stage_baseline, "decode": stage_decode,
-              "compare": stage_compare}
+              "compare": stage_compare, "curves": stage_curves}
     stages[args.stage](args)
 
 
