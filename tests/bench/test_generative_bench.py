@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import sys
@@ -13,6 +14,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@functools.cache
 def _bench():
     spec = importlib.util.spec_from_file_location("generative_bench", ROOT / "bench" / "generative.py")
     mod = importlib.util.module_from_spec(spec)
