@@ -250,6 +250,12 @@ def stage_decode(args: argparse.Namespace) -> None:
     write(args.out, row)
 
 
+def _load_per_user(path: Path) -> dict[str, np.ndarray]:
+    """A ``--per-user`` file read once into memory (an open .npz re-reads an array from the archive on every access)."""
+    with np.load(path) as f:
+        return {k: f[k] for k in f.files}
+
+
 def stage_compare(args: argparse.Namespace) -> None:
     """Paired test of per-user test values saved by ``train``/``baseline`` (``--per-user``): A minus B.
 
@@ -258,7 +264,7 @@ def stage_compare(args: argparse.Namespace) -> None:
     user's value averaged over the seeds) the paired bootstrap CI and t-test of the difference."""
     if len(args.a) != len(args.b):
         raise SystemExit(f"compare: {len(args.a)} files for A but {len(args.b)} for B (one a seed on each side)")
-    loaded = [(np.load(a), np.load(b)) for a, b in zip(args.a, args.b)]
+    loaded = [(_load_per_user(a), _load_per_user(b)) for a, b in zip(args.a, args.b)]
     users = loaded[0][0]["users"]
     for (a, b), path_a, path_b in zip(loaded, args.a, args.b):
         if not (np.array_equal(a["users"], users) and np.array_equal(b["users"], users)):
